@@ -1,0 +1,309 @@
+"""The `hw0` command line: the only module that imports typer/rich or exits the process.
+
+Each command builds one frozen config, calls one `run_*` function and renders its result.
+Library errors (`Hw0Error`) become a one-paragraph message on stderr and exit code 1 (runtime)
+or 2 (usage); no traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from hw0cli.errors import Hw0Error
+
+app = typer.Typer(help="hw0: the deep-learning homework as fast, reproducible experiments.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+data_app = typer.Typer(help="Fetch and inspect CIFAR-10 and MNIST.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+out_console = Console()
+err_console = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+OUT_ENV = "HW0_OUT"
+
+
+def _default_out() -> Path:
+    return Path(os.environ.get(OUT_ENV) or "artifacts")
+
+
+def _default_data() -> Path:
+    from hw0cli.data import default_data_dir
+    return default_data_dir()
+
+
+DataDir = Annotated[Path | None, typer.Option(
+    "--data-dir", help="Folder holding cifar-10-batches-py/ and MNIST/raw/ "
+    "[default: $HW0_DATA_DIR or ./data]", show_default=False)]
+OutDir = Annotated[Path | None, typer.Option(
+    "--out", help="Output folder for run files, ONNX models, plots and reports "
+    "[default: $HW0_OUT or ./artifacts]", show_default=False)]
+Json = Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")]
+
+
+def handle_errors(fn: F) -> F:
+    """Turn library errors into a message on stderr and the right exit code."""
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except Hw0Error as exc:
+            err_console.print(f"[bold red]Error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            err_console.print("[bold red]Interrupted.[/]")
+            raise typer.Exit(130) from None
+    return wrapper  # type: ignore[return-value]
+
+
+def _fmt(x: Any, pct: bool = False) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    if pct:
+        return f"{100 * x:.2f}%"
+    if isinstance(x, float):
+        return f"{x:.4g}"
+    return str(x)
+
+
+def _print_json(obj: Any) -> None:
+    print(json.dumps(obj, default=str))
+
+
+# ---------------------------------------------------------------------------------------------
+# data
+
+
+@data_app.command("download")
+@handle_errors
+def data_download(data_dir: DataDir = None, which: Annotated[str, typer.Option(
+        help="cifar10, mnist, or both (comma-separated)")] = "cifar10,mnist") -> None:
+    """Download CIFAR-10 and MNIST with torchvision's utilities into torchvision's layouts."""
+    from hw0cli.data import download
+    from hw0cli.errors import check
+    data_dir = data_dir or _default_data()
+    sets = tuple(s.strip() for s in which.split(",") if s.strip())
+    check(bool(sets) and all(s in ("cifar10", "mnist") for s in sets),
+          f"--which takes cifar10, mnist or both (got '{which}').")
+    for line in download(data_dir, sets):
+        out_console.print(line)
+
+
+@data_app.command("info")
+@handle_errors
+def data_info(data_dir: DataDir = None, as_json: Json = False) -> None:
+    """Show which data files are present, their sizes and whether they match the official MD5."""
+    from hw0cli.data import info
+    data_dir = data_dir or _default_data()
+    rows = info(data_dir)
+    if as_json:
+        _print_json([r.__dict__ for r in rows])
+        return
+    t = Table(title=f"Data in {data_dir}")
+    for c in ("dataset", "file", "present", "size", "official checksum"):
+        t.add_column(c)
+    for r in rows:
+        ok = "-" if r.md5_ok is None else ("[green]match[/]" if r.md5_ok
+                                           else "[yellow]differs[/]")
+        t.add_row(r.dataset, Path(r.path).name, "yes" if r.present else "[red]missing[/]",
+                  f"{r.size / 1e6:.1f} MB" if r.present else "-", ok)
+    out_console.print(t)
+    if any(r.md5_ok is False for r in rows):
+        err_console.print("[yellow]Warning:[/] some files differ from the official release "
+                          "(a re-encoded or modified copy); results may differ slightly.")
+    if any(not r.present for r in rows):
+        err_console.print(f"Missing files: run `hw0 data download --data-dir {data_dir}`.")
+
+
+# ---------------------------------------------------------------------------------------------
+# train
+
+
+class RichReporter:
+    """Progress bar per epoch and a line per finished epoch."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.progress: Progress | None = None
+        self.task: Any = None
+        self.epochs = 0
+
+    def on_start(self, info: dict[str, Any]) -> None:
+        self.epochs = info["epochs"]
+        resumed = f", resuming after epoch {info['start_epoch']}" if info["start_epoch"] else ""
+        self.console.print(
+            f"run [bold]{info['run_id']}[/] on {info['device']} ({info['precision']}, "
+            f"compile={'on' if info['compile'] else 'off'}), {info['n_train']} training images, "
+            f"realized label noise {100 * info['realized_noise']:.1f}%{resumed}", highlight=False)
+        self.console.print(f"{'epoch':>5} {'train loss':>10} {'train err':>9} {'test loss':>9} "
+                           f"{'test err':>8} {'lr':>8} {'seconds':>7}")
+
+    def on_step(self, epoch: int, step: int, nsteps: int, loss: float, acc: float,
+                images_per_s: float) -> None:
+        if self.progress is None:
+            self.progress = Progress(
+                TextColumn("epoch {task.fields[epoch]}/{task.fields[epochs]}"), BarColumn(),
+                TextColumn("{task.completed}/{task.total} steps  loss {task.fields[loss]:.3f}  "
+                           "acc {task.fields[acc]:.1%}  {task.fields[ips]:,.0f} img/s"),
+                TimeElapsedColumn(), console=self.console, transient=True)
+            self.progress.start()
+            self.task = self.progress.add_task("train", total=nsteps, epoch=epoch,
+                                               epochs=self.epochs, loss=loss, acc=acc,
+                                               ips=images_per_s)
+        self.progress.update(self.task, completed=step, epoch=epoch, loss=loss, acc=acc,
+                             ips=images_per_s)
+
+    def on_epoch(self, row: dict[str, Any]) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+        extra = ""
+        if not math.isnan(row.get("train_eval_err", math.nan)):
+            extra += f"  full-train err {100 * row['train_eval_err']:.2f}%"
+        if not math.isnan(row.get("test_err_tta", math.nan)):
+            extra += f"  test err (flip TTA) {100 * row['test_err_tta']:.2f}%"
+        self.console.print(
+            f"{row['epoch']:>5} {row['train_loss']:>10.4f} {100 * row['train_err']:>8.2f}% "
+            f"{row['test_loss']:>9.4f} {100 * row['test_err']:>7.2f}% {row['lr']:>8.4g} "
+            f"{row['seconds']:>7.1f}{extra}", highlight=False)
+
+
+@app.command()
+@handle_errors
+def train(
+    width: Annotated[int | None, typer.Option(help="Myrtle5 width c (convs c,2c,4c,8c) "
+                                              "[default: 64]")] = None,
+    noise: Annotated[float | None, typer.Option(help="Label-noise probability p in [0,1] "
+                                                "[default: 0]")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs (the cap with "
+                                               "--until-train-error) [default: 20]")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Batch size [default: 128]")] = None,
+    lr: Annotated[float | None, typer.Option(help="(Peak) learning rate [default: 0.1]")] = None,
+    momentum: Annotated[float | None, typer.Option(help="SGD momentum [default: 0]")] = None,
+    nesterov: Annotated[bool | None, typer.Option("--nesterov/--no-nesterov",
+                                                  help="Nesterov momentum")] = None,
+    weight_decay: Annotated[float | None, typer.Option(help="Weight decay [default: 0]")] = None,
+    optimizer: Annotated[str | None, typer.Option(help="sgd | adam [default: sgd]")] = None,
+    schedule: Annotated[str | None, typer.Option(
+        help="constant | step | cosine | onecycle [default: constant]")] = None,
+    augment: Annotated[str | None, typer.Option(
+        help="none, or hflip, vflip, crop joined by '+' [default: none]")] = None,
+    label_smoothing: Annotated[float | None, typer.Option(help="[default: 0]")] = None,
+    objective: Annotated[str | None, typer.Option(
+        help="standard | worst-view (minimize the larger loss of image and its vertical "
+        "flip) [default: standard]")] = None,
+    tta: Annotated[bool | None, typer.Option("--tta/--no-tta", help="Also report test error "
+                                             "with horizontal-flip test-time averaging")] = None,
+    train_samples: Annotated[int | None, typer.Option(help="Train on a seeded subset of this "
+                                                      "many images [default: 50000]")] = None,
+    no_batchnorm: Annotated[bool, typer.Option("--no-batchnorm",
+                                               help="Remove the BatchNorm layers")] = False,
+    seed: Annotated[int, typer.Option(help="Seed for init, subset, noise, order")] = 0,
+    until_train_error: Annotated[float | None, typer.Option(
+        help="Stop once full-train-set error <= this fraction (e.g. 0.01)")] = None,
+    recipe: Annotated[str, typer.Option(help="notebook (course recipe) | fast (see README); "
+                                        "explicit options override it")] = "notebook",
+    device: Annotated[str, typer.Option(help="auto | cuda | cpu")] = "auto",
+    precision: Annotated[str, typer.Option(help="auto | bf16 | fp16 | fp32 (auto: bf16 on GPUs "
+                                           "that have it and AMX CPUs, else fp32/fp16)")] = "auto",
+    compile: Annotated[bool | None, typer.Option("--compile/--no-compile", help="torch.compile "
+                                                 "[default: on for CUDA, and for CPU when a C++ "
+                                                 "compiler is installed]")] = None,
+    run_id: Annotated[str | None, typer.Option(help="Name of the run [default: derived from "
+                                               "the settings]")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue an existing unfinished run (also "
+                                         "automatic for the same settings)")] = False,
+    force: Annotated[bool, typer.Option(help="Retrain even if this run already finished")] = False,
+    quiet: Annotated[bool, typer.Option(help="No progress output")] = False,
+    as_json: Json = False,
+    data_dir: DataDir = None,
+    out: OutDir = None,
+) -> None:
+    """Train Myrtle5 on CIFAR-10 (defaults: the course notebook's recipe)."""
+    from hw0cli.train import make_config, run_train
+    cfg = make_config(
+        recipe, width=width, noise=noise, epochs=epochs, batch_size=batch_size, lr=lr,
+        momentum=momentum, nesterov=nesterov, weight_decay=weight_decay, optimizer=optimizer,
+        schedule=schedule, augment=augment, label_smoothing=label_smoothing,
+        objective=objective, tta=tta, train_samples=train_samples,
+        batchnorm=False if no_batchnorm else None, seed=seed,
+        until_train_error=until_train_error, device=device, precision=precision,
+        compile=compile, data_dir=data_dir or _default_data(), out=out or _default_out(),
+        run_id=run_id, resume=resume, force=force)
+    console = err_console if as_json else out_console
+    result = run_train(cfg, reporter=None if quiet else RichReporter(console))
+    if as_json:
+        _print_json(result.to_json())
+        return
+    if quiet:
+        return
+    if result.status == "skipped":
+        console.print(f"run [bold]{result.run_id}[/] already finished ({result.path}); "
+                      "pass --force to train it again.", highlight=False)
+    views = result.test_acc_views
+    flip = (f", vertically flipped {100 * views['vflip']:.2f}%" if "vflip" in views else "")
+    console.print(
+        f"[bold]done[/]: test accuracy {100 * (1 - result.test_err):.2f}%{flip}; train error "
+        f"{100 * result.train_err:.2f}%; {result.seconds:.1f} s of training "
+        f"({result.images_per_s:,.0f} images/s, {result.device}, {result.precision}). "
+        f"Saved {result.path}", highlight=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# runs
+
+
+@app.command("runs")
+@handle_errors
+def runs_cmd(
+    out: OutDir = None,
+    views: Annotated[bool, typer.Option("--views", help="Rank by min(original, flipped) "
+                                        "test accuracy (flip robustness)")] = False,
+    as_json: Json = False,
+) -> None:
+    """List the training runs under the output folder."""
+    from hw0cli.runs import list_runs
+    out = out or _default_out()
+    found = list_runs(out)
+    if views:
+        found = sorted(found, key=lambda r: -min(r.test_acc_views.values(), default=-1))
+    if as_json:
+        _print_json([r.to_json() for r in found])
+        return
+    if not found:
+        out_console.print(f"No runs under {out}/runs yet. Start one with `hw0 train`.")
+        return
+    t = Table(title=f"Runs in {out}/runs")
+    cols = ["id", "status", "width", "noise", "epochs", "train err", "test err", "seconds"]
+    if views:
+        cols += ["orig acc", "vflip acc", "min", "procedure"]
+    for c in cols:
+        t.add_column(c, justify="left" if c in ("id", "status", "procedure") else "right",
+                     no_wrap=c == "id")
+    for r in found:
+        c = r.config
+        row = [r.run_id, r.status, _fmt(c.get("width")), _fmt(c.get("noise")),
+               str(r.epochs_done), _fmt(r.train_err, True), _fmt(r.test_err, True),
+               f"{r.seconds:.1f}"]
+        if views:
+            v = r.test_acc_views
+            row += [_fmt(v.get("original"), True), _fmt(v.get("vflip"), True),
+                    _fmt(min(v.values()) if v else None, True),
+                    f"augment={c.get('augment')}, objective={c.get('objective')}"]
+        t.add_row(*row)
+    out_console.print(t)
+
+
+def main() -> None:
+    app()

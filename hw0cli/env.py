@@ -1,0 +1,115 @@
+"""Devices, precision and the environment record stored with every result."""
+
+from __future__ import annotations
+
+import functools
+import platform
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hw0cli.errors import Hw0UsageError
+
+DEVICES = ("auto", "cuda", "cpu")
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+
+
+def resolve_device(name: str) -> torch.device:
+    """auto -> cuda when available, else cpu; cuda without a GPU is a usage error."""
+    if name not in DEVICES:
+        raise Hw0UsageError(f"Unknown device '{name}'. Choose one of: {', '.join(DEVICES)}.")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise Hw0UsageError("--device cuda was asked for, but torch sees no CUDA GPU here "
+                            f"(torch {torch.__version__}). Use --device cpu or --device auto.")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+@functools.lru_cache(maxsize=1)
+def _cpu_flags() -> set[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU has bf16 instructions at all (AVX512-BF16 or AMX); Linux only."""
+    return bool({"avx512_bf16", "amx_bf16"} & _cpu_flags())
+
+
+def cpu_has_amx() -> bool:
+    """Whether this CPU has AMX-BF16 matrix units (where bf16 convolutions really are fast)."""
+    return "amx_bf16" in _cpu_flags()
+
+
+def resolve_precision(name: str, device: torch.device) -> str:
+    """auto -> bf16 on GPUs that have it (fp16 on older ones); on CPUs bf16 only with AMX.
+
+    Why not bf16 on every CPU that has AVX512-BF16: measured on such a CPU (2 vCPUs, no AMX,
+    torch 2.14.1, oneDNN 3.12), Myrtle5 training ran slower in bf16 autocast than in fp32 at
+    widths 4 and 64 (fp32 compiled, channels_last: 5,477 vs 4,697 images/s at c=4; 125 vs 94
+    images/s uncompiled at c=64). With AMX, oneDNN's bf16 convolutions are several times
+    faster than fp32, so bf16 pays there.
+    """
+    if name not in PRECISIONS:
+        raise Hw0UsageError(f"Unknown precision '{name}'. Choose one of: "
+                            f"{', '.join(PRECISIONS)}.")
+    if name != "auto":
+        if name == "fp16" and device.type == "cpu":
+            raise Hw0UsageError("fp16 autocast is for GPUs; on the CPU use bf16 or fp32.")
+        return name
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "bf16" if cpu_has_amx() else "fp32"
+
+
+def resolve_compile(flag: bool | None, device: torch.device) -> bool:
+    """None (auto) -> on for CUDA, and on the CPU when a C++ compiler is there for inductor."""
+    if flag is not None:
+        return flag
+    return device.type == "cuda" or any(shutil.which(c) for c in ("g++", "c++", "clang++"))
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu: {platform.processor() or platform.machine()} x{torch.get_num_threads()} threads"
+
+
+@functools.lru_cache(maxsize=1)
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=5, cwd=Path(__file__).resolve().parent)
+        return out.stdout.strip() or None if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def environment(device: torch.device | None = None) -> dict[str, Any]:
+    """Versions and hardware, stored as the `env` attribute of every result file."""
+    import numpy
+
+    import hw0cli
+
+    env: dict[str, Any] = {
+        "hw0": hw0cli.__version__, "python": sys.version.split()[0],
+        "torch": torch.__version__, "numpy": numpy.__version__,
+        "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version()
+        if torch.backends.cudnn.is_available() else None,
+        "platform": platform.platform(), "cpu_threads": torch.get_num_threads(),
+        "cpu_bf16": cpu_has_bf16(), "cpu_amx": cpu_has_amx(), "git_commit": git_commit(),
+    }
+    if device is not None:
+        env["device"] = device_name(device)
+    return env

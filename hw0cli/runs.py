@@ -1,0 +1,143 @@
+"""Run files: where they live, how to find one, and loading a model from one (no pickle)."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from hw0cli import store
+from hw0cli.env import device_name
+from hw0cli.errors import Hw0Error, Hw0UsageError
+from hw0cli.models import make_cnn
+
+__all__ = ["device_name", "list_runs", "load_model", "resolve_run", "run_path", "runs_dir"]
+
+_RUN_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+
+
+def valid_run_id(run_id: str) -> bool:
+    return bool(_RUN_ID.match(run_id)) and run_id not in (".", "..")
+
+
+def runs_dir(out: Path) -> Path:
+    return Path(out) / "runs"
+
+
+def run_path(out: Path, run_id: str) -> Path:
+    return runs_dir(out) / f"{run_id}.h5"
+
+
+def run_ids(out: Path) -> list[str]:
+    d = runs_dir(out)
+    return sorted(p.stem for p in d.glob("*.h5")) if d.is_dir() else []
+
+
+def closest_hint(out: Path, run_id: str) -> str:
+    ids = run_ids(out)
+    if not ids:
+        return f"No runs exist under {runs_dir(out)} yet: train one with `hw0 train`."
+    close = difflib.get_close_matches(run_id, ids, n=3, cutoff=0.3) or ids[-3:]
+    return "Closest existing runs: " + ", ".join(close) + " (see `hw0 runs`)."
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    run_id: str
+    path: Path
+    status: str
+    config: dict[str, Any]
+    epochs_done: int
+    train_err: float
+    test_err: float
+    seconds: float
+    ended: str
+    test_acc_views: dict[str, float]
+    eval: dict[str, dict[str, Any]]
+    locked: bool
+
+    def to_json(self) -> dict[str, Any]:
+        c = self.config
+        return {"run_id": self.run_id, "path": str(self.path), "status": self.status,
+                "width": c.get("width"), "noise": c.get("noise"), "epochs": self.epochs_done,
+                "train_err": self.train_err, "test_err": self.test_err, "seconds": self.seconds,
+                "ended": self.ended, "test_acc_views": self.test_acc_views, "config": c,
+                "eval": self.eval}
+
+
+def summarize(path: Path) -> RunSummary:
+    rec = store.read_h5(path, prefixes=("history/", "eval/"))
+    a, h = rec.attrs, rec.group("history")
+    last = {k: float(v[-1]) if len(v) else float("nan") for k, v in h.items()}
+    evals: dict[str, dict[str, Any]] = {}
+    for name, arr in rec.group("eval").items():
+        view, key = name.split("/", 1)
+        if np.ndim(arr) == 0:
+            evals.setdefault(view, {})[key] = arr.item()
+    return RunSummary(
+        run_id=str(a.get("run_id", path.stem)), path=path, status=str(a.get("status", "?")),
+        config=a.get("config") or {}, epochs_done=int(a.get("epochs_done", 0)),
+        train_err=last.get("train_err", float("nan")), test_err=last.get("test_err", float("nan")),
+        seconds=float(np.sum(h["seconds"])) if "seconds" in h else 0.0,
+        ended=str(a.get("ended") or ""), test_acc_views=a.get("test_acc_views") or {},
+        eval=evals, locked=store.is_locked(path),
+    )
+
+
+def list_runs(out: Path) -> list[RunSummary]:
+    """Every readable run under `<out>/runs`, oldest first (by file time)."""
+    d = runs_dir(out)
+    if not d.is_dir():
+        return []
+    found = []
+    for p in sorted(d.glob("*.h5"), key=lambda q: q.stat().st_mtime):
+        try:
+            found.append(summarize(p))
+        except Hw0Error:
+            continue  # unreadable leftovers are reported by `hw0 grid status`, not here
+    return found
+
+
+def resolve_run(out: Path, run: str | None) -> Path:
+    """A run id or .h5 path -> its file; None -> the most recently finished run."""
+    if run is None:
+        done = [r for r in list_runs(out) if r.status == "finished"]
+        if not done:
+            raise Hw0UsageError(f"No finished run under {runs_dir(out)}. Train one with "
+                                "`hw0 train`, or name a run file.")
+        return max(done, key=lambda r: (r.ended, r.path.stat().st_mtime)).path
+    p = Path(run)
+    if p.suffix == ".h5" and p.is_file():
+        return p
+    if valid_run_id(run) and run_path(out, run).is_file():
+        return run_path(out, run)
+    raise Hw0UsageError(f"No run '{run}' under {runs_dir(out)}. " + closest_hint(out, run))
+
+
+def state_dict_from(rec: store.H5Record, device: torch.device | str = "cpu") -> dict:
+    w = rec.group("weights")
+    if not w:
+        raise Hw0Error("The run file holds no weights (group 'weights/' is empty or missing); "
+                       "it is not a trained run. Train it with `hw0 train`.")
+    return {k: torch.from_numpy(np.array(v)).to(device) for k, v in w.items()}
+
+
+def load_model(path: Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
+    """Rebuild the run's Myrtle5 from its config and load its HDF5 weights (eval mode)."""
+    rec = store.read_h5(path, prefixes=("weights/",))
+    cfg = rec.attrs.get("config") or {}
+    if "width" not in cfg:
+        raise Hw0Error(f"{path} has no training config; it is not an hw0 run file.")
+    model = make_cnn(int(cfg["width"]), batchnorm=bool(cfg.get("batchnorm", True)))
+    try:
+        model.load_state_dict(state_dict_from(rec))
+    except RuntimeError as exc:
+        raise Hw0Error(f"The weights in {path} do not fit a width-{cfg['width']} Myrtle5: "
+                       f"{str(exc).splitlines()[0]}") from None
+    return model.to(device).eval(), rec.attrs

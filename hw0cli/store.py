@@ -1,0 +1,226 @@
+"""HDF5 storage: the only module that touches h5py.
+
+Every file carries a `schema_version` attribute. Files are written atomically: a temporary file
+in the same folder, fsync, then `os.replace`, so a reader (or a crash) never sees half a file.
+Dict and list attributes are stored as JSON strings and decoded on read. Weights are plain
+datasets named like state_dict keys under `weights/`, so loading a model needs no pickle.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import shutil
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from hw0cli.errors import Hw0Error
+
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class H5Record:
+    """What one HDF5 file holds: root attributes and `group/name -> array` datasets."""
+
+    attrs: dict[str, Any] = field(default_factory=dict)
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def group(self, prefix: str) -> dict[str, np.ndarray]:
+        """Datasets under `prefix/`, keyed by the rest of their name."""
+        p = prefix.rstrip("/") + "/"
+        return {k[len(p):]: v for k, v in self.arrays.items() if k.startswith(p)}
+
+
+def _encode_attr(value: Any) -> Any:
+    if isinstance(value, (dict, list, tuple)):
+        return json.dumps(value, default=str)
+    if value is None:
+        return "null"
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def _decode_attr(value: Any) -> Any:
+    if isinstance(value, bytes):
+        value = value.decode()
+    if isinstance(value, str) and (value[:1] in "{[" or value == "null"):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _tmp_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp{os.getpid()}")
+
+
+def _check_writable(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise Hw0Error(f"Cannot create output folder {folder} ({exc.strerror}). "
+                       "Choose another with --out.") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise Hw0Error(f"Output folder {folder} is not writable. Choose another with --out, "
+                       "or fix its permissions.")
+
+
+def _fill(f: h5py.File, attrs: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
+    for k, v in attrs.items():
+        f.attrs[k] = _encode_attr(v)
+    for name, arr in arrays.items():
+        if name in f:
+            del f[name]
+        a = np.asarray(arr)
+        if a.dtype.kind == "U":
+            f.create_dataset(name, data=a.astype(object), dtype=h5py.string_dtype())
+        else:
+            f.create_dataset(name, data=a)
+
+
+def _commit(tmp: Path, path: Path) -> None:
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def write_h5(path: Path, attrs: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
+    """Write a whole file atomically (replacing any previous one)."""
+    path = Path(path)
+    _check_writable(path.parent)
+    tmp = _tmp_path(path)
+    try:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["schema_version"] = SCHEMA_VERSION
+            _fill(f, attrs, arrays)
+        _commit(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if exc.errno in (errno.ENOSPC, errno.EACCES, errno.EROFS):
+            raise Hw0Error(f"Could not write {path} ({exc.strerror}); the previous version, if "
+                           "any, is untouched. Free space or choose another --out.") from None
+        raise
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def update_h5(path: Path, attrs: Mapping[str, Any] | None = None,
+              arrays: Mapping[str, np.ndarray] | None = None,
+              delete: tuple[str, ...] = ()) -> None:
+    """Add or replace attributes/datasets of an existing file, atomically (copy, edit, rename)."""
+    path = Path(path)
+    tmp = _tmp_path(path)
+    try:
+        shutil.copy2(path, tmp)
+        with h5py.File(tmp, "r+") as f:
+            for name in delete:
+                if name in f:
+                    del f[name]
+            _fill(f, attrs or {}, arrays or {})
+        _commit(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise Hw0Error(f"Could not update {path} ({exc}); the file is unchanged.") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _check_schema(attrs: Mapping[str, Any], path: Path) -> None:
+    version = attrs.get("schema_version")
+    if version is None:
+        raise Hw0Error(f"{path} is not an hw0 file (no schema_version attribute).")
+    if int(version) > SCHEMA_VERSION:
+        raise Hw0Error(f"{path} has schema version {version}, newer than this hw0 understands "
+                       f"({SCHEMA_VERSION}). Upgrade hw0 (pip install -U) to read it.")
+
+
+def read_h5(path: Path, prefixes: tuple[str, ...] | None = None,
+            attrs_only: bool = False) -> H5Record:
+    """Read attributes and (optionally only those under `prefixes`) datasets."""
+    path = Path(path)
+    if not path.is_file():
+        raise Hw0Error(f"{path} does not exist.")
+    try:
+        with h5py.File(path, "r") as f:
+            attrs = {k: _decode_attr(v) for k, v in f.attrs.items()}
+            _check_schema(attrs, path)
+            arrays: dict[str, np.ndarray] = {}
+            if not attrs_only:
+                def visit(name: str, obj: object) -> None:
+                    if isinstance(obj, h5py.Dataset) and (
+                        prefixes is None or any(name.startswith(p) for p in prefixes)
+                    ):
+                        data = obj[()]
+                        if obj.dtype.kind == "O":
+                            data = np.array([d.decode() if isinstance(d, bytes) else d
+                                             for d in np.atleast_1d(data)])
+                        arrays[name] = data
+                f.visititems(visit)
+    except OSError as exc:
+        raise Hw0Error(f"{path} is not a readable HDF5 file ({exc}). It may be a leftover of a "
+                       "killed process: delete it, or re-run with --force.") from None
+    return H5Record(attrs, arrays)
+
+
+def has_dataset(path: Path, name: str) -> bool:
+    try:
+        with h5py.File(path, "r") as f:
+            return name in f
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock beside `path` (`<path>.lock`); a second holder gets Hw0Error."""
+    lock_path = Path(path).with_name(Path(path).name + ".lock")
+    _check_writable(lock_path.parent)
+    fh = open(lock_path, "a+")  # noqa: SIM115 (held for the whole with-block of the caller)
+    acquired = False
+    try:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            raise Hw0Error(f"{path.name} is being written by {holder}. Wait for it to finish "
+                           "(or stop it), then run the command again.") from None
+        acquired = True
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()}")
+        fh.flush()
+        yield
+    finally:
+        if acquired:
+            lock_path.unlink(missing_ok=True)
+        fh.close()
+
+
+def is_locked(path: Path) -> bool:
+    """Whether some process holds the lock of `path` right now."""
+    lock_path = Path(path).with_name(Path(path).name + ".lock")
+    if not lock_path.exists():
+        return False
+    with open(lock_path, "a+") as fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+    return False

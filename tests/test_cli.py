@@ -1,0 +1,125 @@
+"""The CLI through Typer's CliRunner: exit codes, messages, nothing written on bad input."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from hw0cli.cli import app
+
+runner = CliRunner()
+
+
+def run(*args: str):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def tiny_args(cifar_root, out):
+    return ["train", "--width", "4", "--epochs", "1", "--batch-size", "50",
+            "--train-samples", "200", "--data-dir", cifar_root, "--out", out,
+            "--precision", "fp32", "--no-compile"]
+
+
+def test_help_lists_commands():
+    r = run("--help")
+    assert r.exit_code == 0
+    for cmd in ("train", "runs", "data"):
+        assert cmd in r.output
+    assert run("train", "--help").exit_code == 0
+
+
+@pytest.mark.parametrize(("args", "code", "msg"), [
+    (["--width", "0"], 2, "--width"),
+    (["--width", "100000"], 2, "--width"),
+    (["--noise", "1.5"], 2, "--noise"),
+    (["--noise", "-0.1"], 2, "--noise"),
+    (["--epochs", "0"], 2, "--epochs"),
+    (["--batch-size", "0"], 2, "--batch-size"),
+    (["--batch-size", "99999"], 2, "--batch-size"),
+    (["--lr", "0"], 2, "--lr"),
+    (["--lr", "-1"], 2, "--lr"),
+    (["--optimizer", "rmsprop"], 2, "optimizer"),
+    (["--schedule", "exp"], 2, "schedule"),
+    (["--augment", "rotate"], 2, "augmentation"),
+    (["--train-samples", "0"], 2, "--train-samples"),
+    (["--train-samples", "50001"], 2, "--train-samples"),
+    (["--device", "tpu"], 2, "device"),
+    (["--precision", "fp8"], 2, "precision"),
+])
+def test_bad_train_options(tmp_path, args, code, msg):
+    out = tmp_path / "out"
+    r = run("train", "--data-dir", tmp_path / "nodata", "--out", out, *args)
+    assert r.exit_code == code, r.output
+    assert msg in r.output and "Traceback" not in r.output
+    assert not out.exists()  # nothing written
+
+
+def test_cuda_without_gpu(tmp_path):
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    r = run("train", "--device", "cuda", "--data-dir", tmp_path, "--out", tmp_path / "o")
+    assert r.exit_code == 2 and "no CUDA GPU" in r.output
+
+
+def test_missing_data_is_runtime_error(tmp_path):
+    r = run("train", "--data-dir", tmp_path / "empty", "--out", tmp_path / "o")
+    assert r.exit_code == 1
+    assert "hw0 data download" in r.output and "Traceback" not in r.output
+
+
+def test_unwritable_output(cifar_root, tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        import os
+        if os.access(ro, os.W_OK):
+            pytest.skip("running as a user who can write anywhere")
+        r = run(*tiny_args(cifar_root, ro / "out"))
+        assert r.exit_code == 1 and "--out" in r.output
+    finally:
+        ro.chmod(0o700)
+
+
+def test_unwritable_output_as_file(cifar_root, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    r = run(*tiny_args(cifar_root, blocker))
+    assert r.exit_code == 1 and "--out" in r.output and "Traceback" not in r.output
+
+
+def test_train_json_runs_and_resume_errors(cifar_root, tmp_path):
+    out = tmp_path / "out"
+    r = run(*tiny_args(cifar_root, out), "--json")
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    assert res["status"] == "finished" and 0 <= res["test_err"] <= 1
+    again = run(*tiny_args(cifar_root, out), "--json")
+    assert json.loads(again.stdout.strip().splitlines()[-1])["status"] == "skipped"
+    r = run(*tiny_args(cifar_root, out), "--seed", "5", "--resume")
+    assert r.exit_code == 2 and "no run" in r.output
+    r = run(*tiny_args(cifar_root, out), "--run-id", res["run_id"], "--lr", "0.5")
+    assert r.exit_code == 2 and "different configuration" in r.output
+    listing = run("runs", "--out", out, "--json")
+    rows = json.loads(listing.stdout)
+    assert [x["run_id"] for x in rows] == [res["run_id"]]
+    table = run("runs", "--out", out)
+    assert res["run_id"] in table.output
+
+
+def test_truncated_batch_via_cli(tmp_path):
+    from tests.conftest import write_cifar
+    root = write_cifar(tmp_path / "d")
+    p = root / "cifar-10-batches-py" / "test_batch"
+    p.write_bytes(p.read_bytes()[:1000])
+    r = run("train", "--data-dir", root, "--out", tmp_path / "o", "--train-samples", "100",
+            "--batch-size", "50")
+    assert r.exit_code == 1 and "test_batch" in r.output and "Traceback" not in r.output
+
+
+def test_data_info_and_runs_empty(cifar_root, tmp_path):
+    r = run("data", "info", "--data-dir", cifar_root)
+    assert r.exit_code == 0 and "differs" in r.output and "missing" in r.output
+    r = run("runs", "--out", tmp_path)
+    assert r.exit_code == 0 and "No runs" in r.output

@@ -1,0 +1,205 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from hw0cli import runs, store
+from hw0cli.errors import Hw0Error, Hw0UsageError
+from hw0cli.train import (
+    TrainConfig,
+    augment_batch,
+    lr_at,
+    make_config,
+    noisy_labels,
+    parse_augment,
+    run_id_for,
+    run_train,
+    validate,
+)
+
+
+def tiny(cifar_root, out, **kw) -> TrainConfig:
+    base = dict(width=4, epochs=3, batch_size=50, train_samples=500, data_dir=cifar_root,
+                out=out, device="cpu", precision="fp32", lr=0.05, compile=False)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+# ---- pure pieces -----------------------------------------------------------------------------
+
+def test_label_noise_statistics():
+    y = np.random.default_rng(0).integers(0, 10, 50_000)
+    used, mask = noisy_labels(y, 0.5, seed=3)
+    assert abs(mask.mean() - 0.5) < 0.01  # redrawn with probability p
+    changed = (used != y).mean()
+    assert abs(changed - 0.5 * 0.9) < 0.01  # a redraw keeps the label 1 time in 10
+    assert np.array_equal(used[~mask], y[~mask])
+    assert np.bincount(used[mask], minlength=10).min() > 0.09 * mask.sum()  # uniform draws
+    again, mask2 = noisy_labels(y, 0.5, seed=3)
+    assert np.array_equal(used, again) and np.array_equal(mask, mask2)  # fixed by (seed, p)
+    assert not np.array_equal(used, noisy_labels(y, 0.5, seed=4)[0])
+    full, m1 = noisy_labels(y, 1.0, seed=0)
+    assert m1.all() and abs((full != y).mean() - 0.9) < 0.01
+    assert np.array_equal(noisy_labels(y, 0.0, seed=0)[0], y)
+
+
+def test_schedules():
+    assert lr_at(500, 1000, 0.1, "constant") == 0.1
+    assert lr_at(499, 1000, 0.1, "step") == 0.1
+    assert lr_at(500, 1000, 0.1, "step") == pytest.approx(0.01)
+    assert lr_at(750, 1000, 0.1, "step") == pytest.approx(0.001)
+    assert lr_at(0, 1000, 0.1, "cosine") == pytest.approx(0.1)
+    assert lr_at(500, 1000, 0.1, "cosine") == pytest.approx(0.05)
+    assert lr_at(0, 1000, 0.1, "onecycle") == pytest.approx(0.01)
+    assert lr_at(250, 1000, 0.1, "onecycle") == pytest.approx(0.1)
+    assert lr_at(1000, 1000, 0.1, "onecycle") == pytest.approx(0.0)
+
+
+def test_flip_and_crop_augmentation_per_pixel():
+    x = torch.arange(2 * 3 * 32 * 32, dtype=torch.float32).reshape(2, 3, 32, 32)
+    yes_no = torch.tensor([True, False])
+    h = augment_batch(x, yes_no, None, None)
+    assert torch.equal(h[0, :, :, 0], x[0, :, :, 31]) and torch.equal(h[1], x[1])
+    v = augment_batch(x, None, yes_no, None)
+    assert torch.equal(v[0, :, 0, :], x[0, :, 31, :]) and torch.equal(v[1], x[1])
+    # offset (4, 4) is the identity; (0, 0) moves the image 4 down and right (zero border)
+    c = augment_batch(x, None, None, torch.tensor([[4, 4], [0, 0]]))
+    assert torch.equal(c[0], x[0])
+    assert torch.equal(c[1, :, 4:, 4:], x[1, :, :28, :28]) and (c[1, :, :4, :] == 0).all()
+
+
+def test_parse_augment_and_validation_messages():
+    assert parse_augment("hflip+crop") == ("hflip", "crop")
+    assert parse_augment("none") == ()
+    with pytest.raises(Hw0UsageError, match="Unknown augmentation"):
+        parse_augment("rotate")
+    for bad, msg in [(dict(width=0), "--width"), (dict(noise=1.5), "--noise"),
+                     (dict(epochs=0), "--epochs"), (dict(batch_size=0), "--batch-size"),
+                     (dict(batch_size=60_000), "--batch-size"), (dict(lr=0.0), "--lr"),
+                     (dict(optimizer="rmsprop"), "optimizer"), (dict(schedule="exp"), "schedule"),
+                     (dict(train_samples=0), "--train-samples"),
+                     (dict(train_samples=50_001), "--train-samples")]:
+        with pytest.raises(Hw0UsageError, match=msg):
+            validate(TrainConfig(**bad))
+
+
+def test_run_id_is_stable_and_config_derived():
+    a, b = TrainConfig(width=4), TrainConfig(width=4)
+    assert run_id_for(a) == run_id_for(b)
+    assert run_id_for(a) != run_id_for(TrainConfig(width=4, seed=1))
+    assert run_id_for(a) == run_id_for(TrainConfig(width=4, device="cpu", out="elsewhere"))
+
+
+def test_fast_recipe_is_shorthand_with_overrides():
+    cfg = make_config("fast", lr=0.05)
+    assert cfg.momentum == 0.9 and cfg.schedule == "onecycle" and cfg.lr == 0.05
+    assert make_config("notebook") == TrainConfig()
+
+
+# ---- training --------------------------------------------------------------------------------
+
+def test_training_learns_and_stores_everything(cifar_root, tmp_path):
+    res = run_train(tiny(cifar_root, tmp_path, epochs=4))
+    assert res.status == "finished"
+    assert res.test_err < 0.5  # chance is 0.9 on this 10-class task
+    rec = store.read_h5(res.path)
+    a = rec.attrs
+    assert a["schema_version"] == store.SCHEMA_VERSION and a["status"] == "finished"
+    assert a["config"]["width"] == 4 and a["env"]["torch"] == torch.__version__
+    assert a["precision"] == "fp32" and a["epochs_done"] == 4
+    h = rec.group("history")
+    assert h["epoch"].tolist() == [1, 2, 3, 4]
+    assert h["test_err"][-1] < h["test_err"][0] or h["test_err"][0] < 0.5
+    assert set(rec.group("labels")) >= {"train_used", "noise_mask"}
+    assert set(a["test_acc_views"]) == {"original", "vflip"}
+    # weights load with no pickle and reproduce the stored test error
+    model, _ = runs.load_model(res.path)
+    from hw0cli.data import load_cifar10
+    d = load_cifar10(cifar_root)
+    with torch.no_grad():
+        pred = model(torch.from_numpy(d.test_x).float() / 255).argmax(1).numpy()
+    assert abs((pred != d.test_y).mean() - res.test_err) < 1e-9
+
+
+def test_label_noise_is_saved_and_test_labels_untouched(cifar_root, tmp_path):
+    res = run_train(tiny(cifar_root, tmp_path, noise=1.0, epochs=1))
+    rec = store.read_h5(res.path)
+    used, mask = rec.arrays["labels/train_used"], rec.arrays["labels/noise_mask"]
+    true = rec.arrays["labels/train_true"]
+    assert mask.all() and rec.attrs["realized_noise"] == pytest.approx((used != true).mean())
+    assert 0.8 < res.realized_noise < 0.97
+
+
+def test_resume_equals_uninterrupted(cifar_root, tmp_path):
+    cfg = tiny(cifar_root, tmp_path / "a", momentum=0.9, augment="hflip+crop",
+               schedule="cosine")
+    full = run_train(cfg)
+
+    class StopAfter2:
+        def on_start(self, info):
+            pass
+
+        def on_step(self, *a):
+            pass
+
+        def on_epoch(self, row):
+            if row["epoch"] == 2:
+                raise KeyboardInterrupt
+
+    cfg_b = tiny(cifar_root, tmp_path / "b", momentum=0.9, augment="hflip+crop",
+                 schedule="cosine")
+    with pytest.raises(Hw0Error, match="Interrupted") as e:
+        run_train(cfg_b, reporter=StopAfter2())
+    assert e.value.exit_code == 130
+    mid = store.read_h5(runs.run_path(tmp_path / "b", run_id_for(cfg_b)), attrs_only=True)
+    assert mid.attrs["status"] == "interrupted" and mid.attrs["epochs_done"] == 2
+    resumed = run_train(TrainConfig(**{**cfg_b.__dict__, "resume": True}))
+    assert resumed.status == "finished" and resumed.epochs_done == 3
+    wa = store.read_h5(full.path).group("weights")
+    wb = store.read_h5(resumed.path).group("weights")
+    for k in wa:
+        np.testing.assert_array_equal(wa[k], wb[k], err_msg=k)
+    assert resumed.test_err == full.test_err
+
+
+def test_finished_run_is_not_retrained(cifar_root, tmp_path):
+    cfg = tiny(cifar_root, tmp_path, epochs=1)
+    first = run_train(cfg)
+    mtime = first.path.stat().st_mtime_ns
+    again = run_train(cfg)
+    assert again.status == "skipped" and first.path.stat().st_mtime_ns == mtime
+    forced = run_train(TrainConfig(**{**cfg.__dict__, "force": True}))
+    assert forced.status == "finished" and first.path.stat().st_mtime_ns != mtime
+
+
+def test_resume_errors(cifar_root, tmp_path):
+    with pytest.raises(Hw0UsageError, match="no run"):
+        run_train(tiny(cifar_root, tmp_path, resume=True))
+    run_train(tiny(cifar_root, tmp_path, epochs=1, run_id="mine"))
+    with pytest.raises(Hw0UsageError, match="different configuration"):
+        run_train(tiny(cifar_root, tmp_path, epochs=2, run_id="mine"))
+
+
+def test_divergence_keeps_last_good_checkpoint(cifar_root, tmp_path):
+    cfg = tiny(cifar_root, tmp_path, lr=1e12, batchnorm=False, epochs=3)
+    with pytest.raises(Hw0Error, match="diverged") as e:
+        run_train(cfg)
+    assert e.value.exit_code == 1
+    rec = store.read_h5(runs.run_path(tmp_path, run_id_for(cfg)))
+    assert rec.attrs["status"] == "diverged"
+    assert all(np.isfinite(w).all() for w in rec.group("weights").values())
+    assert len(rec.group("history")["epoch"]) == rec.attrs["epochs_done"]
+
+
+def test_until_train_error_stops_early(cifar_root, tmp_path):
+    res = run_train(tiny(cifar_root, tmp_path, epochs=30, until_train_error=0.2,
+                         optimizer="adam", lr=3e-3))
+    assert res.reached_train_error_epoch is not None and res.epochs_done < 30
+    h = store.read_h5(res.path).group("history")
+    assert h["train_eval_err"][-1] <= 0.2 and not math.isnan(h["train_eval_err"][0])
+
+
+def test_bf16_autocast_path_runs_on_cpu(cifar_root, tmp_path):
+    res = run_train(tiny(cifar_root, tmp_path, precision="bf16", epochs=1))
+    assert res.precision == "bf16" and math.isfinite(res.test_loss)
