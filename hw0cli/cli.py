@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -131,52 +132,54 @@ def data_info(data_dir: DataDir = None, as_json: Json = False) -> None:
 
 
 class RichReporter:
-    """Progress bar per epoch and a line per finished epoch."""
+    """One live progress bar for the run, and a line printed above it per finished epoch."""
 
     def __init__(self, console: Console) -> None:
         self.console = console
-        self.progress: Progress | None = None
+        self.progress = Progress(
+            TextColumn("epoch {task.fields[epoch]}/{task.fields[epochs]}"), BarColumn(),
+            TextColumn("{task.completed}/{task.total} steps  loss {task.fields[loss]:.3f}  "
+                       "acc {task.fields[acc]:.1%}  {task.fields[ips]:,.0f} img/s"),
+            TimeElapsedColumn(), console=console, transient=True)
         self.task: Any = None
         self.epochs = 0
+
+    def __enter__(self) -> RichReporter:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
 
     def on_start(self, info: dict[str, Any]) -> None:
         self.epochs = info["epochs"]
         resumed = f", resuming after epoch {info['start_epoch']}" if info["start_epoch"] else ""
-        self.console.print(
+        self.progress.console.print(
             f"run [bold]{info['run_id']}[/] on {info['device']} ({info['precision']}, "
             f"compile={'on' if info['compile'] else 'off'}), {info['n_train']} training images, "
             f"realized label noise {100 * info['realized_noise']:.1f}%{resumed}", highlight=False)
-        self.console.print(f"{'epoch':>5} {'train loss':>10} {'train err':>9} {'test loss':>9} "
-                           f"{'test err':>8} {'lr':>8} {'seconds':>7}")
+        self.progress.console.print(f"{'epoch':>5} {'train loss':>10} {'train err':>9} "
+                                    f"{'test loss':>9} {'test err':>8} {'lr':>8} {'seconds':>7}")
+        self.task = self.progress.add_task("train", total=info["steps_per_epoch"],
+                                           epoch=info["start_epoch"] + 1, epochs=self.epochs,
+                                           loss=float("nan"), acc=0.0, ips=0.0)
 
     def on_step(self, epoch: int, step: int, nsteps: int, loss: float, acc: float,
                 images_per_s: float) -> None:
-        if self.progress is None:
-            self.progress = Progress(
-                TextColumn("epoch {task.fields[epoch]}/{task.fields[epochs]}"), BarColumn(),
-                TextColumn("{task.completed}/{task.total} steps  loss {task.fields[loss]:.3f}  "
-                           "acc {task.fields[acc]:.1%}  {task.fields[ips]:,.0f} img/s"),
-                TimeElapsedColumn(), console=self.console, transient=True)
-            self.progress.start()
-            self.task = self.progress.add_task("train", total=nsteps, epoch=epoch,
-                                               epochs=self.epochs, loss=loss, acc=acc,
-                                               ips=images_per_s)
-        self.progress.update(self.task, completed=step, epoch=epoch, loss=loss, acc=acc,
-                             ips=images_per_s)
+        self.progress.update(self.task, total=nsteps, completed=step, epoch=epoch, loss=loss,
+                             acc=acc, ips=images_per_s)
 
     def on_epoch(self, row: dict[str, Any]) -> None:
-        if self.progress is not None:
-            self.progress.stop()
-            self.progress = None
         extra = ""
         if not math.isnan(row.get("train_eval_err", math.nan)):
             extra += f"  full-train err {100 * row['train_eval_err']:.2f}%"
         if not math.isnan(row.get("test_err_tta", math.nan)):
             extra += f"  test err (flip TTA) {100 * row['test_err_tta']:.2f}%"
-        self.console.print(
+        self.progress.console.print(
             f"{row['epoch']:>5} {row['train_loss']:>10.4f} {100 * row['train_err']:>8.2f}% "
             f"{row['test_loss']:>9.4f} {100 * row['test_err']:>7.2f}% {row['lr']:>8.4g} "
             f"{row['seconds']:>7.1f}{extra}", highlight=False)
+        self.progress.update(self.task, completed=0, epoch=row["epoch"] + 1)
 
 
 @app.command()
@@ -242,7 +245,11 @@ def train(
         compile=compile, data_dir=data_dir or _default_data(), out=out or _default_out(),
         run_id=run_id, resume=resume, force=force)
     console = err_console if as_json else out_console
-    result = run_train(cfg, reporter=None if quiet else RichReporter(console))
+    if quiet:
+        result = run_train(cfg)
+    else:
+        with RichReporter(console) as reporter:
+            result = run_train(cfg, reporter=reporter)
     if as_json:
         _print_json(result.to_json())
         return
@@ -303,6 +310,137 @@ def runs_cmd(
                     f"augment={c.get('augment')}, objective={c.get('objective')}"]
         t.add_row(*row)
     out_console.print(t)
+
+
+# ---------------------------------------------------------------------------------------------
+# export / eval
+
+RunArg = Annotated[str | None, typer.Argument(
+    help="Run id or .h5 file [default: the most recently finished run]", show_default=False)]
+
+
+@app.command()
+@handle_errors
+def export(
+    run: RunArg = None,
+    fp16: Annotated[bool, typer.Option("--fp16", help="Also write an fp16 variant")] = False,
+    int8: Annotated[bool, typer.Option("--int8", help="Also write an int8 (QDQ) variant")] = False,
+    force: Annotated[bool, typer.Option(help="Export again even if a matching file exists")]
+    = False,
+    as_json: Json = False,
+    data_dir: DataDir = None,
+    out: OutDir = None,
+) -> None:
+    """Export a trained run to ONNX (uint8 pixels in, logits out) and validate it."""
+    from hw0cli.export import ExportConfig, run_export
+    res = run_export(ExportConfig(run=run, out=out or _default_out(),
+                                  data_dir=data_dir or _default_data(), fp16=fp16, int8=int8,
+                                  force=force))
+    if as_json:
+        _print_json({"run_id": res.run_id, "onnx": str(res.onnx_path), "reused": res.reused,
+                     "max_abs_diff": res.max_abs_diff, "variants": res.variants})
+        return
+    for note in res.notes:
+        out_console.print(f"({note})", highlight=False)
+    verb = "reused (matches the run's weights)" if res.reused else "exported and validated"
+    out_console.print(f"run [bold]{res.run_id}[/]: {res.onnx_path} {verb}; max |logit "
+                      f"difference| vs torch {res.max_abs_diff:.2e}", highlight=False)
+    for name, v in res.variants.items():
+        out_console.print(f"  {name}: {v['path']}, test accuracy {100 * v['accuracy']:.2f}% "
+                          f"({100 * v['accuracy_change']:+.2f} points vs fp32)", highlight=False)
+
+
+@app.command("eval")
+@handle_errors
+def eval_cmd(
+    run: RunArg = None,
+    flip: Annotated[bool, typer.Option("--flip", help="Also evaluate upside-down images "
+                                       "(vertical flip)")] = False,
+    hflip: Annotated[bool, typer.Option("--hflip", help="Also evaluate mirrored images "
+                                        "(horizontal flip)")] = False,
+    view: Annotated[list[str] | None, typer.Option(
+        "--view", help="Views to evaluate (original, vflip, hflip); repeatable")] = None,
+    backend: Annotated[str, typer.Option(help="onnxruntime | torch")] = "onnxruntime",
+    provider: Annotated[str, typer.Option(help="auto | tensorrt | cuda | cpu "
+                                          "(onnxruntime)")] = "auto",
+    device: Annotated[str, typer.Option(help="auto | cuda | cpu (torch backend)")] = "auto",
+    batch_size: Annotated[int, typer.Option(help="Images per inference call")] = 1000,
+    confusion: Annotated[bool, typer.Option("--confusion", help="Print confusion matrices")]
+    = False,
+    plot: Annotated[bool, typer.Option("--plot/--no-plot", help="Write the per-class PNG")]
+    = True,
+    as_json: Json = False,
+    data_dir: DataDir = None,
+    out: OutDir = None,
+) -> None:
+    """Test accuracy on original and flipped images, overall and per class (Problem 1)."""
+    from hw0cli.evaluate import EvalConfig, run_eval
+    views = list(view or ["original"])
+    if flip and "vflip" not in views:
+        views.append("vflip")
+    if hflip and "hflip" not in views:
+        views.append("hflip")
+    out = out or _default_out()
+    res = run_eval(EvalConfig(run=run, views=tuple(views), backend=backend, provider=provider,
+                              device=device, batch_size=batch_size, out=out,
+                              data_dir=data_dir))
+    png = None
+    if plot and len(res.views) > 1:
+        from hw0cli.plots import per_class_views
+        png = per_class_views(res.classes, {v: m.per_class_accuracy for v, m in
+                                            res.views.items()},
+                              out / "plots" / f"{res.run_id}_per_class.png",
+                              f"Per-class test accuracy, run {res.run_id}")
+    if as_json:
+        d = res.to_json()
+        d["plot"] = str(png) if png else None
+        _print_json(d)
+        return
+    console = out_console
+    if run is None:
+        console.print(f"(no run named: using the most recently finished run, {res.run_id})",
+                      highlight=False)
+    for note in res.notes:
+        console.print(f"({note})", highlight=False)
+    n_images = sum(int(m.confusion.sum()) for m in res.views.values())
+    console.print(f"run [bold]{res.run_id}[/], backend {res.backend}, provider "
+                  f"[bold]{res.provider}[/]: {n_images:,} images in {res.seconds:.2f} s "
+                  f"({res.images_per_s:,.0f} images/s)",
+                  highlight=False)
+    base = res.views.get("original")
+    t = Table(title="Test accuracy")
+    for c in ("view", "accuracy", "drop vs original"):
+        t.add_column(c, justify="right")
+    for v, m in res.views.items():
+        drop = "-" if base is None or v == "original" else \
+            f"{100 * (base.accuracy - m.accuracy):+.2f} points"
+        t.add_row(v, f"{100 * m.accuracy:.2f}%", drop)
+    console.print(t)
+    others = [v for v in res.views if v != "original"]
+    if base is not None and others:
+        k = others[0]
+        drops = base.per_class_accuracy - res.views[k].per_class_accuracy
+        pt = Table(title=f"Per-class accuracy, sorted by drop ({k} vs original)")
+        pt.add_column("class", justify="left")
+        for c in ("original", *others, f"drop ({k})"):
+            pt.add_column(c, justify="right")
+        for i in np.argsort(-drops):
+            pt.add_row(res.classes[i], f"{100 * base.per_class_accuracy[i]:.1f}%",
+                       *[f"{100 * res.views[o].per_class_accuracy[i]:.1f}%" for o in others],
+                       f"{100 * drops[i]:+.1f}")
+        console.print(pt)
+    if confusion:
+        for v, m in res.views.items():
+            ct = Table(title=f"Confusion matrix, {v} (rows: true class, columns: predicted)")
+            ct.add_column("")
+            for c in res.classes:
+                ct.add_column(c[:5], justify="right")
+            for i, row in enumerate(m.confusion):
+                ct.add_row(res.classes[i], *[str(int(n)) for n in row])
+            console.print(ct)
+    if png:
+        console.print(f"plot: {png}", highlight=False)
+    console.print(f"results stored under eval/<view>/ in {res.run_path}", highlight=False)
 
 
 def main() -> None:

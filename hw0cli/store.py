@@ -165,11 +165,12 @@ def read_h5(path: Path, prefixes: tuple[str, ...] | None = None,
                     if isinstance(obj, h5py.Dataset) and (
                         prefixes is None or any(name.startswith(p) for p in prefixes)
                     ):
-                        data = obj[()]
-                        if obj.dtype.kind == "O":
-                            data = np.array([d.decode() if isinstance(d, bytes) else d
-                                             for d in np.atleast_1d(data)])
-                        arrays[name] = data
+                        if h5py.check_string_dtype(obj.dtype) is not None:
+                            data = obj.asstr()[()]
+                            arrays[name] = np.array(data if isinstance(data, str)
+                                                    else list(data))
+                        else:
+                            arrays[name] = obj[()]
                 f.visititems(visit)
     except OSError as exc:
         raise Hw0Error(f"{path} is not a readable HDF5 file ({exc}). It may be a leftover of a "

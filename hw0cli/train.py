@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -449,6 +450,8 @@ class Trainer:
         else:
             self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr,
                                         weight_decay=cfg.weight_decay)
+        if use_compile and device.type == "cpu":  # inductor's harmless "no CUDA runtime" note
+            logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
         self.fwd = torch.compile(self.model) if use_compile else self.model
         self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
         self.steps_per_epoch = math.ceil(self.n / cfg.batch_size)

@@ -1,0 +1,237 @@
+"""Evaluation of a trained run on original and flipped test images (Problem 1).
+
+`infer()` returns logits for uint8 images through onnxruntime or torch; `evaluate()` turns
+logits and labels into accuracy, per-class accuracy and a confusion matrix. `run_eval()` does a
+whole `hw0 eval`: all requested views in one batched pass, results stored under `eval/<view>/`
+in the run's HDF5.
+
+Provider choice is explicit: `auto` tries TensorRT, then CUDA, then the CPU, but asks for GPU
+providers only when a CUDA GPU is present (the onnxruntime-gpu wheel lists them everywhere and
+logs library-load errors on machines without CUDA). After creating a session we read back which
+provider it really uses, since onnxruntime can fall back to the CPU silently.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from hw0cli import runs, store
+from hw0cli.data import default_data_dir, load_cifar10
+from hw0cli.errors import Hw0Error, Hw0UsageError, check
+from hw0cli.export import INPUT_NAME, check_matches_run, ensure_onnx, weights_fingerprint
+from hw0cli.train import hflip, predict_logits, vflip
+
+VIEWS = {"original": None, "vflip": vflip, "hflip": hflip}
+BACKENDS = ("onnxruntime", "torch")
+PROVIDERS = {"tensorrt": "TensorrtExecutionProvider", "cuda": "CUDAExecutionProvider",
+             "cpu": "CPUExecutionProvider"}
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """accuracy: scalar; per_class_accuracy: (K,); confusion: (K, K), rows = true class."""
+
+    accuracy: float
+    per_class_accuracy: np.ndarray
+    confusion: np.ndarray
+
+
+def evaluate(logits: np.ndarray, labels: np.ndarray, num_classes: int = 10) -> Metrics:
+    """Metrics of argmax predictions. confusion[i, j] = #(true i, predicted j)."""
+    pred = np.asarray(logits).argmax(1)
+    y = np.asarray(labels)
+    confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(confusion, (y, pred), 1)
+    support = confusion.sum(1)
+    per_class = np.divide(np.diag(confusion), support, out=np.full(num_classes, np.nan),
+                          where=support > 0)
+    return Metrics(float((pred == y).mean()) if len(y) else float("nan"), per_class, confusion)
+
+
+def make_view(x: np.ndarray, view: str) -> np.ndarray:
+    """uint8 (N, 3, H, W) -> the view: vflip reverses H (upside down), hflip reverses W."""
+    if view == "original":
+        return x
+    return np.ascontiguousarray(x[:, :, ::-1, :] if view == "vflip" else x[:, :, :, ::-1])
+
+
+# ---------------------------------------------------------------------------------------------
+# onnxruntime sessions
+
+
+def gpu_present() -> bool:
+    return torch.cuda.is_available()
+
+
+def _session(path: Path, provider: str, cache_dir: Path) -> Any:
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    so.log_severity_level = 3  # errors only: fallbacks are detected and reported by us
+    name = PROVIDERS[provider]
+    opts: dict[str, Any] = {}
+    if provider == "tensorrt":
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        opts = {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache_dir),
+                "trt_timing_cache_enable": True, "trt_timing_cache_path": str(cache_dir),
+                "trt_fp16_enable": False}  # fp32: predictions must match the torch model
+    provs: list[Any] = [(name, opts)] if opts else [name]
+    if provider != "cpu":
+        provs.append("CPUExecutionProvider")
+    return ort.InferenceSession(str(path), so, providers=provs)
+
+
+def open_session(path: Path, provider: str = "auto") -> tuple[Any, str]:
+    """An onnxruntime session and the provider that really runs it ('tensorrt'|'cuda'|'cpu')."""
+    import onnxruntime as ort
+    check(provider in ("auto", *PROVIDERS), f"Unknown provider '{provider}'. Choose one of: "
+          f"auto, {', '.join(PROVIDERS)}.")
+    available = ort.get_available_providers()
+    gpu = gpu_present()
+    if gpu and hasattr(ort, "preload_dlls"):
+        # use the CUDA / cuDNN libraries that the torch wheels installed; best effort, since
+        # the provider check below tells the truth either way
+        with contextlib.suppress(Exception):
+            ort.preload_dlls()
+    cache = path.parent / "trt_cache"
+    if provider == "auto":
+        chain = [p for p in ("tensorrt", "cuda") if gpu and PROVIDERS[p] in available] + ["cpu"]
+    else:
+        usable = PROVIDERS[provider] in available and (provider == "cpu" or gpu)
+        if not usable:
+            installed = ", ".join(k for k, v in PROVIDERS.items() if v in available
+                                  and (k == "cpu" or gpu))
+            raise Hw0UsageError(
+                f"Provider '{provider}' is not usable here (onnxruntime {ort.__version__}; "
+                f"usable: {installed}; CUDA GPU present: {'yes' if gpu else 'no'}). Use "
+                "--provider auto, or install onnxruntime-gpu with CUDA on a GPU machine.")
+        chain = [provider]
+    errors = []
+    for p in chain:
+        try:
+            sess = _session(path, p, cache)
+        except Exception as exc:
+            errors.append(f"{p}: {str(exc).splitlines()[0]}")
+            continue
+        if sess.get_providers()[0] == PROVIDERS[p]:
+            return sess, p
+        errors.append(f"{p}: onnxruntime fell back to {sess.get_providers()[0]}")
+    raise Hw0Error(f"No onnxruntime provider could run {path.name} ({'; '.join(errors)}). "
+                   "Try --provider cpu or --backend torch.")
+
+
+# ---------------------------------------------------------------------------------------------
+# inference
+
+
+def infer(x: np.ndarray, *, session: Any = None, model: torch.nn.Module | None = None,
+          device: torch.device | None = None, batch_size: int = 1000,
+          precision: str = "fp32") -> np.ndarray:
+    """Logits (N, 10) float32 for uint8 images x (N, 3, 32, 32), via a session or a model."""
+    check(batch_size >= 1, f"--batch-size must be at least 1 (got {batch_size}).")
+    if session is not None:
+        outs = [session.run(None, {INPUT_NAME: np.ascontiguousarray(x[i:i + batch_size])})[0]
+                for i in range(0, len(x), batch_size)]
+        return np.concatenate(outs) if outs else np.zeros((0, 10), np.float32)
+    assert model is not None and device is not None
+    logits = predict_logits(model, torch.from_numpy(np.ascontiguousarray(x)), device,
+                            precision, batch_size)
+    return logits.float().cpu().numpy()
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    run: str | None = None  # run id or .h5 path; None = most recently finished run
+    views: tuple[str, ...] = ("original",)  # any of original, vflip, hflip
+    backend: str = "onnxruntime"  # onnxruntime | torch
+    provider: str = "auto"  # onnxruntime provider: auto | tensorrt | cuda | cpu
+    device: str = "auto"  # torch backend's device
+    batch_size: int = 1000  # images per inference call (bounded memory)
+    out: Path = Path("artifacts")
+    data_dir: Path | None = None  # None: the run's own data folder, else $HW0_DATA_DIR/./data
+
+
+@dataclass
+class EvalResult:
+    run_id: str
+    run_path: Path
+    backend: str
+    provider: str
+    seconds: float
+    images_per_s: float
+    views: dict[str, Metrics]
+    classes: tuple[str, ...]
+    onnx_path: Path | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id, "run_path": str(self.run_path), "backend": self.backend,
+            "provider": self.provider, "seconds": self.seconds, "images_per_s": self.images_per_s,
+            "classes": list(self.classes),
+            "views": {v: {"accuracy": m.accuracy,
+                          "per_class_accuracy": m.per_class_accuracy.tolist(),
+                          "confusion": m.confusion.tolist()} for v, m in self.views.items()},
+        }
+
+
+def run_eval(cfg: EvalConfig) -> EvalResult:
+    """Evaluate the run on every requested view in one batched pass; store under eval/<view>."""
+    from hw0cli.env import resolve_device
+
+    bad = [v for v in cfg.views if v not in VIEWS]
+    check(not bad and bool(cfg.views), f"Unknown view(s) {', '.join(bad) or '(none)'}; "
+          f"choose from {', '.join(VIEWS)}.")
+    check(cfg.backend in BACKENDS, f"Unknown backend '{cfg.backend}'. Choose one of: "
+          f"{', '.join(BACKENDS)}.")
+    check(cfg.provider in ("auto", *PROVIDERS), f"Unknown provider '{cfg.provider}'. Choose "
+          f"one of: auto, {', '.join(PROVIDERS)}.")
+    check(cfg.batch_size >= 1, f"--batch-size must be at least 1 (got {cfg.batch_size}).")
+    run_path = runs.resolve_run(cfg.out, cfg.run)
+    model, attrs = runs.load_model(run_path)
+    run_id = str(attrs.get("run_id", run_path.stem))
+    data_dir = cfg.data_dir or Path((attrs.get("config") or {}).get("data_dir")
+                                    or default_data_dir())
+    data = load_cifar10(data_dir)
+    x = np.concatenate([make_view(data.test_x, v) for v in cfg.views])  # one batched pass
+    notes: list[str] = []
+    with store.lock(run_path):
+        onnx_file = None
+        if cfg.backend == "onnxruntime":
+            onnx_file, _, reused = ensure_onnx(run_path, notes=notes)
+            if not reused:
+                notes.append(f"exported {onnx_file.name} first")
+            check_matches_run(onnx_file, run_id, weights_fingerprint(model))
+            session, provider = open_session(onnx_file, cfg.provider)
+            infer(x[:cfg.batch_size], session=session, batch_size=cfg.batch_size)  # warm-up
+            t0 = time.perf_counter()
+            logits = infer(x, session=session, batch_size=cfg.batch_size)
+        else:
+            device = resolve_device(cfg.device)
+            provider = f"torch {device.type} fp32"
+            model = model.to(device)
+            infer(x[:cfg.batch_size], model=model, device=device, batch_size=cfg.batch_size)
+            t0 = time.perf_counter()
+            logits = infer(x, model=model, device=device, batch_size=cfg.batch_size)
+        seconds = time.perf_counter() - t0
+        n = len(data.test_y)
+        views = {v: evaluate(logits[i * n:(i + 1) * n], data.test_y, len(data.classes))
+                 for i, v in enumerate(cfg.views)}
+        arrays: dict[str, Any] = {}
+        for v, m in views.items():
+            arrays.update({f"eval/{v}/accuracy": m.accuracy,
+                           f"eval/{v}/per_class_accuracy": m.per_class_accuracy,
+                           f"eval/{v}/confusion": m.confusion, f"eval/{v}/provider": provider,
+                           f"eval/{v}/backend": cfg.backend, f"eval/{v}/seconds": seconds,
+                           f"eval/{v}/images_per_s": len(x) / seconds,
+                           f"eval/{v}/logits": logits[list(cfg.views).index(v) * n:
+                                                      (list(cfg.views).index(v) + 1) * n]})
+        store.update_h5(run_path, arrays=arrays)
+    return EvalResult(run_id, run_path, cfg.backend, provider, seconds, len(x) / seconds, views,
+                      data.classes, onnx_file, notes)

@@ -1,0 +1,258 @@
+"""ONNX export of a trained run, validated against torch.
+
+The exported graph takes raw pixels: input `images`, uint8 (N, 3, 32, 32) RGB, and divides by
+255 itself, so callers do no preprocessing and move 4x fewer bytes than float input; output
+`logits`, float32 (N, 10). The batch axis is dynamic. The file's metadata names the run and a
+SHA-256 fingerprint of its weights, so an ONNX file that does not belong to a run is caught.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from hw0cli import runs, store
+from hw0cli.data import default_data_dir, load_cifar10
+from hw0cli.errors import Hw0Error
+
+OPSET = 18  # >= 17 as required; 18 is what torch's dynamo exporter emits natively
+CHECK_IMAGES = 512  # test images on which onnxruntime and torch must agree
+FP32_TOLERANCE = 1e-4  # max |logit difference| allowed between onnxruntime and torch (fp32)
+INPUT_NAME, OUTPUT_NAME = "images", "logits"
+
+
+class PixelModel(nn.Module):
+    """uint8 pixels (N, 3, 32, 32) -> logits: the /255 scaling the trainer applies, in-graph."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(images.float() * (1.0 / 255.0))
+
+
+def onnx_path(run_path: Path, variant: str = "") -> Path:
+    """`<runs>/<run_id>.onnx`, or `<run_id>.<variant>.onnx` for fp16/int8 variants."""
+    suffix = f".{variant}.onnx" if variant else ".onnx"
+    return run_path.with_name(run_path.stem + suffix)
+
+
+def weights_fingerprint(model: nn.Module) -> str:
+    h = hashlib.sha256()
+    for k, v in sorted(model.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    run: str | None = None  # run id or .h5 path; None = the most recently finished run
+    out: Path = Path("artifacts")
+    data_dir: Path = field(default_factory=default_data_dir)
+    fp16: bool = False  # also write an fp16 variant (weights and math in half precision)
+    int8: bool = False  # also write a statically quantized int8 variant (onnxruntime QDQ)
+    force: bool = False  # re-export even if a matching ONNX file exists
+
+
+@dataclass
+class ExportResult:
+    run_id: str
+    run_path: Path
+    onnx_path: Path
+    max_abs_diff: float
+    seconds: float
+    reused: bool
+    variants: dict[str, dict[str, Any]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def export_onnx_file(model: nn.Module, path: Path) -> None:
+    """Write eval-mode `model` (on the CPU) as ONNX to `path`, atomically."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    example = torch.zeros(2, 3, 32, 32, dtype=torch.uint8)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            prog = torch.onnx.export(
+                PixelModel(model).eval(), (example,), input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME], opset_version=OPSET, dynamo=True,
+                dynamic_shapes={INPUT_NAME: {0: torch.export.Dim("batch")}}, verbose=False)
+        prog.save(str(tmp))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _set_metadata(path: Path, meta: dict[str, str]) -> None:
+    import onnx
+    m = onnx.load(str(path))
+    del m.metadata_props[:]
+    for k, v in meta.items():
+        m.metadata_props.add(key=k, value=v)
+    onnx.checker.check_model(m, full_check=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    onnx.save(m, str(tmp))
+    os.replace(tmp, path)
+
+
+def read_metadata(path: Path) -> dict[str, str]:
+    """The ONNX file's metadata; a clear error if the file is not valid ONNX."""
+    import onnx
+    try:
+        m = onnx.load(str(path), load_external_data=False)
+        onnx.checker.check_model(m)
+    except Exception as exc:
+        raise Hw0Error(f"{path} is not a valid ONNX model ({type(exc).__name__}: "
+                       f"{str(exc).splitlines()[0] if str(exc) else ''}). Delete it and run "
+                       "`hw0 export` again (or pass --force).") from None
+    return {p.key: p.value for p in m.metadata_props}
+
+
+def check_matches_run(path: Path, run_id: str, fingerprint: str) -> None:
+    """Raise unless the ONNX file at `path` was exported from these exact weights."""
+    meta = read_metadata(path)
+    if meta.get("hw0_weights_sha256") != fingerprint:
+        raise Hw0Error(
+            f"{path} does not match run '{run_id}' (it was exported from "
+            f"{meta.get('hw0_run_id', 'another model')!r} with different weights or shapes). "
+            f"Re-export it with `hw0 export {run_id} --force`.")
+
+
+def _cpu_session(path: Path) -> Any:
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+def _accuracy(session: Any, x: np.ndarray, y: np.ndarray, bs: int = 1000) -> float:
+    pred = np.concatenate([session.run(None, {INPUT_NAME: x[i:i + bs]})[0].argmax(1)
+                           for i in range(0, len(x), bs)])
+    return float((pred == y).mean())
+
+
+def _fp16_variant(src: Path, dst: Path) -> None:
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+    m = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
+    onnx.save(m, str(dst))
+
+
+def _int8_variant(src: Path, dst: Path, calib: np.ndarray) -> None:
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = iter([{INPUT_NAME: calib[i:i + 64]} for i in range(0, len(calib), 64)])
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self.batches, None)
+
+    quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ,
+                    per_channel=True, activation_type=QuantType.QInt8,
+                    weight_type=QuantType.QInt8)
+
+
+def ensure_onnx(run_path: Path, force: bool = False,
+                notes: list[str] | None = None) -> tuple[Path, float, bool]:
+    """Export (or reuse a matching) fp32 ONNX file for the run; returns (path, diff, reused).
+
+    An existing file that is corrupt or belongs to other weights is replaced (it is derived
+    data), and a line saying so is appended to `notes`.
+    """
+    model, attrs = runs.load_model(run_path)
+    run_id = str(attrs.get("run_id", run_path.stem))
+    fp = weights_fingerprint(model)
+    path = onnx_path(run_path)
+    if path.exists() and not force:
+        try:
+            check_matches_run(path, run_id, fp)
+            rec = store.read_h5(run_path, prefixes=("export/",))
+            diff = rec.arrays.get("export/max_abs_diff")
+            return path, float(diff) if diff is not None else float("nan"), True
+        except Hw0Error as exc:
+            if notes is not None:
+                notes.append(f"replaced {path.name}: {str(exc).split('. ')[0]}")
+    export_onnx_file(model, path)
+    _set_metadata(path, {"hw0_run_id": run_id, "hw0_weights_sha256": fp,
+                         "hw0_input": "uint8 (N,3,32,32) RGB pixels 0-255",
+                         "hw0_output": "float32 logits (N,10)"})
+    # validate: onnxruntime vs torch on the same test images (or random pixels without data)
+    config = attrs.get("config") or {}
+    try:
+        x = load_cifar10(Path(config.get("data_dir", default_data_dir()))).test_x[:CHECK_IMAGES]
+    except Hw0Error:
+        x = np.random.default_rng(0).integers(0, 256, (CHECK_IMAGES, 3, 32, 32), np.uint8)
+    x = np.array(x)  # a writable copy of the read-only cache
+    with torch.no_grad():
+        ref = PixelModel(model).eval()(torch.from_numpy(x)).numpy()
+    got = _cpu_session(path).run(None, {INPUT_NAME: x})[0]
+    diff = float(np.abs(got - ref).max())
+    if not diff < FP32_TOLERANCE:
+        path.unlink(missing_ok=True)
+        raise Hw0Error(f"ONNX export of '{run_id}' failed validation: onnxruntime and torch "
+                       f"logits differ by up to {diff:.3g} (> {FP32_TOLERANCE}) on "
+                       f"{len(x)} test images; the file was removed. Report this with your "
+                       "torch and onnxruntime versions.")
+    return path, diff, False
+
+
+def run_export(cfg: ExportConfig) -> ExportResult:
+    """Export the run to ONNX, check it, record the check in the run's HDF5."""
+    import onnxruntime as ort
+
+    run_path = runs.resolve_run(cfg.out, cfg.run)
+    t0 = time.perf_counter()
+    with store.lock(run_path):
+        notes: list[str] = []
+        path, diff, reused = ensure_onnx(run_path, cfg.force, notes)
+        result = ExportResult(str(store.read_h5(run_path, attrs_only=True).attrs["run_id"]),
+                              run_path, path, diff, 0.0, reused, notes=notes)
+        arrays: dict[str, Any] = {"export/max_abs_diff": diff,
+                                  "export/onnx_file": path.name, "export/opset": OPSET,
+                                  "export/onnxruntime": ort.__version__,
+                                  "export/check_images": CHECK_IMAGES}
+        if cfg.fp16 or cfg.int8:
+            data = load_cifar10(cfg.data_dir)
+            x, y = np.ascontiguousarray(data.test_x), data.test_y
+            base = _accuracy(_cpu_session(path), x, y)
+            for variant, enabled in (("fp16", cfg.fp16), ("int8", cfg.int8)):
+                if not enabled:
+                    continue
+                dst = onnx_path(run_path, variant)
+                try:
+                    if variant == "fp16":
+                        _fp16_variant(path, dst)
+                    else:
+                        _int8_variant(path, dst, np.ascontiguousarray(data.train_x[:512]))
+                    acc = _accuracy(_cpu_session(dst), x, y)
+                except Exception as exc:  # a converter or kernel gap: say so, keep the fp32
+                    dst.unlink(missing_ok=True)
+                    raise Hw0Error(f"The {variant} variant could not be built or run here "
+                                   f"({type(exc).__name__}: {str(exc).splitlines()[0]}). The "
+                                   f"fp32 model {path} is unaffected.") from None
+                result.variants[variant] = {"path": str(dst), "accuracy": acc,
+                                            "fp32_accuracy": base,
+                                            "accuracy_change": acc - base}
+                arrays.update({f"export/{variant}/accuracy": acc,
+                               f"export/{variant}/fp32_accuracy": base,
+                               f"export/{variant}/onnx_file": dst.name})
+        store.update_h5(run_path, arrays=arrays)
+    result.seconds = time.perf_counter() - t0
+    return result

@@ -1,0 +1,149 @@
+#!/usr/bin/env python3
+"""Benchmark the full flip evaluation (test set + its vertical flip = 20,000 images).
+
+Backends, same device and images, one process: onnxruntime (the provider `auto` picks, or
+--provider), torch eager fp32 (NCHW, the plain way), and our best torch path (channels_last,
+torch.compile, autocast at `--precision auto`). One-time costs (session creation, engine
+build, compilation, first batch) are timed apart from the steady state. Prints images/s of each
+and the ratios, with device, precision and versions.
+
+    python scripts/bench_eval.py --data-dir data --width 64            # random weights
+    python scripts/bench_eval.py --data-dir data --run c4-p0-e20-s0-... --out artifacts
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+
+from hw0cli import runs
+from hw0cli.data import load_cifar10
+from hw0cli.env import device_name, resolve_compile, resolve_device, resolve_precision
+from hw0cli.evaluate import infer, make_view, open_session
+from hw0cli.export import export_onnx_file
+from hw0cli.models import make_cnn
+from hw0cli.train import predict_logits
+
+
+def timed(fn, repeats: int) -> float:
+    """Median seconds of `repeats` calls (after the caller's warm-up)."""
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return float(np.median(times))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data-dir", type=Path, default=Path("data"))
+    ap.add_argument("--width", type=int, default=64)
+    ap.add_argument("--run", help="a run id/.h5 to load weights from (default: random init)")
+    ap.add_argument("--out", type=Path, default=Path("artifacts"))
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--provider", default="auto")
+    ap.add_argument("--precision", default="auto")
+    ap.add_argument("--batch-size", type=int, default=0, help="0: 1000 on CPU, 20000 on GPU")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--json", type=Path)
+    a = ap.parse_args()
+    device = resolve_device(a.device)
+    precision = resolve_precision(a.precision, device)
+    bs = a.batch_size or (20_000 if device.type == "cuda" else 1000)
+    data = load_cifar10(a.data_dir)
+    x = np.concatenate([make_view(data.test_x, "original"), make_view(data.test_x, "vflip")])
+    n = len(x)
+    if a.run:
+        model, _ = runs.load_model(runs.resolve_run(a.out, a.run))
+    else:
+        torch.manual_seed(0)
+        model = make_cnn(a.width).eval()
+    results: dict[str, dict] = {}
+
+    # onnxruntime
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.onnx"
+        export_onnx_file(model, path)
+        t = time.perf_counter()
+        sess, provider = open_session(path, a.provider)
+        infer(x[:bs], session=sess, batch_size=bs)
+        one = time.perf_counter() - t
+        s = timed(lambda: infer(x, session=sess, batch_size=bs), a.repeats)
+        ort_logits = infer(x, session=sess, batch_size=bs)
+        results[f"onnxruntime ({provider})"] = {"images_per_s": n / s, "one_time_s": one}
+
+    xt = torch.from_numpy(x)
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    # torch eager fp32, NCHW
+    eager = make_cnn(a.width).eval()
+    eager.load_state_dict(model.state_dict())
+    eager = eager.to(device)
+
+    @torch.inference_mode()
+    def run_eager() -> torch.Tensor:
+        out = [eager(xt[i:i + bs].to(device).float() / 255) for i in range(0, n, bs)]
+        sync()
+        return torch.cat(out)
+
+    t = time.perf_counter()
+    run_eager()
+    one = time.perf_counter() - t
+    s = timed(run_eager, a.repeats)
+    eager_logits = run_eager().float().cpu().numpy()
+    results["torch eager fp32"] = {"images_per_s": n / s, "one_time_s": one}
+
+    # our best torch path
+    best = make_cnn(a.width).eval()
+    best.load_state_dict(model.state_dict())
+    best = best.to(device, memory_format=torch.channels_last)
+    use_compile = resolve_compile(None, device)
+    fwd = torch.compile(best) if use_compile else best
+    xd = xt.to(device)
+
+    def run_best() -> torch.Tensor:
+        out = predict_logits(fwd, xd, device, precision, bs)
+        sync()
+        return out
+
+    t = time.perf_counter()
+    run_best()
+    one = time.perf_counter() - t
+    s = timed(run_best, a.repeats)
+    best_logits = run_best().float().cpu().numpy()
+    label = f"torch best ({precision}, channels_last, compile={'on' if use_compile else 'off'})"
+    results[label] = {"images_per_s": n / s, "one_time_s": one}
+
+    ref = eager_logits.argmax(1)
+    print(f"device {device_name(device)} | torch {torch.__version__} | onnxruntime "
+          f"{ort.__version__} | python {platform.python_version()} | width {a.width} | "
+          f"{n:,} images, batch {bs}")
+    base = results["torch eager fp32"]["images_per_s"]
+    for name, r in results.items():
+        print(f"{name:<58} {r['images_per_s']:10,.0f} images/s  {r['images_per_s'] / base:5.2f}x "
+              f"eager  (one-time {r['one_time_s']:.2f} s)")
+    o = next(v for k, v in results.items() if k.startswith("onnxruntime"))
+    print(f"onnxruntime / torch best: {o['images_per_s'] / results[label]['images_per_s']:.2f}x")
+    agree_ort = (ort_logits.argmax(1) == ref).mean()
+    agree_best = (best_logits.argmax(1) == ref).mean()
+    print(f"prediction agreement with eager: onnxruntime {agree_ort:.4%}, "
+          f"torch best {agree_best:.4%}")
+    if a.json:
+        a.json.write_text(json.dumps({"device": device_name(device), "width": a.width,
+                                      "precision": precision, "results": results}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

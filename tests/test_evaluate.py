@@ -1,0 +1,137 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from typer.testing import CliRunner
+
+from hw0cli import evaluate as ev
+from hw0cli import store
+from hw0cli.cli import app
+from hw0cli.errors import Hw0UsageError
+from hw0cli.train import TrainConfig, run_train, worst_view_loss
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def trained(cifar_root, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ev")
+    res = run_train(TrainConfig(width=4, epochs=3, batch_size=50, train_samples=500,
+                                data_dir=cifar_root, out=out, device="cpu", precision="fp32",
+                                compile=False, lr=0.05))
+    return res, out
+
+
+def test_metrics_by_hand():
+    labels = np.array([0, 0, 1, 1, 1, 2])
+    pred = np.array([0, 1, 1, 1, 0, 2])
+    logits = np.eye(3)[pred]
+    m = ev.evaluate(logits, labels, num_classes=3)
+    assert m.accuracy == pytest.approx(4 / 6)
+    np.testing.assert_allclose(m.per_class_accuracy, [1 / 2, 2 / 3, 1.0])
+    np.testing.assert_array_equal(m.confusion, [[1, 1, 0], [1, 2, 0], [0, 0, 1]])
+    assert np.isnan(ev.evaluate(np.eye(3)[[0]], np.array([0]), 3).per_class_accuracy[1])
+
+
+def test_views_flip_the_right_axis():
+    x = np.random.default_rng(0).integers(0, 256, (2, 3, 32, 32), dtype=np.uint8)
+    v = ev.make_view(x, "vflip")
+    h = ev.make_view(x, "hflip")
+    for i in range(32):
+        np.testing.assert_array_equal(v[:, :, i, :], x[:, :, 31 - i, :])  # upside down
+        np.testing.assert_array_equal(h[:, :, :, i], x[:, :, :, 31 - i])  # mirrored
+    assert ev.make_view(x, "original") is x
+
+
+def test_worst_view_loss_takes_the_larger():
+    torch.manual_seed(0)
+    y = torch.tensor([0, 1, 2, 3])
+    good = F.one_hot(y, 10).float() * 5  # confident and right
+    bad = torch.randn(4, 10, requires_grad=True)  # the flipped view: worse
+    good.requires_grad_(True)
+    loss = worst_view_loss(good, bad, y)
+    assert loss.item() == pytest.approx(max(F.cross_entropy(good, y).item(),
+                                            F.cross_entropy(bad, y).item()))
+    assert loss.item() == pytest.approx(F.cross_entropy(bad, y).item())
+    loss.backward()
+    assert bad.grad.abs().sum() > 0 and good.grad.abs().sum() == 0  # only the worse view moves
+
+
+def test_worst_view_training_runs(cifar_root, tmp_path):
+    res = run_train(TrainConfig(width=4, epochs=1, batch_size=50, train_samples=200,
+                                data_dir=cifar_root, out=tmp_path, device="cpu",
+                                precision="fp32", compile=False, objective="worst-view"))
+    assert set(res.test_acc_views) == {"original", "vflip"}
+
+
+def test_provider_choice_without_gpu(trained, monkeypatch):
+    res, _out = trained
+    from hw0cli.export import ensure_onnx
+    path, _, _ = ensure_onnx(res.path)
+    monkeypatch.setattr(ev, "gpu_present", lambda: False)
+    asked = []
+    import onnxruntime as ort
+    real = ort.InferenceSession
+
+    def spy(p, so=None, providers=None):
+        asked.append(list(providers))
+        return real(p, so, providers=providers)
+
+    monkeypatch.setattr(ort, "InferenceSession", spy)
+    _sess, used = ev.open_session(path, "auto")
+    assert used == "cpu" and asked == [["CPUExecutionProvider"]]  # no GPU provider requested
+    for p in ("cuda", "tensorrt"):
+        with pytest.raises(Hw0UsageError, match=r"not usable here.*usable: cpu"):
+            ev.open_session(path, p)
+    with pytest.raises(Hw0UsageError, match="Unknown provider"):
+        ev.open_session(path, "rocm")
+
+
+def test_eval_flip_cli_and_backends_agree(trained, cifar_root):
+    res, out = trained
+    r = runner.invoke(app, ["eval", "--flip", "--out", str(out), "--data-dir", str(cifar_root)])
+    assert r.exit_code == 0, r.output
+    assert "most recently finished run" in r.output and res.run_id in r.output
+    assert "Per-class accuracy" in r.output and "vflip" in r.output
+    rec = store.read_h5(res.path, prefixes=("eval/",))
+    onnx_logits = rec.arrays["eval/original/logits"]
+    assert rec.arrays["eval/vflip/confusion"].sum() == 200
+    assert str(rec.arrays["eval/original/provider"]) == "cpu"
+    assert (out / "plots" / f"{res.run_id}_per_class.png").stat().st_size > 1000
+    r = runner.invoke(app, ["eval", res.run_id, "--flip", "--backend", "torch", "--json",
+                            "--out", str(out), "--data-dir", str(cifar_root)])
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.stdout)
+    torch_logits = store.read_h5(res.path, prefixes=("eval/",)).arrays["eval/original/logits"]
+    assert (onnx_logits.argmax(1) == torch_logits.argmax(1)).mean() >= 0.999
+    np.testing.assert_allclose(onnx_logits, torch_logits, atol=1e-4)
+    assert d["views"]["original"]["accuracy"] == pytest.approx(1 - res.test_err)
+    assert d["views"]["vflip"]["accuracy"] == pytest.approx(res.test_acc_views["vflip"])
+
+
+@pytest.mark.parametrize(("args", "msg"), [
+    (["--view", "sideways"], "Unknown view"),
+    (["--provider", "rocm"], "Unknown provider"),
+    (["--backend", "tensorflow"], "Unknown backend"),
+    (["--batch-size", "0"], "--batch-size"),
+])
+def test_eval_bad_input(trained, cifar_root, args, msg):
+    res, out = trained
+    r = runner.invoke(app, ["eval", res.run_id, *args, "--out", str(out)])
+    assert r.exit_code == 2 and msg in r.output and "Traceback" not in r.output
+
+
+def test_eval_missing_run_lists_closest(trained):
+    res, out = trained
+    r = runner.invoke(app, ["eval", res.run_id[:-2] + "zz", "--out", str(out)])
+    assert r.exit_code == 2 and "Closest existing runs" in r.output and res.run_id in r.output
+
+
+def test_newer_schema_is_refused(tmp_path):
+    p = tmp_path / "runs" / "future.h5"
+    store.write_h5(p, {"run_id": "future"}, {})
+    store.update_h5(p, attrs={"schema_version": store.SCHEMA_VERSION + 1})
+    r = runner.invoke(app, ["eval", "future", "--out", str(tmp_path)])
+    assert r.exit_code == 1 and "newer" in r.output

@@ -1,0 +1,85 @@
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from hw0cli import runs, store
+from hw0cli.errors import Hw0Error
+from hw0cli.export import (
+    FP32_TOLERANCE,
+    ExportConfig,
+    PixelModel,
+    onnx_path,
+    read_metadata,
+    run_export,
+)
+from hw0cli.train import TrainConfig, run_train
+
+
+@pytest.fixture(scope="module")
+def trained(cifar_root, tmp_path_factory):
+    out = tmp_path_factory.mktemp("exp")
+    res = run_train(TrainConfig(width=4, epochs=2, batch_size=50, train_samples=500,
+                                data_dir=cifar_root, out=out, device="cpu", precision="fp32",
+                                compile=False, lr=0.05))
+    return res, out
+
+
+def test_export_round_trip_matches_torch(trained, cifar_root):
+    res, out = trained
+    r = run_export(ExportConfig(run=res.run_id, out=out, data_dir=cifar_root))
+    assert r.onnx_path == onnx_path(res.path) and r.onnx_path.exists()
+    assert r.max_abs_diff < FP32_TOLERANCE
+    m = onnx.load(str(r.onnx_path))
+    onnx.checker.check_model(m)
+    assert m.opset_import[0].version >= 17
+    (inp,) = m.graph.input
+    assert inp.name == "images" and inp.type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    assert inp.type.tensor_type.shape.dim[0].dim_param  # dynamic batch axis
+    # another batch size than the export example, on the real test images
+    from hw0cli.data import load_cifar10
+    x = np.ascontiguousarray(load_cifar10(cifar_root).test_x[:37])
+    got = ort.InferenceSession(str(r.onnx_path)).run(None, {"images": x})[0]
+    model, _ = runs.load_model(res.path)
+    with torch.no_grad():
+        ref = PixelModel(model)(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(got, ref, atol=1e-4, rtol=0)
+    rec = store.read_h5(res.path, prefixes=("export/",))
+    assert float(rec.arrays["export/max_abs_diff"]) == pytest.approx(r.max_abs_diff)
+    assert read_metadata(r.onnx_path)["hw0_run_id"] == res.run_id
+    again = run_export(ExportConfig(run=res.run_id, out=out, data_dir=cifar_root))
+    assert again.reused
+
+
+def test_corrupt_onnx_is_detected_and_replaced(trained, cifar_root):
+    res, out = trained
+    p = onnx_path(res.path)
+    run_export(ExportConfig(run=res.run_id, out=out, data_dir=cifar_root))
+    p.write_bytes(b"not an onnx model")
+    with pytest.raises(Hw0Error, match="not a valid ONNX"):
+        read_metadata(p)
+    r = run_export(ExportConfig(run=res.run_id, out=out, data_dir=cifar_root))
+    assert not r.reused and any("replaced" in n for n in r.notes)
+    assert r.max_abs_diff < FP32_TOLERANCE
+
+
+def test_variants_record_accuracy_change(trained, cifar_root):
+    res, out = trained
+    r = run_export(ExportConfig(run=res.run_id, out=out, data_dir=cifar_root, fp16=True,
+                                int8=True))
+    for v in ("fp16", "int8"):
+        info = r.variants[v]
+        assert info["path"] != str(r.onnx_path)  # never replaces the fp32 model
+        assert abs(info["accuracy_change"]) < 0.1
+    rec = store.read_h5(res.path, prefixes=("export/",))
+    assert "export/int8/accuracy" in rec.arrays and r.onnx_path.exists()
+
+
+def test_no_finished_run_and_no_weights(tmp_path):
+    with pytest.raises(Hw0Error, match="No finished run"):
+        run_export(ExportConfig(out=tmp_path))
+    p = runs.run_path(tmp_path, "empty")
+    store.write_h5(p, {"run_id": "empty", "status": "finished", "config": {"width": 4}}, {})
+    with pytest.raises(Hw0Error, match="no weights"):
+        run_export(ExportConfig(run="empty", out=tmp_path))
