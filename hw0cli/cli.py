@@ -27,6 +27,11 @@ app = typer.Typer(help="hw0: the deep-learning homework as fast, reproducible ex
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 data_app = typer.Typer(help="Fetch and inspect CIFAR-10 and MNIST.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+grid_app = typer.Typer(help="The width x label-noise grid (Problem 2): list, run, status, "
+                       "report. Each takes --widths, --noise, --seeds and any `hw0 train` "
+                       "option, so one option string describes one grid everywhere.",
+                       no_args_is_help=True)
+app.add_typer(grid_app, name="grid")
 
 out_console = Console()
 err_console = Console(stderr=True)
@@ -215,6 +220,10 @@ def train(
     seed: Annotated[int, typer.Option(help="Seed for init, subset, noise, order")] = 0,
     until_train_error: Annotated[float | None, typer.Option(
         help="Stop once full-train-set error <= this fraction (e.g. 0.01)")] = None,
+    patience: Annotated[int | None, typer.Option(
+        help="Stop when the training error has not improved for this many epochs")] = None,
+    eval_every: Annotated[int | None, typer.Option(
+        help="Evaluate the test set every N epochs (and after the last) [default: 1]")] = None,
     recipe: Annotated[str, typer.Option(help="notebook (course recipe) | fast (see README); "
                                         "explicit options override it")] = "notebook",
     device: Annotated[str, typer.Option(help="auto | cuda | cpu")] = "auto",
@@ -241,7 +250,8 @@ def train(
         schedule=schedule, augment=augment, label_smoothing=label_smoothing,
         objective=objective, tta=tta, train_samples=train_samples,
         batchnorm=False if no_batchnorm else None, seed=seed,
-        until_train_error=until_train_error, device=device, precision=precision,
+        until_train_error=until_train_error, patience=patience, eval_every=eval_every,
+        device=device, precision=precision,
         compile=compile, data_dir=data_dir or _default_data(), out=out or _default_out(),
         run_id=run_id, resume=resume, force=force)
     console = err_console if as_json else out_console
@@ -586,6 +596,163 @@ def _print_linreg(res: Any) -> None:
     folder = res.plots[0].parent if res.plots else "-"
     c.print(f"saved {res.path} and {len(res.plots)} plots in {folder} ({res.seconds:.1f} s)",
             highlight=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# grid
+
+GRID_CONTEXT = {"allow_extra_args": True, "ignore_unknown_options": True}
+Widths = Annotated[str, typer.Option("--widths", help="Comma-separated widths c")]
+Noises = Annotated[str, typer.Option("--noise", help="Comma-separated noise levels p")]
+Seeds = Annotated[str, typer.Option("--seeds", help="Comma-separated seeds")]
+_NOT_FOR_GRID = ("quiet", "as_json", "force", "resume", "run_id", "width", "noise", "seed")
+
+
+def _grid_config(ctx: typer.Context, widths: str, noise: str, seeds: str) -> Any:
+    """Grid axes from our options; every other option parsed by `hw0 train`'s own parser."""
+    from hw0cli.errors import Hw0UsageError
+    from hw0cli.grid import GridConfig, parse_list
+    train_cmd = typer.main.get_command(app).get_command(ctx, "train")  # type: ignore[attr-defined]
+    try:
+        sub = train_cmd.make_context("hw0 grid", list(ctx.args))
+    except Exception as exc:  # click's usage errors (typer vendors click privately)
+        msg = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        raise Hw0UsageError(f"{msg} (grid commands take --widths, --noise, --seeds and the "
+                            "options of `hw0 train`)") from None
+    given = {k: v for k, v in sub.params.items()
+             if getattr(sub.get_parameter_source(k), "name", "") == "COMMANDLINE"}
+    bad = [k for k in given if k in _NOT_FOR_GRID]
+    if bad:
+        raise Hw0UsageError(f"--{bad[0].replace('_', '-').replace('as-json', 'json')} is not a "
+                            "grid option (use --widths/--noise/--seeds for the axes).")
+    if given.pop("no_batchnorm", False):
+        given["batchnorm"] = False
+    recipe = given.pop("recipe", "notebook")
+    data_dir, out = given.pop("data_dir", None), given.pop("out", None)
+    ws = parse_list(widths, int, "--widths")
+    ps = parse_list(noise, float, "--noise")
+    for p in ps:
+        if not 0 <= p <= 1:
+            raise Hw0UsageError(f"--noise values are probabilities in [0, 1] (got {p}).")
+    return GridConfig(widths=ws, noises=ps, seeds=parse_list(seeds, int, "--seeds"),
+                      recipe=recipe, train_options=tuple(sorted(given.items())),
+                      data_dir=data_dir or _default_data(), out=out or _default_out())
+
+
+@grid_app.command("list", context_settings=GRID_CONTEXT)
+@handle_errors
+def grid_list(ctx: typer.Context, widths: Widths = "4,64", noise: Noises = "0,0.5,1",
+              seeds: Seeds = "0", as_json: Json = False) -> None:
+    """Print one complete `hw0 train ...` command per cell (for xargs, loops, job arrays)."""
+    from hw0cli.grid import cells, grid_commands
+    from hw0cli.train import run_id_for
+    cfg = _grid_config(ctx, widths, noise, seeds)
+    cmds = grid_commands(cfg)
+    if as_json:
+        _print_json([{"index": i, "run_id": run_id_for(c), "command": cmd,
+                      "width": c.width, "noise": c.noise, "seed": c.seed}
+                     for i, (c, cmd) in enumerate(zip(cells(cfg), cmds, strict=True))])
+        return
+    for cmd in cmds:
+        print(cmd)
+
+
+@grid_app.command("run", context_settings=GRID_CONTEXT)
+@handle_errors
+def grid_run(ctx: typer.Context, widths: Widths = "4,64", noise: Noises = "0,0.5,1",
+             seeds: Seeds = "0",
+             index: Annotated[int | None, typer.Option(help="Run only this cell (0-based)")]
+             = None,
+             jobs: Annotated[int, typer.Option(help="Parallel processes (capped at one per "
+                                               "visible GPU on a GPU machine)")] = 1) -> None:
+    """Run one cell (--index) or every unfinished cell (--jobs in parallel)."""
+    from hw0cli.errors import Hw0UsageError
+    from hw0cli.grid import cells, run_cells
+    from hw0cli.train import run_train
+    cfg = _grid_config(ctx, widths, noise, seeds)
+    all_cells = cells(cfg)
+    if index is not None:
+        if not 0 <= index < len(all_cells):
+            raise Hw0UsageError(f"--index {index} is outside the grid (0 to "
+                                f"{len(all_cells) - 1}; see `hw0 grid list`).")
+        with RichReporter(out_console) as reporter:
+            res = run_train(all_cells[index], reporter=reporter)
+        verb = "already finished" if res.status == "skipped" else "finished"
+        out_console.print(f"cell {index} ({res.run_id}) {verb}: train error "
+                          f"{100 * res.train_err:.2f}%, test error {100 * res.test_err:.2f}%",
+                          highlight=False)
+        return
+
+    def done(r: Any) -> None:
+        ok = "[green]ok[/]" if r.returncode == 0 else f"[red]exit {r.returncode}[/]"
+        out_console.print(f"cell {r.index} {r.run_id}: {ok} (log {r.log})", highlight=False)
+
+    out_console.print(f"{len(all_cells)} cells, {jobs} at a time; finished cells are skipped")
+    results = run_cells(cfg, jobs, on_done=done)
+    failed = [r for r in results if r.returncode != 0]
+    if failed:
+        raise Hw0Error(f"{len(failed)} of {len(results)} cells failed: "
+                       f"{', '.join(str(r.index) for r in failed)}. See their logs; "
+                       "`hw0 grid status` shows each cell.")
+
+
+@grid_app.command("status", context_settings=GRID_CONTEXT)
+@handle_errors
+def grid_status_cmd(ctx: typer.Context, widths: Widths = "4,64", noise: Noises = "0,0.5,1",
+                    seeds: Seeds = "0", as_json: Json = False) -> None:
+    """Each cell: done / running / incomplete / failed / missing, with its final errors."""
+    from hw0cli.grid import grid_status
+    states = grid_status(_grid_config(ctx, widths, noise, seeds))
+    if as_json:
+        _print_json([{"index": s.index, "run_id": s.run_id, "state": s.state,
+                      "width": s.config.width, "noise": s.config.noise,
+                      "seed": s.config.seed, "epochs": s.epochs_done,
+                      "train_err": s.train_err, "test_err": s.test_err,
+                      "seconds": s.seconds, "note": s.note} for s in states])
+        return
+    colors = {"done": "green", "running": "cyan", "incomplete": "yellow", "missing": "dim",
+              "failed": "red", "corrupt": "red", "mismatch": "red"}
+    t = Table(title="Grid status")
+    for c in ("#", "width", "noise", "seed", "state", "epochs", "train err", "test err",
+              "seconds", "note"):
+        t.add_column(c, justify="left" if c in ("state", "note") else "right")
+    for s in states:
+        t.add_row(str(s.index), str(s.config.width), f"{s.config.noise:g}", str(s.config.seed),
+                  f"[{colors[s.state]}]{s.state}[/]", str(s.epochs_done),
+                  _fmt(s.train_err, True), _fmt(s.test_err, True), f"{s.seconds:.0f}", s.note)
+    out_console.print(t)
+    counts = {k: sum(s.state == k for s in states) for k in colors}
+    out_console.print(", ".join(f"{v} {k}" for k, v in counts.items() if v), highlight=False)
+
+
+@grid_app.command("report", context_settings=GRID_CONTEXT)
+@handle_errors
+def grid_report_cmd(ctx: typer.Context, widths: Widths = "4,64", noise: Noises = "0,0.5,1",
+                    seeds: Seeds = "0", as_json: Json = False) -> None:
+    """Table of final train/test error per (width, p) and the plots, from the run files."""
+    from hw0cli.grid import grid_report
+    cfg = _grid_config(ctx, widths, noise, seeds)
+    rep = grid_report(cfg, plot_dir=Path(cfg.out) / "plots")
+    if as_json:
+        _print_json({"rows": [r.__dict__ for r in rep.rows], "plots": [str(p) for p in
+                                                                        rep.plots]})
+        return
+    t = Table(title="Random labels: final errors (mean +- std over seeds)")
+    for c in ("width", "p", "seeds", "train err", "test err", "epochs", "time (s)"):
+        t.add_column(c, justify="right")
+    for r in rep.rows:
+        if not r.seeds:
+            t.add_row(str(r.width), f"{r.noise:g}", "0", "-", "-", "-", f"({r.missing} missing)")
+            continue
+        tr, te = r.stat("train_err"), r.stat("test_err")
+        sd = len(r.seeds) > 1
+        t.add_row(str(r.width), f"{r.noise:g}", str(len(r.seeds)),
+                  f"{100 * tr[0]:.2f}%" + (f" +- {100 * tr[1]:.2f}" if sd else ""),
+                  f"{100 * te[0]:.2f}%" + (f" +- {100 * te[1]:.2f}" if sd else ""),
+                  f"{np.mean(r.epochs):.0f}", f"{np.mean(r.seconds):.0f}")
+    out_console.print(t)
+    for p in rep.plots:
+        out_console.print(f"plot: {p}", highlight=False)
 
 
 def main() -> None:

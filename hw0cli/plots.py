@@ -107,3 +107,57 @@ def linreg_plots(summary: dict, arrays: dict[str, np.ndarray], folder: Path,
         ax.grid(alpha=0.3, which="both")
         out.append(save(fig, folder / f"linreg_{rid}_kernel.png"))
     return out
+
+
+def grid_error_vs_noise(rows: list, path: Path) -> Path:
+    """Final train and test error (%) vs label-noise p, one colour per width; mean +- std."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    widths = sorted({r.width for r in rows})
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for k, w in enumerate(widths):
+        rs = sorted((r for r in rows if r.width == w and r.seeds), key=lambda r: r.noise)
+        if not rs:
+            continue
+        p = [r.noise for r in rs]
+        for key, style, label in (("train_err", "--o", "train"), ("test_err", "-s", "test")):
+            m = [100 * r.stat(key)[0] for r in rs]
+            s = [100 * r.stat(key)[1] for r in rs]
+            ax.errorbar(p, m, yerr=s, fmt=style, color=colors[k % len(colors)], capsize=3,
+                        label=f"c = {w}, {label} error")
+    ax.axhline(90, color="gray", ls=":", label="chance (90%)")
+    ax.set_xlabel("label noise probability p")
+    ax.set_ylabel("error (%)")
+    ax.set_ylim(-3, 103)
+    ax.set_title("Final train and test error vs label noise")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return save(fig, path)
+
+
+def grid_curves(curves: dict, path: Path) -> Path:
+    """Learning curves per cell: running train error, full-train error and test error (%)."""
+    widths = sorted({k[0] for k in curves})
+    noises = sorted({k[1] for k in curves})
+    fig, axes = plt.subplots(len(widths), len(noises), figsize=(3.6 * len(noises),
+                                                                2.8 * len(widths)),
+                             squeeze=False, sharey=True)
+    for (w, p, seed), h in sorted(curves.items()):
+        ax = axes[widths.index(w)][noises.index(p)]
+        ep = h["epoch"]
+        ax.plot(ep, 100 * h["train_err"], color="C0", label="train (running)" if seed == 0
+                else None)
+        for key, color, label in (("train_eval_err", "C1", "train (eval mode)"),
+                                  ("test_err", "C3", "test")):
+            ok = ~np.isnan(h[key])
+            if ok.any():
+                ax.plot(ep[ok], 100 * h[key][ok], "o-", ms=3, color=color,
+                        label=label if seed == 0 else None)
+        ax.set_title(f"c = {w}, p = {p:g}", fontsize=9)
+        ax.grid(alpha=0.3)
+    for ax in axes[-1]:
+        ax.set_xlabel("epoch")
+    for row in axes:
+        row[0].set_ylabel("error (%)")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    return save(fig, path)

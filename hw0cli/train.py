@@ -45,7 +45,7 @@ CROP_PAD = 4  # pixels of translation for `crop` (pad 4 + random 32x32 crop, the
 SCIENCE_FIELDS = (
     "width", "noise", "epochs", "batch_size", "lr", "momentum", "nesterov", "weight_decay",
     "optimizer", "schedule", "augment", "label_smoothing", "objective", "tta", "train_samples",
-    "batchnorm", "seed", "until_train_error",
+    "batchnorm", "seed", "until_train_error", "patience",
 )
 
 
@@ -71,6 +71,8 @@ class TrainConfig:
     batchnorm: bool = True  # False drops every BatchNorm layer
     seed: int = 0  # seeds init, subset, label noise, batch order and augmentation
     until_train_error: float | None = None  # stop once full-train-set error <= this (0-1)
+    patience: int | None = None  # stop when train error has not improved for this many epochs
+    eval_every: int = 1  # test-set evaluation every N epochs (always after the last)
     recipe: str = "notebook"  # the named defaults these settings came from (informative)
     # -- execution: how, not what (not part of the run id) --
     device: str = "auto"  # auto | cuda | cpu
@@ -152,6 +154,8 @@ def validate(cfg: TrainConfig) -> None:
           f"{', '.join(OBJECTIVES)}.")
     check(cfg.until_train_error is None or 0.0 <= cfg.until_train_error < 1.0,
           "--until-train-error is a fraction in [0, 1) (e.g. 0.01 for 1%).")
+    check(cfg.patience is None or cfg.patience >= 1, "--patience must be at least 1 epoch.")
+    check(cfg.eval_every >= 1, f"--eval-every must be at least 1 (got {cfg.eval_every}).")
     check(cfg.run_id is None or runs.valid_run_id(cfg.run_id), "--run-id may use letters, "
           "digits, '.', '_' and '-' only (it names a file).")
 
@@ -514,17 +518,20 @@ class Trainer:
     def logits(self, x: torch.Tensor, view: Callable | None = None) -> torch.Tensor:
         return predict_logits(self.fwd, x, self.device, self.precision, self.eval_bs, view)
 
-    def evaluate(self) -> dict[str, float]:
-        """Test loss/error (plain CE), plus flip-TTA error and full-train error when asked."""
+    def evaluate(self, test: bool = True, train: bool = False) -> dict[str, float]:
+        """Test loss/error (plain CE) and flip-TTA error when `test`; the full-train error
+        (eval mode, on the labels trained on) when `train`; NaN for what was not asked."""
         t1 = time.perf_counter()
-        logits = self.logits(self.x_test)
-        res = {"test_loss": F.cross_entropy(logits, self.y_test).item(),
-               "test_err": error_rate(logits, self.y_test),
-               "test_err_tta": math.nan, "train_eval_err": math.nan}
-        if self.cfg.tta:
-            res["test_err_tta"] = error_rate(logits + self.logits(self.x_test, hflip),
-                                             self.y_test)
-        if self.cfg.until_train_error is not None:
+        res = {"test_loss": math.nan, "test_err": math.nan, "test_err_tta": math.nan,
+               "train_eval_err": math.nan}
+        if test:
+            logits = self.logits(self.x_test)
+            res["test_loss"] = F.cross_entropy(logits, self.y_test).item()
+            res["test_err"] = error_rate(logits, self.y_test)
+            if self.cfg.tta:
+                res["test_err_tta"] = error_rate(logits + self.logits(self.x_test, hflip),
+                                                 self.y_test)
+        if train:
             res["train_eval_err"] = error_rate(self.logits(self.x_train), self.y_train)
         res["eval_seconds"] = time.perf_counter() - t1
         return res
@@ -593,15 +600,32 @@ def _train(cfg: TrainConfig, data: CifarData, device: torch.device, precision: s
                 store.update_h5(path, attrs={"status": "diverged", "message": msg})
                 raise Hw0Error(f"Run '{run_id}': {msg} in {path}. Lower --lr (now {cfg.lr}) "
                                "and train again with --force.")
-            row.update(tr.evaluate())
-            for k in HISTORY_KEYS:
-                history[k].append(float(row[k]))
+            errs = [*history["train_err"], row["train_err"]]
+            stalled = (cfg.patience is not None and len(errs) > cfg.patience
+                       and min(errs[-cfg.patience:]) > min(errs[:-cfg.patience]) - 1e-3)
+            # the full-train pass only once the running error is within 10 points of the
+            # target: it costs a third of an epoch, and eval-mode error is below the running one
+            target = cfg.until_train_error
+            row.update(tr.evaluate(test=False, train=target is not None
+                                   and row["train_err"] <= target + 0.10))
             reached = (cfg.until_train_error is not None
                        and row["train_eval_err"] <= cfg.until_train_error)
+            done = reached or stalled or epoch == cfg.epochs
+            if done or epoch % cfg.eval_every == 0:  # a skipped test eval is recorded as NaN
+                seconds = row["eval_seconds"]
+                row.update({k: v for k, v in tr.evaluate(test=True).items()
+                            if k != "train_eval_err"})
+                row["eval_seconds"] += seconds
+            for k in HISTORY_KEYS:
+                history[k].append(float(row[k]))
             if reached and attrs.get("reached_train_error_epoch") is None:
                 attrs["reached_train_error_epoch"] = epoch
-            done = reached or epoch == cfg.epochs
+            if stalled:
+                attrs["stopped_early"] = f"no train-error improvement in {cfg.patience} epochs"
             if done:
+                if math.isnan(row["train_eval_err"]):  # final train error, always eval mode
+                    row["train_eval_err"] = tr.evaluate(test=False, train=True)["train_eval_err"]
+                    history["train_eval_err"][-1] = row["train_eval_err"]
                 attrs["test_acc_views"] = tr.view_accuracy(row["test_err"])
             checkpoint("finished" if done else "running")
             if reporter:
