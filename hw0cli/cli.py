@@ -755,5 +755,76 @@ def grid_report_cmd(ctx: typer.Context, widths: Widths = "4,64", noise: Noises =
         out_console.print(f"plot: {p}", highlight=False)
 
 
+# ---------------------------------------------------------------------------------------------
+# report
+
+
+@app.command()
+@handle_errors
+def report(
+    out: OutDir = None,
+    report_dir: Annotated[Path | None, typer.Option(
+        "--report-dir", help="Where to write [default: <out>/report]")] = None,
+    formats: Annotated[str, typer.Option("--format", help="pdf, md or both")] = "pdf,md",
+) -> None:
+    """Write the hand-in: report.pdf and report.md (with PNGs) from everything in --out."""
+    from hw0cli.report import ReportConfig, run_report
+    res = run_report(ReportConfig(out=out or _default_out(), report_dir=report_dir,
+                                  formats=tuple(f.strip() for f in formats.split(","))))
+    _print_report(res)
+
+
+def _print_report(res: Any) -> None:
+    for title, present in res.sections.items():
+        mark = "[green]results[/]" if present else "[yellow]missing (says which command)[/]"
+        out_console.print(f"  {title}: {mark}", highlight=False)
+    if res.pdf:
+        out_console.print(f"PDF: {res.pdf} ({res.pages} pages)", highlight=False)
+    if res.md:
+        out_console.print(f"Markdown: {res.md} ({len(res.figures)} figures)", highlight=False)
+
+
+@app.command("all")
+@handle_errors
+def all_cmd(
+    preset: Annotated[str, typer.Option(help="quick (laptop CPU, reduced: see README) | full "
+                                        "(the assignment's settings, for a GPU)")] = "quick",
+    device: Annotated[str, typer.Option(help="auto | cuda | cpu")] = "auto",
+    data_dir: DataDir = None,
+    out: OutDir = None,
+) -> None:
+    """Run every experiment of the homework in order (resumably), then write the report."""
+    from hw0cli.pipeline import PRESETS, AllConfig, run_all
+    cfg = AllConfig(preset=preset, data_dir=data_dir or _default_data(),
+                    out=out or _default_out(), device=device)
+    if preset in PRESETS:
+        out_console.print(f"[bold]hw0 all --preset {preset}[/]: {PRESETS[preset]['description']}"
+                          f"; results in {cfg.out}", highlight=False)
+        out_console.print("settings: " + json.dumps({k: v for k, v in PRESETS[preset].items()
+                                                     if k != "description"}, default=list),
+                          highlight=False)
+
+    def step(i: int, n: int, title: str) -> None:
+        out_console.rule(f"[{i + 1}/{n}] {title}")
+
+    def result(r: Any) -> None:
+        color = {"done": "green", "skipped": "cyan", "failed": "red"}[r.status]
+        out_console.print(f"[{color}]{r.status}[/] in {r.seconds:.0f} s: {r.detail}",
+                          highlight=False)
+
+    res = run_all(cfg, on_step=step, on_result=result,
+                  reporter_factory=lambda: RichReporter(out_console))
+    out_console.rule("report")
+    _print_report(res.report)
+    failed = [s for s in res.steps if s.status == "failed"]
+    out_console.print(f"total {res.seconds:.0f} s; {sum(s.status == 'done' for s in res.steps)}"
+                      f" steps run, {sum(s.status == 'skipped' for s in res.steps)} already "
+                      f"done, {len(failed)} failed", highlight=False)
+    if failed:
+        raise Hw0Error(f"{len(failed)} step(s) failed: " + "; ".join(
+            f"{s.title}: {s.detail}" for s in failed) + " Fix the cause and run `hw0 all` "
+            "again: finished steps are skipped.")
+
+
 def main() -> None:
     app()

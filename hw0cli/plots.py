@@ -161,3 +161,22 @@ def grid_curves(curves: dict, path: Path) -> Path:
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
     return save(fig, path)
+
+
+def training_curves(history: dict[str, np.ndarray], path: Path, title: str) -> Path:
+    """Train (running) and test error (%) per epoch; test points only where evaluated."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    ep = history["epoch"]
+    ax.plot(ep, 100 * history["train_err"], "o-", ms=3, label="train error (running)")
+    ok = ~np.isnan(history["test_err"])
+    ax.plot(ep[ok], 100 * history["test_err"][ok], "s-", ms=3, label="test error")
+    tta = history.get("test_err_tta")
+    if tta is not None and (~np.isnan(tta)).any():
+        ok = ~np.isnan(tta)
+        ax.plot(ep[ok], 100 * tta[ok], "^--", ms=3, label="test error, flip TTA")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("error (%)")
+    ax.set_title(title)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return save(fig, path)

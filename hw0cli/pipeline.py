@@ -1,0 +1,176 @@
+"""`hw0 all`: every experiment of the homework in order, resumably, then the report.
+
+Each step is idempotent (a finished training run is skipped by its config-derived id, a flip
+evaluation already stored is not redone, a linreg result file with the same config is kept),
+so running `hw0 all` again only finishes what is missing and rewrites the report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hw0cli import runs, store
+from hw0cli.data import default_data_dir
+from hw0cli.errors import check
+from hw0cli.train import TrainConfig, TrainReporter, make_config, run_id_for, run_train
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "quick": {
+        "description": "laptop-CPU settings: width 4 for the warm-up and Problem 1 (10 "
+                       "epochs), the random-label grid on a 1,000-image training subset, "
+                       "Problem 3 at n = 500; accuracies are below the full assignment's",
+        "warmup": [{"width": 4, "epochs": 10}],
+        "robust": [{"width": 4, "epochs": 10, "augment": "vflip"},
+                   {"width": 4, "epochs": 10, "objective": "worst-view"}],
+        "grid": {"widths": (4, 64), "noises": (0.0, 0.5, 1.0), "seeds": (0,),
+                 "train_options": {"train_samples": 1000, "eval_every": 10}},
+        "linreg": {"method": "all", "n": 500},
+    },
+    "full": {
+        "description": "the assignment's settings for a GPU: width 64, 20 epochs, the full "
+                       "50,000 training images everywhere, plus the fast recipe",
+        "warmup": [{"width": 64, "epochs": 20}, {"width": 64, "epochs": 20, "recipe": "fast"}],
+        "robust": [{"width": 64, "epochs": 20, "augment": "vflip"},
+                   {"width": 64, "epochs": 20, "objective": "worst-view"}],
+        "grid": {"widths": (4, 64), "noises": (0.0, 0.5, 1.0), "seeds": (0,),
+                 "train_options": {}},
+        "linreg": {"method": "all", "n": 500},
+    },
+}
+
+
+@dataclass(frozen=True)
+class AllConfig:
+    preset: str = "quick"
+    data_dir: Path = field(default_factory=default_data_dir)
+    out: Path = Path("artifacts")
+    device: str = "auto"
+
+
+@dataclass
+class StepResult:
+    title: str
+    status: str  # done | skipped | failed
+    seconds: float
+    detail: str = ""
+
+
+@dataclass
+class AllResult:
+    steps: list[StepResult]
+    report: Any
+    seconds: float
+
+
+@dataclass
+class Step:
+    title: str
+    run: Callable[[TrainReporter | None], str]  # returns "done" or "skipped" (+ detail)
+
+
+def _train_step(cfg: TrainConfig) -> Callable[[TrainReporter | None], str]:
+    def go(reporter: TrainReporter | None) -> str:
+        res = run_train(cfg, reporter=reporter)
+        verb = "skipped (already finished)" if res.status == "skipped" else "done"
+        return (f"{verb}: test acc {100 * (1 - res.test_err):.2f}%, train err "
+                f"{100 * res.train_err:.2f}%")
+    return go
+
+
+def plan(cfg: AllConfig) -> list[Step]:
+    """The steps of the preset, in order."""
+    from hw0cli.evaluate import EvalConfig, run_eval
+    from hw0cli.grid import GridConfig, cells
+    from hw0cli.linreg import LinregConfig, linreg_id, run_linreg
+
+    check(cfg.preset in PRESETS, f"Unknown preset '{cfg.preset}'. Choose one of: "
+          f"{', '.join(PRESETS)}.")
+    p = PRESETS[cfg.preset]
+    common = {"data_dir": cfg.data_dir, "out": cfg.out, "device": cfg.device}
+    steps: list[Step] = []
+    warm = [make_config(w.get("recipe", "notebook"), **{k: v for k, v in w.items()
+                                                        if k != "recipe"}, **common)
+            for w in p["warmup"]]
+    for c in warm:
+        steps.append(Step(f"Warm-up: width {c.width}, {c.epochs} epochs, {c.recipe} recipe",
+                          _train_step(c)))
+
+    def flip_eval(_: TrainReporter | None) -> str:
+        path = runs.run_path(cfg.out, run_id_for(warm[0]))
+        done = store.has_dataset(path, "eval/vflip/accuracy")
+        if done:
+            return "skipped (already evaluated)"
+        res = run_eval(EvalConfig(run=str(path), views=("original", "vflip"), out=cfg.out,
+                                  data_dir=cfg.data_dir))
+        o, v = res.views["original"].accuracy, res.views["vflip"].accuracy
+        return f"done: original {100 * o:.2f}%, upside down {100 * v:.2f}% ({res.provider})"
+
+    steps.append(Step("Problem 1: flip evaluation of the warm-up run", flip_eval))
+    for r in p["robust"]:
+        c = make_config("notebook", **r, **common)
+        how = f"augment {c.augment}" if c.augment != "none" else f"objective {c.objective}"
+        steps.append(Step(f"Problem 1: flip-robust training ({how})", _train_step(c)))
+    g = p["grid"]
+    grid_cfg = GridConfig(widths=g["widths"], noises=g["noises"], seeds=g["seeds"],
+                          train_options=tuple(sorted({**g["train_options"],
+                                                      "device": cfg.device}.items())),
+                          data_dir=cfg.data_dir, out=cfg.out)
+    for c in cells(grid_cfg):
+        steps.append(Step(f"Problem 2: width {c.width}, p = {c.noise:g}, seed {c.seed}",
+                          _train_step(c)))
+    lcfg = LinregConfig(**p["linreg"], data_dir=cfg.data_dir, out=cfg.out, device=cfg.device)
+
+    def linreg_step(_: TrainReporter | None) -> str:
+        path = Path(cfg.out) / "linreg" / f"{linreg_id(lcfg)}.h5"
+        if path.exists():
+            return "skipped (result file exists)"
+        res = run_linreg(lcfg)
+        return f"done in {res.seconds:.0f} s: {path.name}"
+
+    steps.append(Step(f"Problem 3: hw0 linreg --method all --n {lcfg.n}", linreg_step))
+    return steps
+
+
+def run_all(cfg: AllConfig, on_step: Callable[[int, int, str], None] | None = None,
+            on_result: Callable[[StepResult], None] | None = None,
+            reporter_factory: Callable[[], Any] | None = None) -> AllResult:
+    """Run every step (a failure is recorded and the others go on), then the report."""
+    from hw0cli.errors import Hw0Error
+    from hw0cli.report import ReportConfig, run_report
+
+    t0 = time.perf_counter()
+    steps = plan(cfg)
+    preset = {"name": cfg.preset, **{k: v for k, v in PRESETS[cfg.preset].items()}}
+    Path(cfg.out).mkdir(parents=True, exist_ok=True)
+    rec_path = Path(cfg.out) / f"preset_{cfg.preset}.json"
+    tmp = rec_path.with_name(f".{rec_path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(preset, indent=1, default=list))
+    os.replace(tmp, rec_path)
+    results = []
+    for i, step in enumerate(steps):
+        if on_step:
+            on_step(i, len(steps), step.title)
+        t = time.perf_counter()
+        try:
+            if reporter_factory is not None:
+                with reporter_factory() as rep:
+                    detail = step.run(rep)
+            else:
+                detail = step.run(None)
+            status = "skipped" if detail.startswith("skipped") else "done"
+        except Hw0Error as exc:
+            if exc.exit_code == 130:  # Ctrl-C: stop here, everything done so far is kept
+                raise
+            status, detail = "failed", str(exc)
+        res = StepResult(step.title, status, time.perf_counter() - t, detail)
+        results.append(res)
+        if on_result:
+            on_result(res)
+    report = run_report(ReportConfig(out=cfg.out, preset=preset))
+    return AllResult(results, report, time.perf_counter() - t0)

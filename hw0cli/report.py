@@ -1,0 +1,507 @@
+"""The hand-in: a PDF (matplotlib PdfPages, no LaTeX) and a Markdown file with PNGs.
+
+Everything comes from the files under the output folder: run files (`runs/*.h5`), their
+evaluation groups, the linreg files (`linreg/*.h5`) and the plots. One section per problem;
+a section whose results are missing says so and names the command that produces them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import textwrap
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.backends.backend_pdf import PdfPages
+
+from hw0cli import plots, runs, store
+from hw0cli.data import CIFAR_CLASSES
+from hw0cli.errors import Hw0UsageError, check
+from hw0cli.train import SCIENCE_FIELDS, TrainConfig
+
+FORMATS = ("pdf", "md")
+SECTIONS = ("Warm-up", "Problem 1", "Problem 2", "Problem 3", "Environment")
+PAGE = (8.27, 11.69)  # A4 portrait, inches
+LINES_PER_PAGE = 62  # monospace lines that fit one text page at 8 pt
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    out: Path = Path("artifacts")
+    report_dir: Path | None = None  # None: <out>/report
+    formats: tuple[str, ...] = FORMATS
+    preset: dict[str, Any] | None = None  # what `hw0 all` ran, if it did
+
+
+@dataclass
+class Block:
+    """A piece of a section: text lines (monospace in the PDF) or a figure."""
+
+    kind: str  # "text" | "table" | "figure"
+    lines: list[str] = field(default_factory=list)
+    image: Path | None = None
+    caption: str = ""
+    table: tuple[list[str], list[list[str]]] | None = None
+
+
+@dataclass
+class Section:
+    title: str
+    blocks: list[Block] = field(default_factory=list)
+    present: bool = True
+
+    def text(self, *paras: str) -> None:
+        for p in paras:
+            self.blocks.append(Block("text", [p]))
+
+    def add_table(self, header: list[str], rows: list[list[str]]) -> None:
+        self.blocks.append(Block("table", table=(header, rows)))
+
+    def figure(self, path: Path | None, caption: str) -> None:
+        if path is not None and Path(path).exists():
+            self.blocks.append(Block("figure", image=Path(path), caption=caption))
+
+
+@dataclass
+class ReportResult:
+    pdf: Path | None
+    md: Path | None
+    sections: dict[str, bool]  # title -> has results
+    pages: int
+    figures: list[Path]
+
+
+def pct(x: float | None) -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.2f}%"
+
+
+def _train_command(cfg: dict[str, Any]) -> str:
+    from hw0cli.grid import train_args
+    known = {k: v for k, v in cfg.items() if k in TrainConfig.__dataclass_fields__}
+    known["data_dir"], known["out"] = Path(known.get("data_dir", "data")), Path(
+        known.get("out", "artifacts"))
+    try:
+        return "hw0 train " + " ".join(train_args(TrainConfig(**known)))
+    except Exception:  # a run file from an older hw0: show the settings instead
+        return "hw0 train (settings: " + json.dumps({k: cfg.get(k) for k in SCIENCE_FIELDS}) + ")"
+
+
+def _is_grid(r: runs.RunSummary) -> bool:
+    return r.config.get("until_train_error") is not None
+
+
+def _is_robust(r: runs.RunSummary) -> bool:
+    return "vflip" in str(r.config.get("augment")) or r.config.get("objective") == "worst-view"
+
+
+# ---------------------------------------------------------------------------------------------
+# sections
+
+
+def warmup_section(all_runs: list[runs.RunSummary], figdir: Path) -> Section:
+    sec = Section("Warm-up: Myrtle5 on CIFAR-10")
+    main = [r for r in all_runs if r.status == "finished" and not _is_grid(r)
+            and not _is_robust(r) and not r.config.get("noise")]
+    if not main:
+        sec.present = False
+        sec.text("No finished training run yet. Produce one with `hw0 train` (the course "
+                 "recipe at width 64), or `hw0 train --width 4 --epochs 20` on a CPU.")
+        return sec
+    main = sorted(main, key=lambda r: (r.config.get("width", 0), r.ended))[-4:]
+    rows = []
+    for r in main:
+        c = r.config
+        n_train = c.get("train_samples", 50000)
+        ips = n_train * r.epochs_done / r.seconds if r.seconds else float("nan")
+        rec = store.read_h5(r.path, attrs_only=True)
+        rows.append([r.run_id, str(c.get("width")), c.get("recipe", "notebook"),
+                     str(r.epochs_done), pct(1 - r.test_err), pct(r.train_err),
+                     f"{r.seconds:.0f}", f"{ips:,.0f}",
+                     f"{rec.attrs.get('device')}, {rec.attrs.get('precision')}"])
+    sec.text("Each run trains the course's Myrtle5 CNN (conv widths c, 2c, 4c, 8c with "
+             "BatchNorm and ReLU, max-pools, a linear head). Time is training time (evaluation "
+             "excluded); images/s counts training images.")
+    sec.add_table(["run", "width", "recipe", "epochs", "test acc", "train err", "train s",
+                   "images/s", "device, precision"], rows)
+    for r in main:
+        h = store.read_h5(r.path, prefixes=("history/",)).group("history")
+        png = plots.training_curves(h, figdir / f"curves_{r.run_id}.png",
+                                    f"Run {r.run_id} (width {r.config.get('width')})")
+        sec.figure(png, f"Training curves of {r.run_id}: train error (running, per epoch) "
+                        "and test error.")
+        c = r.config
+        sec.text(f"Recipe of {r.run_id}: optimizer {c.get('optimizer')}, lr {c.get('lr')}, "
+                 f"momentum {c.get('momentum')}, batch {c.get('batch_size')}, schedule "
+                 f"{c.get('schedule')}, augmentation {c.get('augment')}, label smoothing "
+                 f"{c.get('label_smoothing')}, {r.epochs_done} epochs on "
+                 f"{c.get('train_samples')} images.")
+    return sec
+
+
+def problem1_section(all_runs: list[runs.RunSummary], figdir: Path) -> Section:
+    sec = Section("Problem 1: upside-down images")
+    evaluated = [r for r in all_runs if "vflip" in r.eval and "original" in r.eval]
+    if not evaluated:
+        sec.present = False
+        sec.text("No flip evaluation yet. Run `hw0 train` then `hw0 eval --flip` (it takes the "
+                 "most recent run); flip-robust runs: `hw0 train --augment vflip` or "
+                 "`hw0 train --objective worst-view`.")
+    for r in sorted(evaluated, key=lambda r: r.ended)[-2:]:
+        rec = store.read_h5(r.path, prefixes=("eval/",))
+        o, v = rec.group("eval/original"), rec.group("eval/vflip")
+        acc_o, acc_v = float(o["accuracy"]), float(v["accuracy"])
+        sec.text(f"Run {r.run_id} (width {r.config.get('width')}, augmentation "
+                 f"{r.config.get('augment')}), evaluated with {o.get('backend')} on "
+                 f"{o.get('provider')}: test accuracy {pct(acc_o)} on the original images, "
+                 f"{pct(acc_v)} upside down: a drop of {100 * (acc_o - acc_v):.2f} points.")
+        pc_o, pc_v = o["per_class_accuracy"], v["per_class_accuracy"]
+        order = np.argsort(-(pc_o - pc_v))
+        sec.add_table(["class", "original", "upside down", "drop (points)"],
+                      [[CIFAR_CLASSES[i], pct(pc_o[i]), pct(pc_v[i]),
+                        f"{100 * (pc_o[i] - pc_v[i]):+.1f}"] for i in order])
+        png = plots.per_class_views(CIFAR_CLASSES, {"original": pc_o, "upside down": pc_v},
+                                    figdir / f"per_class_{r.run_id}.png",
+                                    f"Per-class test accuracy, run {r.run_id}")
+        sec.figure(png, "Per-class accuracy on original and vertically flipped test images.")
+    ranked = sorted([r for r in all_runs if len(r.test_acc_views) == 2 and not _is_grid(r)],
+                    key=lambda r: -min(r.test_acc_views.values()))
+    if ranked:
+        sec.text("Every finished run, ranked by min(original, upside-down) test accuracy (the "
+                 "assignment's robustness criterion), with its training procedure:")
+        sec.add_table(["run", "width", "procedure", "original", "upside down", "min"],
+                      [[r.run_id, str(r.config.get("width")),
+                        f"augment {r.config.get('augment')}, objective "
+                        f"{r.config.get('objective')}, {r.epochs_done} ep",
+                        pct(r.test_acc_views.get("original")),
+                        pct(r.test_acc_views.get("vflip")),
+                        pct(min(r.test_acc_views.values()))] for r in ranked[:8]])
+    return sec
+
+
+def problem2_section(all_runs: list[runs.RunSummary], figdir: Path) -> Section:
+    from hw0cli.grid import GridRow
+    sec = Section("Problem 2: random labels")
+    grid_runs = [r for r in all_runs if _is_grid(r) and r.status == "finished"]
+    if not grid_runs:
+        sec.present = False
+        sec.text("No grid runs yet. Run the grid with `scripts/grid.sh -j 2 --train-samples "
+                 "2000` (CPU) or `hw0 grid run --jobs 1` (GPU), then `hw0 report`.")
+        return sec
+    groups: dict[str, list[runs.RunSummary]] = {}
+    for r in grid_runs:
+        key = json.dumps({k: r.config.get(k) for k in SCIENCE_FIELDS
+                          if k not in ("width", "noise", "seed")}, sort_keys=True)
+        groups.setdefault(key, []).append(r)
+    key, members = max(groups.items(), key=lambda kv: len(kv[1]))
+    settings = json.loads(key)
+    rows: dict[tuple[int, float], GridRow] = {}
+    curves = {}
+    for r in members:
+        c = r.config
+        row = rows.setdefault((c["width"], c["noise"]), GridRow(c["width"], c["noise"], [], [],
+                                                                [], [], [], 0))
+        h = store.read_h5(r.path, prefixes=("history/",)).group("history")
+        tr = [x for x in h["train_eval_err"] if not math.isnan(x)]
+        row.seeds.append(c["seed"])
+        row.train_err.append(tr[-1] if tr else r.train_err)
+        row.test_err.append(r.test_err)
+        row.epochs.append(r.epochs_done)
+        row.seconds.append(r.seconds)
+        curves[(c["width"], c["noise"], c["seed"])] = h
+    ordered = [rows[k] for k in sorted(rows)]
+    sec.text(f"Myrtle5 trained on {settings.get('train_samples')} CIFAR-10 images whose labels "
+             "were replaced with probability p by uniform draws, until the full-train error "
+             f"(eval mode, on the labels trained on) is <= {pct(settings.get('until_train_error'))}"
+             f" or stops improving ({settings.get('patience')} epochs), at most "
+             f"{settings.get('epochs')} epochs; optimizer {settings.get('optimizer')}, lr "
+             f"{settings.get('lr')}, batch {settings.get('batch_size')}. Test labels are "
+             "never changed, so chance is 90% test error.")
+    sec.add_table(["width", "p", "seeds", "final train err", "test err", "epochs", "train s"],
+                  [[str(r.width), f"{r.noise:g}", str(len(r.seeds)),
+                    pct(r.stat("train_err")[0]), pct(r.stat("test_err")[0]),
+                    f"{np.mean(r.epochs):.0f}", f"{np.mean(r.seconds):.0f}"] for r in ordered])
+    sec.figure(plots.grid_error_vs_noise(ordered, figdir / "grid_error_vs_noise.png"),
+               "Final train and test error against the label-noise probability p.")
+    sec.figure(plots.grid_curves(curves, figdir / "grid_learning_curves.png"),
+               "Learning curves of each cell.")
+    return sec
+
+
+def problem3_section(out: Path, figdir: Path) -> Section:
+    sec = Section("Problem 3: least squares and kernels on MNIST")
+    files = sorted((Path(out) / "linreg").glob("*.h5"), key=lambda p: p.stat().st_mtime)
+    recs = []
+    for p in files:
+        try:
+            recs.append((p, store.read_h5(p)))
+        except Exception:
+            continue
+    full = [x for x in recs if x[1].attrs.get("config", {}).get("method") == "all"]
+    if not (full or recs):
+        sec.present = False
+        sec.text("No least-squares results yet. Run `hw0 linreg --method all`.")
+        return sec
+    path, rec = (full or recs)[-1]
+    s, a = rec.attrs["summary"], rec.arrays
+    sp = s["spectrum"]
+    sec.text(f"From {path.name}: n = {s['n']} MNIST training images (seed {s['seed']}; the "
+             "drawn indices are stored), x = pixels/255 in R^784, y = +1 for odd digits and -1 "
+             "for even; test on all 10,000 test images.",
+             f"rank(X) = {sp['rank']} (numpy's tolerance sigma_max * max(n, d) * eps = "
+             f"{sp['tol']:.3g}); sigma_max = {sp['sigma_max']:.4g}, smallest nonzero sigma = "
+             f"{sp['sigma_min_nonzero']:.4g}; condition number of X {sp['cond_X']:.4g}, of "
+             f"X^T X {sp['cond_XtX']:.4g}.")
+    rows = []
+    for how, r in s.get("min_norm", {}).items():
+        rows.append([f"min-norm ({how})", f"{r['train_mse']:.2e}", f"{r['test_mse']:.4g}",
+                     pct(r["test_acc"]), f"{r['norm']:.4g}"])
+    for m, label in (("gd", "GD"), ("sgd", "SGD"), ("overparam", "W1 b1 (SGD)")):
+        if m in s:
+            r = s[m]
+            rows.append([f"{label}, {r['iters']} steps", f"{r['train_mse']:.3g}",
+                         f"{r['test_mse']:.4g}", pct(r["test_acc"]), f"{r['norm']:.4g}"])
+    if rows:
+        sec.add_table(["solution", "train MSE", "test MSE", "test acc", "||b||"], rows)
+    if "min_norm_agreement" in s:
+        sec.text("The three minimum-norm solvers agree: relative differences to pinv " + ", ".join(
+            f"{k} {v:.1e}" for k, v in s["min_norm_agreement"].items()) + ". The minimum-norm "
+            "solution interpolates the training set and generalizes poorly (its norm is "
+            "driven by the smallest singular values).")
+    pdir = Path(out) / "plots"
+    rid = rec.attrs.get("id", path.stem)
+    sec.figure(pdir / f"linreg_{rid}_spectrum.png", "Singular values of X (log scale) and the "
+               "rank tolerance.")
+    if "gd" in s:
+        sec.text(f"Gradient descent from b = 0 with step {s['gd']['step']:.3g} = 1/L: the error "
+                 "along singular direction i shrinks by |1 - 2 step sigma_i^2| per iteration. "
+                 "Predicted vs measured factors:")
+        sec.add_table(["mode i", "sigma_i", "predicted", "measured", "iterations for 1e-3"],
+                      [[str(m["index"]), f"{m['sigma']:.4g}", _factor(m["predicted_factor"]),
+                        _factor(m["measured_factor"]), f"{m['iters_for_1e-3']:.3g}"]
+                       for m in s["gd"]["modes"]])
+        sec.text("The top direction converges in one step, the bottom one needs about "
+                 "cond(X^T X) iterations: GD (and SGD) stay in the row space of X and head for "
+                 "the minimum-norm solution, but in any practical number of steps they stop "
+                 "far from it at a smaller-norm vector that predicts better (implicit "
+                 "regularization by early stopping).")
+    sec.figure(pdir / f"linreg_{rid}_gd_sgd.png", "GD and SGD: train and test MSE, and the "
+               "distance to the minimum-norm solution, per iteration.")
+    if "overparam" in s:
+        r = s["overparam"]
+        sec.text(f"Factorized model b = W1 b1 (init scale {r['init']}): after {r['iters']} SGD "
+                 f"steps, distance to b_pinv {r['dist_pinv']:.4g}, to the GD solution "
+                 f"{r['dist_gd']:.4g}, norm {r['norm']:.4g}, test MSE {r['test_mse']:.4g}. "
+                 "From a small initialization it follows GD's path closely (the end-to-end "
+                 "vector stays near the row space: null-space part "
+                 f"{r['null_space_norm']:.2g}).")
+    if "rf" in s:
+        for kind in ("rff", "relu"):
+            if kind in s["rf"]:
+                r = s["rf"][kind]
+                sec.text(f"Random features ({kind}, min-norm fit): test MSE peaks at D = "
+                         f"{r['peak_D']} ({r['peak_test_mse']:.4g}), at the interpolation "
+                         f"threshold D = n (double descent); best at D = {r['best_D']}: "
+                         f"{r['best_test_mse']:.4g} MSE, {pct(r['best_test_acc'])} accuracy.")
+        sec.figure(pdir / f"linreg_{rid}_random_features.png",
+                   "Random features: test MSE against the number of features D.")
+    if "kernel" in s:
+        r = s["kernel"]
+        med = (f" At the median-heuristic bandwidth {s['median_bandwidth']:.4g}: test MSE "
+               f"{r['median_test_mse']:.4g}, accuracy {pct(r['median_test_acc'])}."
+               if "median_test_mse" in r else "")
+        sec.text(f"Exact Gaussian kernel regression (ridge {r['ridge']}): best bandwidth "
+                 f"{r['best_bandwidth']:.4g}, test MSE {r['best_test_mse']:.4g}, accuracy "
+                 f"{pct(r['best_test_acc'])}.{med} Raw pixels (min-norm linear): test MSE "
+                 f"{s.get('min_norm', {}).get('pinv', {}).get('test_mse', float('nan')):.4g}.")
+        sec.figure(pdir / f"linreg_{rid}_kernel.png",
+                   "Exact Gaussian kernel regression: test MSE against the bandwidth.")
+    _ = a
+    return sec
+
+
+def _factor(f: float) -> str:
+    if f is None or math.isnan(f):
+        return "converged"
+    return f"1 - {1 - f:.3g}" if f > 0.5 else f"{f:.3g}"
+
+
+def environment_section(all_runs: list[runs.RunSummary], out: Path,
+                        preset: dict[str, Any] | None) -> Section:
+    sec = Section("Environment and reproducibility")
+    envs = {}
+    for r in all_runs:
+        a = store.read_h5(r.path, attrs_only=True).attrs
+        env = a.get("env") or {}
+        envs[(env.get("device") or a.get("device"), env.get("torch"), a.get("precision"))] = env
+    for p in sorted((Path(out) / "linreg").glob("*.h5")):
+        try:
+            env = store.read_h5(p, attrs_only=True).attrs.get("env") or {}
+        except Exception:
+            continue
+        envs[(env.get("device"), env.get("torch"), "float64")] = env
+    if envs:
+        sec.add_table(["device", "precision", "torch", "python", "numpy", "CUDA", "cuDNN",
+                       "git commit"],
+                      [[str(d), str(prec), str(e.get("torch")), str(e.get("python")),
+                        str(e.get("numpy")), str(e.get("cuda")), str(e.get("cudnn")),
+                        str(e.get("git_commit") or "-")[:10]]
+                       for (d, _, prec), e in envs.items()])
+    if preset:
+        sec.text("Produced by `hw0 all --preset " + str(preset.get("name")) + "`: "
+                 + str(preset.get("description", "")))
+    lines = [_train_command(r.config) for r in all_runs]
+    lines += [f"hw0 eval {r.run_id} --flip" for r in all_runs if "vflip" in r.eval]
+    for p in sorted((Path(out) / "linreg").glob("*.h5")):
+        try:
+            c = store.read_h5(p, attrs_only=True).attrs.get("config") or {}
+        except Exception:
+            continue
+        lines.append(f"hw0 linreg --method {c.get('method')} --n {c.get('n')} --seed "
+                     f"{c.get('seed')}")
+    lines.append(f"hw0 report --out {out}")
+    sec.text("Every command behind these results (seeds are part of each; same command, "
+             "same run id, same numbers on the CPU):")
+    sec.blocks.append(Block("text", lines=lines))
+    if not all_runs:
+        sec.present = False
+    return sec
+
+
+# ---------------------------------------------------------------------------------------------
+# rendering
+
+
+def _table_lines(header: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
+              for i, h in enumerate(header)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    return [fmt.format(*header), fmt.format(*["-" * w for w in widths]),
+            *[fmt.format(*r) for r in rows]]
+
+
+def _wrap(text: str, width: int = 100) -> list[str]:
+    return textwrap.wrap(text, width, break_long_words=True, break_on_hyphens=False) or [""]
+
+
+def render_pdf(sections: list[Section], path: Path, title_lines: list[str]) -> int:
+    """Write the PDF atomically; returns its page count."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    pages = 0
+    with PdfPages(tmp) as pdf:
+        def text_page(lines: list[tuple[str, str]]) -> None:
+            nonlocal pages
+            fig = plt.figure(figsize=PAGE)
+            y = 0.96
+            for style, line in lines:
+                if style == "h1":
+                    fig.text(0.06, y, line, fontsize=15, weight="bold", va="top")
+                    y -= 0.035
+                elif style == "h2":
+                    fig.text(0.06, y, line, fontsize=11, weight="bold", va="top")
+                    y -= 0.022
+                else:
+                    fig.text(0.06, y, line, fontsize=7.2, family="monospace", va="top")
+                    y -= 0.0145
+            pdf.savefig(fig)
+            plt.close(fig)
+            pages += 1
+
+        text_page([("h1", "hw0: results"), *[("p", ln) for ln in title_lines], ("p", ""),
+                   ("h2", "Contents"),
+                   *[("p", f"{i + 1}. {s.title}" + ("" if s.present else "  (missing)"))
+                     for i, s in enumerate(sections)]])
+        for sec in sections:
+            buf: list[tuple[str, str]] = [("h1", sec.title)]
+            figures = []
+            for b in sec.blocks:
+                if b.kind == "figure":
+                    figures.append(b)
+                    continue
+                lines = (_table_lines(*b.table) if b.kind == "table" and b.table
+                         else [w for ln in b.lines for w in _wrap(ln)])
+                for ln in [*lines, ""]:
+                    if len(buf) >= LINES_PER_PAGE:
+                        text_page(buf)
+                        buf = [("h2", sec.title + " (continued)")]
+                    buf.append(("p", ln))
+            text_page(buf)
+            for b in figures:
+                fig = plt.figure(figsize=PAGE)
+                fig.text(0.06, 0.96, sec.title, fontsize=11, weight="bold", va="top")
+                ax = fig.add_axes((0.05, 0.2, 0.9, 0.72))
+                ax.imshow(plt.imread(b.image))
+                ax.axis("off")
+                for k, ln in enumerate(_wrap(b.caption, 95)):
+                    fig.text(0.06, 0.17 - 0.018 * k, ln, fontsize=9, va="top")
+                pdf.savefig(fig)
+                plt.close(fig)
+                pages += 1
+    os.replace(tmp, path)
+    return pages
+
+
+def render_md(sections: list[Section], path: Path, title_lines: list[str]) -> None:
+    figdir = path.parent / "figures"
+    figdir.mkdir(parents=True, exist_ok=True)
+    out = ["# hw0: results", "", *[f"{ln}  " for ln in title_lines], ""]
+    for sec in sections:
+        out += [f"## {sec.title}", ""]
+        for b in sec.blocks:
+            if b.kind == "text":
+                out += (["```", *b.lines, "```"] if len(b.lines) > 1 else b.lines) + [""]
+            elif b.kind == "table" and b.table:
+                header, rows = b.table
+                out += ["| " + " | ".join(header) + " |",
+                        "|" + "|".join("---" for _ in header) + "|",
+                        *["| " + " | ".join(r) + " |" for r in rows], ""]
+            elif b.image is not None:
+                dst = figdir / b.image.name
+                if b.image.resolve() != dst.resolve():
+                    shutil.copyfile(b.image, dst)
+                out += [f"![{b.caption}](figures/{dst.name})", "", f"*{b.caption}*", ""]
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text("\n".join(out))
+    os.replace(tmp, path)
+
+
+def run_report(cfg: ReportConfig) -> ReportResult:
+    """Build every section from the files under `cfg.out` and write the report."""
+    bad = [f for f in cfg.formats if f not in FORMATS]
+    check(not bad and bool(cfg.formats), f"Unknown report format(s) {', '.join(bad)}; choose "
+          "pdf and/or md.")
+    out = Path(cfg.out)
+    if not out.is_dir():
+        raise Hw0UsageError(f"No output folder {out}: run some experiments first (e.g. "
+                            "`hw0 all --preset quick`), or point --out at their folder.")
+    report_dir = Path(cfg.report_dir or out / "report")
+    figdir = report_dir / "figures"
+    figdir.mkdir(parents=True, exist_ok=True)
+    all_runs = runs.list_runs(out)
+    sections = [warmup_section(all_runs, figdir), problem1_section(all_runs, figdir),
+                problem2_section(all_runs, figdir), problem3_section(out, figdir),
+                environment_section(all_runs, out, cfg.preset)]
+    title = [f"Generated {time.strftime('%Y-%m-%d %H:%M %Z')} from {out.resolve()}",
+             f"{len(all_runs)} training runs, "
+             f"{len(list((out / 'linreg').glob('*.h5')))} least-squares result files."]
+    if cfg.preset:
+        title.append(f"Preset '{cfg.preset.get('name')}': {cfg.preset.get('description')}")
+    pdf = md = None
+    pages = 0
+    if "pdf" in cfg.formats:
+        pdf = report_dir / "report.pdf"
+        pages = render_pdf(sections, pdf, title)
+    if "md" in cfg.formats:
+        md = report_dir / "report.md"
+        render_md(sections, md, title)
+    figures = [b.image for s in sections for b in s.blocks if b.kind == "figure" and b.image]
+    return ReportResult(pdf, md, {s.title: s.present for s in sections}, pages, figures)

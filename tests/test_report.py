@@ -1,0 +1,101 @@
+import numpy as np
+import pytest
+from pypdf import PdfReader
+from typer.testing import CliRunner
+
+from hw0cli import pipeline
+from hw0cli.cli import app
+from hw0cli.linreg import LinregConfig, run_linreg
+from hw0cli.report import ReportConfig, run_report
+from tests.conftest import write_mnist
+
+runner = CliRunner()
+
+TINY = {
+    "description": "test-sized",
+    "warmup": [{"width": 2, "epochs": 2, "train_samples": 200, "batch_size": 50,
+                "compile": False, "precision": "fp32"}],
+    "robust": [{"width": 2, "epochs": 2, "train_samples": 200, "batch_size": 50,
+                "augment": "vflip", "compile": False, "precision": "fp32"}],
+    "grid": {"widths": (2,), "noises": (0.0, 1.0), "seeds": (0,),
+             "train_options": {"train_samples": 200, "batch_size": 50, "epochs": 3,
+                               "compile": False, "precision": "fp32"}},
+    "linreg": {"method": "all", "n": 60, "gd_iters": 200, "sgd_iters": 200,
+               "overparam_iters": 100, "rf_features": (10, 60, 200)},
+}
+
+
+@pytest.fixture(scope="module")
+def data_root(cifar_root, tmp_path_factory):
+    write_mnist(cifar_root, n_train=200, n_test=80)  # MNIST beside the synthetic CIFAR
+    return cifar_root
+
+
+@pytest.fixture(scope="module")
+def all_done(data_root, tmp_path_factory):
+    out = tmp_path_factory.mktemp("all")
+    mp = pytest.MonkeyPatch()
+    mp.setitem(pipeline.PRESETS, "tiny", TINY)
+    res = pipeline.run_all(pipeline.AllConfig(preset="tiny", data_dir=data_root, out=out,
+                                              device="cpu"))
+    yield res, out, mp
+    mp.undo()
+
+
+def is_blank(png) -> bool:
+    import matplotlib.pyplot as plt
+    img = plt.imread(png)
+    return float(np.std(img[..., :3])) < 1e-3
+
+
+def test_all_runs_every_step_and_writes_the_report(all_done):
+    res, out, _ = all_done
+    assert [s.status for s in res.steps] == ["done"] * len(res.steps), res.steps
+    titles = [s.title for s in res.steps]
+    assert titles[0].startswith("Warm-up") and titles[-1].startswith("Problem 3")
+    rep = res.report
+    assert all(rep.sections.values()), rep.sections
+    reader = PdfReader(rep.pdf)
+    assert len(reader.pages) == rep.pages >= 8
+    text = "\n".join(p.extract_text() for p in reader.pages)
+    for title in ("Warm-up", "Problem 1", "Problem 2", "Problem 3",
+                  "Environment and reproducibility", "hw0 train --width 2"):
+        assert title in text, title
+    md = rep.md.read_text()
+    assert md.count("![") == len(rep.figures) >= 8
+    for fig in rep.figures:
+        assert fig.stat().st_size > 2000 and not is_blank(fig), fig
+    assert (out / "preset_tiny.json").exists()
+
+
+def test_second_all_skips_everything(all_done, data_root):
+    _, out, _ = all_done
+    res = pipeline.run_all(pipeline.AllConfig(preset="tiny", data_dir=data_root, out=out,
+                                              device="cpu"))
+    assert all(s.status == "skipped" for s in res.steps), res.steps
+    assert sum(s.seconds for s in res.steps) < 10
+
+
+def test_missing_sections_name_their_commands(data_root, tmp_path):
+    run_linreg(LinregConfig(method="rank", n=50, data_dir=data_root, out=tmp_path))
+    rep = run_report(ReportConfig(out=tmp_path))
+    assert rep.sections["Problem 3: least squares and kernels on MNIST"]
+    assert not rep.sections["Warm-up: Myrtle5 on CIFAR-10"]
+    text = "\n".join(p.extract_text() for p in PdfReader(rep.pdf).pages)
+    assert "hw0 eval --flip" in text and "grid.sh" in text and "(missing)" in text
+
+
+def test_report_cli_errors(tmp_path):
+    r = runner.invoke(app, ["report", "--out", str(tmp_path / "nothing")])
+    assert r.exit_code == 2 and "No output folder" in r.output
+    r = runner.invoke(app, ["report", "--out", str(tmp_path), "--format", "docx"])
+    assert r.exit_code == 2 and "docx" in r.output
+    r = runner.invoke(app, ["all", "--preset", "huge", "--out", str(tmp_path)])
+    assert r.exit_code == 2 and "Unknown preset" in r.output
+
+
+def test_quick_preset_plan(tmp_path):
+    steps = pipeline.plan(pipeline.AllConfig(preset="quick", data_dir=tmp_path, out=tmp_path))
+    titles = [s.title for s in steps]
+    assert len(titles) == 1 + 1 + 2 + 6 + 1
+    assert sum(t.startswith("Problem 2") for t in titles) == 6
