@@ -84,7 +84,7 @@ def ours(data, width: int, device: torch.device, precision: str, compile_: bool,
          warmup: int) -> tuple[float, int, float]:
     """Our trainer: warm-up steps (compile, autotuning) timed apart from the window."""
     cfg = make_config("notebook", width=width, device=device.type, precision=precision,
-                      compile=compile_)
+                      compile=compile_, train_samples=len(data.train_y))
     t = time.perf_counter()
     tr = Trainer(cfg, data, device, precision, compile_)
     if warmup:

@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# Every GPU check and benchmark of the project in one call, for a lent GPU machine.
+#
+#   scripts/device_check.sh               # on the GPU machine (fits one 8-minute call)
+#   scripts/device_check.sh --cpu-smoke   # the same steps at toy sizes on the CPU
+#
+# Installs nothing: runs from the source tree (PYTHONPATH) with the machine's torch, onnx,
+# onnxruntime, h5py, typer, rich, scikit-learn and matplotlib. Data: the carried CIFAR-10 npz
+# and MNIST files in .devdata/ (copy ../shared/data/{cifar10_jpeg_q75.npz,
+# make_cifar10_batches.py,mnist/} there and name .devdata in the device call's carry); in
+# --cpu-smoke mode without them, small synthetic files in the real formats. Full logs and
+# JSON results go to $OUT (default /tmp/hw0_device_check); a table is printed last.
+set -uo pipefail
+
+smoke=0
+for a in "$@"; do
+  case "$a" in
+    --cpu-smoke) smoke=1 ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    *) echo "device_check.sh: unknown argument $a" >&2; exit 2 ;;
+  esac
+done
+repo=$(cd "$(dirname "$0")/.." && pwd)
+OUT=${OUT:-/tmp/hw0_device_check}
+mkdir -p "$OUT"
+work=$(mktemp -d)
+export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+PY=${PYTHON:-python3}
+HW0="$PY -m hw0cli"
+data="$work/data"
+art="$work/artifacts"
+failures=0
+
+step() {  # step NAME CMD...: run, log to $OUT/NAME.log, remember failures
+  local name=$1; shift
+  echo "== $name: $*"
+  local t0=$SECONDS
+  if "$@" > "$OUT/$name.log" 2>&1; then
+    echo "   ok ($(( SECONDS - t0 )) s)"
+  else
+    echo "   FAILED ($(( SECONDS - t0 )) s), tail of $OUT/$name.log:"; tail -5 "$OUT/$name.log"
+    failures=$(( failures + 1 ))
+  fi
+}
+
+if [ "$smoke" = 1 ]; then
+  export CUDA_VISIBLE_DEVICES=""
+  W=4; EPOCHS=1; TRAIN="--train-samples 1000"; BENCH_BATCHES=3; KSIZES=200; KEXTRA=""
+  DEV="--device cpu"; GRID_SAMPLES=200
+else
+  W=64; EPOCHS=20; TRAIN=""; BENCH_BATCHES=50; KSIZES=60000; KEXTRA="--no-sklearn"
+  DEV="--device cuda"; GRID_SAMPLES=50000
+fi
+
+# 1. environment
+step env $PY - <<'EOF'
+import platform, torch, onnxruntime as ort, numpy, sklearn
+print("python", platform.python_version(), "torch", torch.__version__, "cuda", torch.version.cuda,
+      "cudnn", torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None)
+print("cuda available", torch.cuda.is_available(),
+      torch.cuda.get_device_name(0) if torch.cuda.is_available() else "")
+print("onnxruntime", ort.__version__, "providers", ort.get_available_providers())
+print("numpy", numpy.__version__, "scikit-learn", sklearn.__version__)
+EOF
+cat "$OUT/env.log"
+command -v nvidia-smi > /dev/null && nvidia-smi > "$OUT/nvidia-smi.log" 2>&1
+
+# 2. data
+if [ -f "$repo/.devdata/cifar10_jpeg_q75.npz" ]; then
+  step data_cifar $PY "$repo/.devdata/make_cifar10_batches.py" "$data"
+  mkdir -p "$data/MNIST/raw" && cp "$repo"/.devdata/mnist/* "$data/MNIST/raw/" 2>/dev/null
+elif [ "$smoke" = 1 ]; then
+  step data_synthetic $PY -c "
+from pathlib import Path
+from tests.conftest import write_cifar, write_mnist
+write_cifar(Path('$data'), n_per_batch=200, n_test=500); write_mnist(Path('$data'), 600, 300)"
+else
+  echo "device_check.sh: no .devdata/cifar10_jpeg_q75.npz (see the header)" >&2; exit 2
+fi
+
+# 3. training: the notebook recipe and the fast recipe at width W
+step train_notebook $HW0 train --width $W --epochs $EPOCHS $TRAIN $DEV --data-dir "$data" \
+  --out "$art" --json --quiet
+step train_fast $HW0 train --recipe fast --width $W --epochs $EPOCHS $TRAIN $DEV --data-dir "$data" --out "$art" --json --quiet
+grep -h '^{' "$OUT/train_notebook.log" > "$OUT/train_notebook.json" 2>/dev/null
+grep -h '^{' "$OUT/train_fast.log" > "$OUT/train_fast.json" 2>/dev/null
+
+# 4. Problem 1 on the device: export + flip evaluation, each backend
+run=$($PY -c "import json; print(json.load(open('$OUT/train_notebook.json'))['run_id'])" 2>/dev/null)
+if [ -n "$run" ]; then
+  step eval_ort $HW0 eval "$run" --flip --out "$art" --data-dir "$data" --json --no-plot
+  step eval_torch $HW0 eval "$run" --flip --backend torch $DEV --out "$art" --data-dir "$data" \
+    --json --no-plot
+fi
+
+# 5. benchmarks of every issue
+step bench_train $PY "$repo/scripts/bench_train.py" --data-dir "$data" --width $W \
+  --batches $BENCH_BATCHES $DEV --json "$OUT/bench_train.json"
+step bench_eval $PY "$repo/scripts/bench_eval.py" --data-dir "$data" --width $W $DEV \
+  --json "$OUT/bench_eval.json"
+step bench_kernels $PY "$repo/scripts/bench_kernels.py" --data-dir "$data" --sizes $KSIZES \
+  $KEXTRA $DEV --json "$OUT/bench_kernels.json"
+
+# 6. the table
+$PY - "$OUT" <<'EOF' | tee "$OUT/table.txt"
+import json, sys
+from pathlib import Path
+out = Path(sys.argv[1])
+def load(name):
+    try:
+        return json.loads((out / name).read_text())
+    except (OSError, ValueError):
+        return None
+rows = []
+dev = "?"
+for name, label in (("train_notebook.json", "notebook recipe"), ("train_fast.json", "fast recipe")):
+    r = load(name)
+    if r:
+        dev = r["device"]
+        rows.append((dev, f"{label}: test acc / train s", f"{100 * (1 - r['test_err']):.2f}% / "
+                     f"{r['seconds']:.1f} s ({r['precision']})", "", ""))
+b = load("bench_train.json")
+if b:
+    rows.append((b["device"], f"train images/s, width {b['width']}",
+                 f"{b['ours_images_per_s']:,.0f}", f"{b['notebook_images_per_s']:,.0f}",
+                 f"{b['ratio']:.2f}x"))
+e = load("bench_eval.json")
+if e:
+    res = e["results"]
+    base = res["torch eager fp32"]["images_per_s"]
+    for k, v in res.items():
+        rows.append((e["device"], f"flip eval 20k images/s: {k}", f"{v['images_per_s']:,.0f}",
+                     f"{base:,.0f} (eager)", f"{v['images_per_s'] / base:.2f}x"))
+k = load("bench_kernels.json")
+if k:
+    for r in k["rows"]:
+        base = f"{r['sklearn_s']:.2f} s" if "sklearn_s" in r else "-"
+        rows.append((k["device"], f"Gaussian KRR n={r['n']}: s, test MSE, acc",
+                     f"{r['ours_s']:.2f} s, {r['ours_test_mse']:.4f}, "
+                     f"{100 * r['ours_test_acc']:.2f}%", base,
+                     f"{r['speedup']:.2f}x" if "speedup" in r else ""))
+w = [max(len(str(r[i])) for r in rows + [("device", "metric", "ours", "baseline", "ratio")])
+     for i in range(5)]
+for r in [("device", "metric", "ours", "baseline", "ratio"), *rows]:
+    print("  ".join(str(c).ljust(w[i]) for i, c in enumerate(r)))
+EOF
+rm -rf "$work"
+echo "device_check.sh: $failures failed step(s); logs in $OUT"
+[ "$failures" = 0 ]

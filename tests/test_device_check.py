@@ -1,0 +1,20 @@
+"""scripts/device_check.sh in --cpu-smoke mode: every step of the GPU check at toy sizes."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_device_check_cpu_smoke(tmp_path):
+    env = {**os.environ, "OUT": str(tmp_path), "PYTHON": sys.executable}
+    r = subprocess.run(["bash", str(ROOT / "scripts" / "device_check.sh"), "--cpu-smoke"],
+                       capture_output=True, text=True, env=env, timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+    table = (tmp_path / "table.txt").read_text()
+    for metric in ("notebook recipe", "fast recipe", "train images/s", "flip eval",
+                   "Gaussian KRR"):
+        assert metric in table, table
+    assert "0 failed step(s)" in r.stdout
