@@ -232,6 +232,8 @@ def train(
     compile: Annotated[bool | None, typer.Option("--compile/--no-compile", help="torch.compile "
                                                  "[default: on for CUDA, and for CPU when a C++ "
                                                  "compiler is installed]")] = None,
+    compile_mode: Annotated[str, typer.Option(help="default | reduce-overhead (CUDA graphs) | "
+                                              "max-autotune")] = "default",
     run_id: Annotated[str | None, typer.Option(help="Name of the run [default: derived from "
                                                "the settings]")] = None,
     resume: Annotated[bool, typer.Option(help="Continue an existing unfinished run (also "
@@ -251,7 +253,7 @@ def train(
         objective=objective, tta=tta, train_samples=train_samples,
         batchnorm=False if no_batchnorm else None, seed=seed,
         until_train_error=until_train_error, patience=patience, eval_every=eval_every,
-        device=device, precision=precision,
+        device=device, precision=precision, compile_mode=compile_mode,
         compile=compile, data_dir=data_dir or _default_data(), out=out or _default_out(),
         run_id=run_id, resume=resume, force=force)
     console = err_console if as_json else out_console
@@ -272,7 +274,8 @@ def train(
     flip = (f", vertically flipped {100 * views['vflip']:.2f}%" if "vflip" in views else "")
     console.print(
         f"[bold]done[/]: test accuracy {100 * (1 - result.test_err):.2f}%{flip}; train error "
-        f"{100 * result.train_err:.2f}%; {result.seconds:.1f} s of training "
+        f"{100 * result.train_err:.2f}%; {result.seconds:.1f} s of training, of which "
+        f"~{result.one_time_s:.1f} s one-time compile/warm-up "
         f"({result.images_per_s:,.0f} images/s, {result.device}, {result.precision}). "
         f"Saved {result.path}", highlight=False)
 

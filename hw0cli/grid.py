@@ -104,8 +104,9 @@ def train_args(c: TrainConfig) -> list[str]:
             if v is None:
                 raise Hw0Error(f"cannot express {name}=None on the command line")
             args += _flag(name, v)
-    for name in ("device", "precision"):
-        if getattr(c, name) != "auto":
+    for name, default in (("device", "auto"), ("precision", "auto"),
+                          ("compile_mode", "default")):
+        if getattr(c, name) != default:
             args += _flag(name, getattr(c, name))
     if c.compile is not None:
         args.append("--compile" if c.compile else "--no-compile")
