@@ -210,13 +210,15 @@ def ensure_onnx(run_path: Path, force: bool = False,
                        f"logits differ by up to {diff:.3g} (> {FP32_TOLERANCE}) on "
                        f"{len(x)} test images; the file was removed. Report this with your "
                        "torch and onnxruntime versions.")
+    import onnxruntime as ort
+    store.update_h5(run_path, arrays={"export/max_abs_diff": diff, "export/onnx_file": path.name,
+                                      "export/opset": OPSET, "export/onnxruntime": ort.__version__,
+                                      "export/check_images": len(x)})
     return path, diff, False
 
 
 def run_export(cfg: ExportConfig) -> ExportResult:
     """Export the run to ONNX, check it, record the check in the run's HDF5."""
-    import onnxruntime as ort
-
     run_path = runs.resolve_run(cfg.out, cfg.run)
     t0 = time.perf_counter()
     with store.lock(run_path):
@@ -224,10 +226,7 @@ def run_export(cfg: ExportConfig) -> ExportResult:
         path, diff, reused = ensure_onnx(run_path, cfg.force, notes)
         result = ExportResult(str(store.read_h5(run_path, attrs_only=True).attrs["run_id"]),
                               run_path, path, diff, 0.0, reused, notes=notes)
-        arrays: dict[str, Any] = {"export/max_abs_diff": diff,
-                                  "export/onnx_file": path.name, "export/opset": OPSET,
-                                  "export/onnxruntime": ort.__version__,
-                                  "export/check_images": CHECK_IMAGES}
+        arrays: dict[str, Any] = {}
         if cfg.fp16 or cfg.int8:
             data = load_cifar10(cfg.data_dir)
             x, y = np.ascontiguousarray(data.test_x), data.test_y
@@ -253,6 +252,7 @@ def run_export(cfg: ExportConfig) -> ExportResult:
                 arrays.update({f"export/{variant}/accuracy": acc,
                                f"export/{variant}/fp32_accuracy": base,
                                f"export/{variant}/onnx_file": dst.name})
-        store.update_h5(run_path, arrays=arrays)
+        if arrays:
+            store.update_h5(run_path, arrays=arrays)
     result.seconds = time.perf_counter() - t0
     return result

@@ -135,3 +135,12 @@ def test_newer_schema_is_refused(tmp_path):
     store.update_h5(p, attrs={"schema_version": store.SCHEMA_VERSION + 1})
     r = runner.invoke(app, ["eval", "future", "--out", str(tmp_path)])
     assert r.exit_code == 1 and "newer" in r.output
+
+
+def test_eval_export_records_its_validation(trained):
+    from hw0cli.export import ensure_onnx
+    res, _ = trained
+    store.update_h5(res.path, delete=("export",))
+    _, diff, reused = ensure_onnx(res.path, force=True)  # what `hw0 eval` calls
+    rec = store.read_h5(res.path, prefixes=("export/",))
+    assert not reused and float(rec.arrays["export/max_abs_diff"]) == pytest.approx(diff) < 1e-4
