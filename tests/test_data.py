@@ -84,3 +84,40 @@ def test_info_flags_checksum_mismatch_and_missing(tmp_path):
     assert rows["data_batch_1"].present and rows["data_batch_1"].md5_ok is False
     assert not rows["train-images-idx3-ubyte"].present
     assert rows["train-images-idx3-ubyte"].md5_ok is None
+
+
+def test_download_uses_torchvision_layouts(tmp_path, monkeypatch):
+    import torchvision.datasets.utils as tvu
+
+    from tests.conftest import idx_bytes
+    calls = []
+
+    def fake(url, download_root, filename=None, md5=None):
+        calls.append((url, download_root, filename, md5))
+        root = tmp_path / "d"
+        if "cifar" in url:
+            write_cifar(root)
+        else:  # an MNIST file: write it uncompressed where torchvision extracts it
+            name = filename.removesuffix(".gz")
+            shape = (5, 28, 28) if "images" in name else (5,)
+            (root / "MNIST" / "raw").mkdir(parents=True, exist_ok=True)
+            (root / "MNIST" / "raw" / name).write_bytes(idx_bytes(np.zeros(shape, np.uint8)))
+
+    monkeypatch.setattr(tvu, "download_and_extract_archive", fake)
+    done = data.download(tmp_path / "d")
+    assert len(done) == 2 and calls[0][3]  # md5 passed on: torchvision checks it
+    assert data.load_cifar10(tmp_path / "d").train_x.shape[0] == 500
+    assert data.load_mnist(tmp_path / "d").train_x.shape == (5, 28, 28)
+    again = data.download(tmp_path / "d")  # present: nothing fetched twice
+    assert "already present" in again[0] and len(calls) == 5
+
+
+def test_download_failure_is_clear(tmp_path, monkeypatch):
+    import torchvision.datasets.utils as tvu
+
+    def offline(*a, **k):
+        raise OSError("Network is unreachable")
+
+    monkeypatch.setattr(tvu, "download_and_extract_archive", offline)
+    with pytest.raises(Hw0Error, match=r"Download failed.*copy the files by hand"):
+        data.download(tmp_path, ("cifar10",))
