@@ -32,7 +32,6 @@ from hw0cli.train import SCIENCE_FIELDS, TrainConfig
 FORMATS = ("pdf", "md")
 SECTIONS = ("Warm-up", "Problem 1", "Problem 2", "Problem 3", "Environment")
 PAGE = (8.27, 11.69)  # A4 portrait, inches
-LINES_PER_PAGE = 62  # monospace lines that fit one text page at 8 pt
 
 
 @dataclass(frozen=True)
@@ -124,15 +123,15 @@ def warmup_section(all_runs: list[runs.RunSummary], figdir: Path) -> Section:
         n_train = c.get("train_samples", 50000)
         ips = n_train * r.epochs_done / r.seconds if r.seconds else float("nan")
         rec = store.read_h5(r.path, attrs_only=True)
+        dev = str(rec.attrs.get("device", "?")).split(":")[0].replace("NVIDIA ", "")
         rows.append([r.run_id, str(c.get("width")), c.get("recipe", "notebook"),
                      str(r.epochs_done), pct(1 - r.test_err), pct(r.train_err),
-                     f"{r.seconds:.0f}", f"{ips:,.0f}",
-                     f"{rec.attrs.get('device')}, {rec.attrs.get('precision')}"])
+                     f"{r.seconds:.0f}", f"{ips:,.0f}", f"{dev}, {rec.attrs.get('precision')}"])
     sec.text("Each run trains the course's Myrtle5 CNN (conv widths c, 2c, 4c, 8c with "
              "BatchNorm and ReLU, max-pools, a linear head). Time is training time (evaluation "
              "excluded); images/s counts training images.")
     sec.add_table(["run", "width", "recipe", "epochs", "test acc", "train err", "train s",
-                   "images/s", "device, precision"], rows)
+                   "images/s", "device"], rows)
     for r in main:
         h = store.read_h5(r.path, prefixes=("history/",)).group("history")
         png = plots.training_curves(h, figdir / f"curves_{r.run_id}.png",
@@ -394,60 +393,79 @@ def _wrap(text: str, width: int = 100) -> list[str]:
 
 
 def render_pdf(sections: list[Section], path: Path, title_lines: list[str]) -> int:
-    """Write the PDF atomically; returns its page count."""
+    """Write the PDF atomically, flowing text, tables and figures down A4 pages; returns the
+    page count."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    pages = 0
-    with PdfPages(tmp) as pdf:
-        def text_page(lines: list[tuple[str, str]]) -> None:
-            nonlocal pages
-            fig = plt.figure(figsize=PAGE)
-            y = 0.96
-            for style, line in lines:
-                if style == "h1":
-                    fig.text(0.06, y, line, fontsize=15, weight="bold", va="top")
-                    y -= 0.035
-                elif style == "h2":
-                    fig.text(0.06, y, line, fontsize=11, weight="bold", va="top")
-                    y -= 0.022
-                else:
-                    fig.text(0.06, y, line, fontsize=7.2, family="monospace", va="top")
-                    y -= 0.0145
-            pdf.savefig(fig)
-            plt.close(fig)
-            pages += 1
+    line_h, top, bottom, left = 0.0155, 0.955, 0.04, 0.06
+    aspect_page = PAGE[0] / PAGE[1]
+    state: dict[str, Any] = {"fig": None, "y": top, "pages": 0}
 
-        text_page([("h1", "hw0: results"), *[("p", ln) for ln in title_lines], ("p", ""),
-                   ("h2", "Contents"),
-                   *[("p", f"{i + 1}. {s.title}" + ("" if s.present else "  (missing)"))
-                     for i, s in enumerate(sections)]])
+    with PdfPages(tmp) as pdf:
+        def new_page(header: str = "") -> None:
+            if state["fig"] is not None:
+                pdf.savefig(state["fig"])
+                plt.close(state["fig"])
+            state["fig"] = plt.figure(figsize=PAGE)
+            state["y"] = top
+            state["pages"] += 1
+            if header:
+                state["fig"].text(left, state["y"], header, fontsize=9, color="gray", va="top")
+                state["y"] -= line_h * 1.6
+
+        def need(height: float, header: str) -> None:
+            if state["y"] - height < bottom:
+                new_page(header)
+
+        def text(line: str, size: float = 8.0, weight: str = "normal", mono: bool = True,
+                 header: str = "") -> None:
+            h = line_h * size / 8.0
+            need(h, header)
+            state["fig"].text(left, state["y"], line, fontsize=size, weight=weight, va="top",
+                              family="monospace" if mono else None)
+            state["y"] -= h
+
+        new_page()
+        text("hw0: results", 18, "bold", mono=False)
+        state["y"] -= line_h
+        for ln in title_lines:
+            for w in _wrap(ln, 100):
+                text(w)
+        state["y"] -= line_h
+        text("Contents", 12, "bold", mono=False)
+        for i, sec in enumerate(sections):
+            text(f"{i + 1}. {sec.title}" + ("" if sec.present else "  (missing: see below)"))
         for sec in sections:
-            buf: list[tuple[str, str]] = [("h1", sec.title)]
-            figures = []
+            new_page()
+            text(sec.title, 15, "bold", mono=False)
+            state["y"] -= line_h * 0.5
+            cont = f"{sec.title} (continued)"
             for b in sec.blocks:
-                if b.kind == "figure":
-                    figures.append(b)
+                if b.kind == "figure" and b.image is not None:
+                    img = plt.imread(b.image)
+                    width = 0.88
+                    height = width * aspect_page * img.shape[0] / img.shape[1]
+                    if height > 0.6:
+                        width, height = width * 0.6 / height, 0.6
+                    caption = _wrap(b.caption, 110)
+                    need(height + line_h * (len(caption) + 1), cont)
+                    ax = state["fig"].add_axes((left + (0.88 - width) / 2, state["y"] - height,
+                                                width, height))
+                    ax.imshow(img)
+                    ax.axis("off")
+                    state["y"] -= height + line_h * 0.4
+                    for ln in caption:
+                        text(ln, 7.5, mono=False, header=cont)
+                    state["y"] -= line_h * 0.8
                     continue
                 lines = (_table_lines(*b.table) if b.kind == "table" and b.table
                          else [w for ln in b.lines for w in _wrap(ln)])
-                for ln in [*lines, ""]:
-                    if len(buf) >= LINES_PER_PAGE:
-                        text_page(buf)
-                        buf = [("h2", sec.title + " (continued)")]
-                    buf.append(("p", ln))
-            text_page(buf)
-            for b in figures:
-                fig = plt.figure(figsize=PAGE)
-                fig.text(0.06, 0.96, sec.title, fontsize=11, weight="bold", va="top")
-                ax = fig.add_axes((0.05, 0.2, 0.9, 0.72))
-                ax.imshow(plt.imread(b.image))
-                ax.axis("off")
-                for k, ln in enumerate(_wrap(b.caption, 95)):
-                    fig.text(0.06, 0.17 - 0.018 * k, ln, fontsize=9, va="top")
-                pdf.savefig(fig)
-                plt.close(fig)
-                pages += 1
+                for ln in lines:
+                    text(ln, 7.0 if b.kind == "table" else 8.0, header=cont)
+                state["y"] -= line_h * 0.8
+        pdf.savefig(state["fig"])
+        plt.close(state["fig"])
     os.replace(tmp, path)
-    return pages
+    return int(state["pages"])
 
 
 def render_md(sections: list[Section], path: Path, title_lines: list[str]) -> None:

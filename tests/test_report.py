@@ -82,7 +82,7 @@ def test_missing_sections_name_their_commands(data_root, tmp_path):
     assert rep.sections["Problem 3: least squares and kernels on MNIST"]
     assert not rep.sections["Warm-up: Myrtle5 on CIFAR-10"]
     text = "\n".join(p.extract_text() for p in PdfReader(rep.pdf).pages)
-    assert "hw0 eval --flip" in text and "grid.sh" in text and "(missing)" in text
+    assert "hw0 eval --flip" in text and "grid.sh" in text and "(missing: see below)" in text
 
 
 def test_report_cli_errors(tmp_path):
