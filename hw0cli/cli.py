@@ -524,14 +524,8 @@ def linreg(
     _print_linreg(res)
 
 
-def _factor(f: float) -> str:
-    """A contraction factor, as 1 - x when it is close to 1 (where the digits matter)."""
-    if math.isnan(f):
-        return "converged"
-    return f"1 - {1 - f:.4g}" if f > 0.5 else f"{f:.4g}"
-
-
 def _print_linreg(res: Any) -> None:
+    from hw0cli.linreg import describe, format_factor
     s, c = res.summary, out_console
     sp = s["spectrum"]
     c.print(f"[bold]Problem 3[/] on MNIST: n = {s['n']} training images (seed {s['seed']}), "
@@ -564,8 +558,9 @@ def _print_linreg(res: Any) -> None:
                     "error start", "error end"):
             mt.add_column(col, justify="right")
         for m in s["gd"]["modes"]:
-            mt.add_row(str(m["index"]), f"{m['sigma']:.4g}", _factor(m["predicted_factor"]),
-                       _factor(m["measured_factor"]), f"{m['iters_for_1e-3']:.3g}",
+            mt.add_row(str(m["index"]), f"{m['sigma']:.4g}",
+                       format_factor(m["predicted_factor"]),
+                       format_factor(m["measured_factor"]), f"{m['iters_for_1e-3']:.3g}",
                        f"{m['error_start']:.3g}", f"{m['error_end']:.3g}")
         c.print(mt)
         c.print("GD from b = 0 stays in the row space of X and converges to the min-norm "
@@ -573,27 +568,8 @@ def _print_linreg(res: Any) -> None:
                 "iteration; the smallest sigma needs ~cond(X^T X) iterations, so in practice GD "
                 "stops far from b_pinv, at a smaller-norm solution that generalizes better.",
                 highlight=False)
-    if "overparam" in s:
-        r = s["overparam"]
-        c.print(f"factorized b = W1 b1 (init {r['init']}): distance to b_pinv "
-                f"{r['dist_pinv']:.4g}, to the GD solution {r['dist_gd']:.4g}; null-space "
-                f"part {r['null_space_norm']:.3g}", highlight=False)
-    if "rf" in s:
-        for kind in ("rff", "relu"):
-            if kind in s["rf"]:
-                r = s["rf"][kind]
-                c.print(f"random features ({kind}): test MSE peaks at D = {r['peak_D']} "
-                        f"({r['peak_test_mse']:.4g}); best at D = {r['best_D']}: "
-                        f"{r['best_test_mse']:.4g} MSE, {100 * r['best_test_acc']:.2f}% "
-                        "accuracy", highlight=False)
-    if "kernel" in s:
-        r = s["kernel"]
-        med = (f"; at the median bandwidth {s['median_bandwidth']:.4g}: "
-               f"{r['median_test_mse']:.4g} MSE, {100 * r['median_test_acc']:.2f}%"
-               if "median_test_mse" in r else "")
-        c.print(f"Gaussian kernel (ridge {r['ridge']}): best bandwidth {r['best_bandwidth']:.4g}"
-                f", test MSE {r['best_test_mse']:.4g}, accuracy {100 * r['best_test_acc']:.2f}%"
-                f"{med}", highlight=False)
+    for line in describe(s).values():
+        c.print(line, highlight=False)
     for note in res.notes:
         c.print(f"[yellow]note:[/] {note}", highlight=False)
     folder = res.plots[0].parent if res.plots else "-"

@@ -567,3 +567,40 @@ def _mode_rates(curve: Curve, sp: Spectrum, modes: list[int], step: float) -> li
                     "measured_factor": measured, "iters_for_1e-3": need,
                     "error_start": float(e0), "error_end": float(err[-1, j])})
     return out
+
+
+def format_factor(f: float | None) -> str:
+    """A contraction factor, as 1 - x when it is close to 1 (where the digits matter)."""
+    if f is None or math.isnan(f):
+        return "converged"
+    return f"1 - {1 - f:.4g}" if f > 0.5 else f"{f:.4g}"
+
+
+def describe(s: dict[str, Any]) -> dict[str, str]:
+    """One sentence per finding of a summary, shared by the terminal and the report."""
+    out: dict[str, str] = {}
+    if "overparam" in s:
+        r = s["overparam"]
+        out["overparam"] = (
+            f"Factorized model b = W1 b1 (init scale {r['init']}): after {r['iters']} SGD "
+            f"steps, distance to b_pinv {r['dist_pinv']:.4g}, to the GD solution "
+            f"{r['dist_gd']:.4g}, norm {r['norm']:.4g}, test MSE {r['test_mse']:.4g}; "
+            f"null-space part {r['null_space_norm']:.2g}.")
+    for kind in ("rff", "relu"):
+        if kind in s.get("rf", {}):
+            r = s["rf"][kind]
+            out[f"rf_{kind}"] = (
+                f"Random features ({kind}, {'min-norm' if not s['rf']['ridge'] else 'ridge'} "
+                f"fit): test MSE peaks at D = {r['peak_D']} ({r['peak_test_mse']:.4g}); best at "
+                f"D = {r['best_D']}: {r['best_test_mse']:.4g} MSE, "
+                f"{100 * r['best_test_acc']:.2f}% accuracy.")
+    if "kernel" in s:
+        r = s["kernel"]
+        med = (f" At the median-heuristic bandwidth {s['median_bandwidth']:.4g}: test MSE "
+               f"{r['median_test_mse']:.4g}, accuracy {100 * r['median_test_acc']:.2f}%."
+               if "median_test_mse" in r else "")
+        out["kernel"] = (
+            f"Exact Gaussian kernel regression (ridge {r['ridge']}): best bandwidth "
+            f"{r['best_bandwidth']:.4g}, test MSE {r['best_test_mse']:.4g}, accuracy "
+            f"{100 * r['best_test_acc']:.2f}%.{med}")
+    return out

@@ -27,6 +27,7 @@ from matplotlib.backends.backend_pdf import PdfPages
 from hw0cli import plots, runs, store
 from hw0cli.data import CIFAR_CLASSES
 from hw0cli.errors import Hw0UsageError, check
+from hw0cli.linreg import describe, format_factor
 from hw0cli.train import SCIENCE_FIELDS, TrainConfig
 
 FORMATS = ("pdf", "md")
@@ -251,7 +252,7 @@ def problem3_section(out: Path, figdir: Path) -> Section:
         sec.text("No least-squares results yet. Run `hw0 linreg --method all`.")
         return sec
     path, rec = (full or recs)[-1]
-    s, a = rec.attrs["summary"], rec.arrays
+    s = rec.attrs["summary"]
     sp = s["spectrum"]
     sec.text(f"From {path.name}: n = {s['n']} MNIST training images (seed {s['seed']}; the "
              "drawn indices are stored), x = pixels/255 in R^784, y = +1 for odd digits and -1 "
@@ -285,8 +286,9 @@ def problem3_section(out: Path, figdir: Path) -> Section:
                  "along singular direction i shrinks by |1 - 2 step sigma_i^2| per iteration. "
                  "Predicted vs measured factors:")
         sec.add_table(["mode i", "sigma_i", "predicted", "measured", "iterations for 1e-3"],
-                      [[str(m["index"]), f"{m['sigma']:.4g}", _factor(m["predicted_factor"]),
-                        _factor(m["measured_factor"]), f"{m['iters_for_1e-3']:.3g}"]
+                      [[str(m["index"]), f"{m['sigma']:.4g}",
+                        format_factor(m["predicted_factor"]),
+                        format_factor(m["measured_factor"]), f"{m['iters_for_1e-3']:.3g}"]
                        for m in s["gd"]["modes"]])
         sec.text("The top direction converges in one step, the bottom one needs about "
                  "cond(X^T X) iterations: GD (and SGD) stay in the row space of X and head for "
@@ -295,43 +297,21 @@ def problem3_section(out: Path, figdir: Path) -> Section:
                  "regularization by early stopping).")
     sec.figure(pdir / f"linreg_{rid}_gd_sgd.png", "GD and SGD: train and test MSE, and the "
                "distance to the minimum-norm solution, per iteration.")
-    if "overparam" in s:
-        r = s["overparam"]
-        sec.text(f"Factorized model b = W1 b1 (init scale {r['init']}): after {r['iters']} SGD "
-                 f"steps, distance to b_pinv {r['dist_pinv']:.4g}, to the GD solution "
-                 f"{r['dist_gd']:.4g}, norm {r['norm']:.4g}, test MSE {r['test_mse']:.4g}. "
-                 "From a small initialization it follows GD's path closely (the end-to-end "
-                 "vector stays near the row space: null-space part "
-                 f"{r['null_space_norm']:.2g}).")
-    if "rf" in s:
-        for kind in ("rff", "relu"):
-            if kind in s["rf"]:
-                r = s["rf"][kind]
-                sec.text(f"Random features ({kind}, min-norm fit): test MSE peaks at D = "
-                         f"{r['peak_D']} ({r['peak_test_mse']:.4g}), at the interpolation "
-                         f"threshold D = n (double descent); best at D = {r['best_D']}: "
-                         f"{r['best_test_mse']:.4g} MSE, {pct(r['best_test_acc'])} accuracy.")
+    said = describe(s)
+    if "overparam" in said:
+        sec.text(said["overparam"] + " From a small initialization the factorized model "
+                 "follows GD's path closely: its end-to-end vector stays near the row space.")
+    rf = [said[k] for k in ("rf_rff", "rf_relu") if k in said]
+    if rf:
+        sec.text(*rf, "The peak at D = n is the interpolation threshold (double descent).")
         sec.figure(pdir / f"linreg_{rid}_random_features.png",
                    "Random features: test MSE against the number of features D.")
-    if "kernel" in s:
-        r = s["kernel"]
-        med = (f" At the median-heuristic bandwidth {s['median_bandwidth']:.4g}: test MSE "
-               f"{r['median_test_mse']:.4g}, accuracy {pct(r['median_test_acc'])}."
-               if "median_test_mse" in r else "")
-        sec.text(f"Exact Gaussian kernel regression (ridge {r['ridge']}): best bandwidth "
-                 f"{r['best_bandwidth']:.4g}, test MSE {r['best_test_mse']:.4g}, accuracy "
-                 f"{pct(r['best_test_acc'])}.{med} Raw pixels (min-norm linear): test MSE "
-                 f"{s.get('min_norm', {}).get('pinv', {}).get('test_mse', float('nan')):.4g}.")
+    if "kernel" in said:
+        raw = s.get("min_norm", {}).get("pinv", {}).get("test_mse", float("nan"))
+        sec.text(said["kernel"] + f" Raw pixels (min-norm linear): test MSE {raw:.4g}.")
         sec.figure(pdir / f"linreg_{rid}_kernel.png",
                    "Exact Gaussian kernel regression: test MSE against the bandwidth.")
-    _ = a
     return sec
-
-
-def _factor(f: float) -> str:
-    if f is None or math.isnan(f):
-        return "converged"
-    return f"1 - {1 - f:.3g}" if f > 0.5 else f"{f:.3g}"
 
 
 def environment_section(all_runs: list[runs.RunSummary], out: Path,

@@ -104,3 +104,11 @@ def mnist_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def tiny_config(cifar_root: Path, out: Path, **overrides):
+    """A seconds-long CPU training config on the synthetic CIFAR set (width 4, fp32, eager)."""
+    from hw0cli.train import TrainConfig
+    base = dict(width=4, epochs=3, batch_size=50, train_samples=500, data_dir=cifar_root,
+                out=out, device="cpu", precision="fp32", lr=0.05, compile=False)
+    return TrainConfig(**{**base, **overrides})

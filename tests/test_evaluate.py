@@ -11,6 +11,7 @@ from hw0cli import store
 from hw0cli.cli import app
 from hw0cli.errors import Hw0UsageError
 from hw0cli.train import TrainConfig, run_train, worst_view_loss
+from tests.conftest import tiny_config
 
 runner = CliRunner()
 
@@ -18,9 +19,7 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def trained(cifar_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("ev")
-    res = run_train(TrainConfig(width=4, epochs=3, batch_size=50, train_samples=500,
-                                data_dir=cifar_root, out=out, device="cpu", precision="fp32",
-                                compile=False, lr=0.05))
+    res = run_train(tiny_config(cifar_root, out, epochs=3))
     return res, out
 
 

@@ -14,15 +14,14 @@ from hw0cli.export import (
     read_metadata,
     run_export,
 )
-from hw0cli.train import TrainConfig, run_train
+from hw0cli.train import run_train
+from tests.conftest import tiny_config
 
 
 @pytest.fixture(scope="module")
 def trained(cifar_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("exp")
-    res = run_train(TrainConfig(width=4, epochs=2, batch_size=50, train_samples=500,
-                                data_dir=cifar_root, out=out, device="cpu", precision="fp32",
-                                compile=False, lr=0.05))
+    res = run_train(tiny_config(cifar_root, out, epochs=2))
     return res, out
 
 

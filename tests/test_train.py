@@ -17,13 +17,9 @@ from hw0cli.train import (
     run_train,
     validate,
 )
+from tests.conftest import tiny_config
 
-
-def tiny(cifar_root, out, **kw) -> TrainConfig:
-    base = dict(width=4, epochs=3, batch_size=50, train_samples=500, data_dir=cifar_root,
-                out=out, device="cpu", precision="fp32", lr=0.05, compile=False)
-    base.update(kw)
-    return TrainConfig(**base)
+tiny = tiny_config
 
 
 # ---- pure pieces -----------------------------------------------------------------------------
