@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -97,7 +98,10 @@ def linreg_plots(summary: dict, arrays: dict[str, np.ndarray], folder: Path,
         out.append(save(fig, folder / f"linreg_{rid}_random_features.png"))
     if "sweeps/kernel/bandwidth" in arrays:
         fig, ax = plt.subplots(figsize=(6, 4))
-        ax.semilogx(arrays["sweeps/kernel/bandwidth"], arrays["sweeps/kernel/test_mse"], "o-")
+        bws = arrays["sweeps/kernel/bandwidth"]
+        ax.semilogx(bws, arrays["sweeps/kernel/test_mse"], "o-")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set_xticks(bws, [f"{b:.3g}" for b in bws])
         if "median_bandwidth" in summary:
             ax.axvline(summary["median_bandwidth"], color="k", ls=":", label="median heuristic")
             ax.legend(fontsize=8)
