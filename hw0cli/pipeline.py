@@ -71,14 +71,14 @@ class AllResult:
 @dataclass
 class Step:
     title: str
-    run: Callable[[TrainReporter | None], str]  # returns "done" or "skipped" (+ detail)
+    run: Callable[[TrainReporter | None], str]  # a detail line; "skipped..." if nothing ran
 
 
 def _train_step(cfg: TrainConfig) -> Callable[[TrainReporter | None], str]:
     def go(reporter: TrainReporter | None) -> str:
         res = run_train(cfg, reporter=reporter)
-        verb = "skipped (already finished)" if res.status == "skipped" else "done"
-        return (f"{verb}: test acc {100 * (1 - res.test_err):.2f}%, train err "
+        verb = "skipped (already finished): " if res.status == "skipped" else ""
+        return (f"{verb}test acc {100 * (1 - res.test_err):.2f}%, train err "
                 f"{100 * res.train_err:.2f}%")
     return go
 
@@ -109,7 +109,7 @@ def plan(cfg: AllConfig) -> list[Step]:
         res = run_eval(EvalConfig(run=str(path), views=("original", "vflip"), out=cfg.out,
                                   data_dir=cfg.data_dir))
         o, v = res.views["original"].accuracy, res.views["vflip"].accuracy
-        return f"done: original {100 * o:.2f}%, upside down {100 * v:.2f}% ({res.provider})"
+        return f"original {100 * o:.2f}%, upside down {100 * v:.2f}% ({res.provider})"
 
     steps.append(Step("Problem 1: flip evaluation of the warm-up run", flip_eval))
     for r in p["robust"]:
@@ -131,7 +131,10 @@ def plan(cfg: AllConfig) -> list[Step]:
         if path.exists():
             return "skipped (result file exists)"
         res = run_linreg(lcfg)
-        return f"done in {res.seconds:.0f} s: {path.name}"
+        k = res.summary.get("kernel", {})
+        return (f"wrote {path.name}: rank {res.summary['spectrum']['rank']}, min-norm test MSE "
+                f"{res.summary['min_norm']['pinv']['test_mse']:.4g}, best kernel test MSE "
+                f"{k.get('best_test_mse', float('nan')):.4g}")
 
     steps.append(Step(f"Problem 3: hw0 linreg --method all --n {lcfg.n}", linreg_step))
     return steps
