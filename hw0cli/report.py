@@ -28,6 +28,7 @@ from hw0cli import plots, runs, store
 from hw0cli.data import CIFAR_CLASSES
 from hw0cli.errors import Hw0UsageError, check
 from hw0cli.linreg import describe, format_factor
+from hw0cli.models import count_parameters, make_cnn
 from hw0cli.train import SCIENCE_FIELDS, TrainConfig
 
 FORMATS = ("pdf", "md")
@@ -230,6 +231,15 @@ def problem2_section(all_runs: list[runs.RunSummary], figdir: Path) -> Section:
                   [[str(r.width), f"{r.noise:g}", str(len(r.seeds)),
                     pct(r.stat("train_err")[0]), pct(r.stat("test_err")[0]),
                     f"{np.mean(r.epochs):.0f}", f"{np.mean(r.seconds):.0f}"] for r in ordered])
+    n = int(settings.get("train_samples") or 50_000)
+    bits = n * math.log2(10)
+    caps = [f"c = {w} has {count_parameters(make_cnn(w)):,} parameters"
+            for w in sorted({r.width for r in ordered})]
+    sec.text(f"Capacity: {'; '.join(caps)}; {n:,} uniformly random labels carry n log2(10) = "
+             f"{bits:,.0f} bits. A net with about as many parameters as those bits can often "
+             "memorize them given enough epochs, so on small subsets even the narrow net may "
+             "interpolate p = 1; the width contrast of the assignment needs the full 50,000 "
+             "images (`hw0 all --preset full`).")
     sec.figure(plots.grid_error_vs_noise(ordered, figdir / "grid_error_vs_noise.png"),
                "Final train and test error against the label-noise probability p.")
     sec.figure(plots.grid_curves(curves, figdir / "grid_learning_curves.png"),
