@@ -287,8 +287,10 @@ def problem3_section(out: Path, figdir: Path) -> Section:
             f"{k} {v:.1e}" for k, v in s["min_norm_agreement"].items()) + ". The minimum-norm "
             "solution interpolates the training set and generalizes poorly (its norm is "
             "driven by the smallest singular values).")
-    pdir = Path(out) / "plots"
     rid = rec.attrs.get("id", path.stem)
+    # drawn afresh from the stored arrays: the figures exist even if plots/ was cleaned
+    plots.linreg_plots(s, rec.arrays, figdir, rid)
+    pdir = figdir
     sec.figure(pdir / f"linreg_{rid}_spectrum.png", "Singular values of X (log scale) and the "
                "rank tolerance.")
     if "gd" in s:
