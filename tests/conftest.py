@@ -112,3 +112,20 @@ def tiny_config(cifar_root: Path, out: Path, **overrides):
     base = dict(width=4, epochs=3, batch_size=50, train_samples=500, data_dir=cifar_root,
                 out=out, device="cpu", precision="fp32", lr=0.05, compile=False)
     return TrainConfig(**{**base, **overrides})
+
+
+class InterruptAt:
+    """A training display that presses Ctrl-C once epoch `epoch` is done (and checkpointed)."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_start(self, info: dict) -> None:
+        pass
+
+    def on_step(self, *args: object) -> None:
+        pass
+
+    def on_epoch(self, row: dict) -> None:
+        if row["epoch"] >= self.epoch:
+            raise KeyboardInterrupt

@@ -12,6 +12,7 @@ from hw0cli import grid, runs, store
 from hw0cli.cli import app
 from hw0cli.errors import Hw0Error
 from hw0cli.train import run_id_for, run_train
+from tests.conftest import InterruptAt
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,18 +76,8 @@ def test_status_mix_and_report(cifar_root, tmp_path):
                                         ("epochs", 2), ("precision", "fp32"),
                                         ("compile", False))))
 
-    class Stop:
-        def on_start(self, info):
-            pass
-
-        def on_step(self, *a):
-            pass
-
-        def on_epoch(self, row):
-            raise KeyboardInterrupt
-
     with pytest.raises(Hw0Error):
-        run_train(c1[1], reporter=Stop())
+        run_train(c1[1], reporter=InterruptAt(1))
     run_train(c1[2])
     store.update_h5(runs.run_path(tmp_path, ids[2]), attrs={"status": "diverged",
                                                             "message": "loss nan"})

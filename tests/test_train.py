@@ -17,7 +17,7 @@ from hw0cli.train import (
     run_train,
     validate,
 )
-from tests.conftest import tiny_config
+from tests.conftest import InterruptAt, tiny_config
 
 tiny = tiny_config
 
@@ -132,21 +132,10 @@ def test_resume_equals_uninterrupted(cifar_root, tmp_path):
                schedule="cosine")
     full = run_train(cfg)
 
-    class StopAfter2:
-        def on_start(self, info):
-            pass
-
-        def on_step(self, *a):
-            pass
-
-        def on_epoch(self, row):
-            if row["epoch"] == 2:
-                raise KeyboardInterrupt
-
     cfg_b = tiny(cifar_root, tmp_path / "b", momentum=0.9, augment="hflip+crop",
                  schedule="cosine")
     with pytest.raises(Hw0Error, match="Interrupted") as e:
-        run_train(cfg_b, reporter=StopAfter2())
+        run_train(cfg_b, reporter=InterruptAt(2))
     assert e.value.exit_code == 130
     mid = store.read_h5(runs.run_path(tmp_path / "b", run_id_for(cfg_b)), attrs_only=True)
     assert mid.attrs["status"] == "interrupted" and mid.attrs["epochs_done"] == 2
