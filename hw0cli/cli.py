@@ -374,6 +374,9 @@ def eval_cmd(
     view: Annotated[list[str] | None, typer.Option(
         "--view", help="Views to evaluate (original, vflip, hflip); repeatable")] = None,
     backend: Annotated[str, typer.Option(help="onnxruntime | torch")] = "onnxruntime",
+    model: Annotated[str, typer.Option(
+        "--model", help="ONNX model: fp32, or int8 / fp16 (built on first use; their "
+        "accuracy change vs fp32 is printed and stored)")] = "fp32",
     provider: Annotated[str, typer.Option(help="auto | tensorrt | cuda | cpu "
                                           "(onnxruntime)")] = "auto",
     device: Annotated[str, typer.Option(help="auto | cuda | cpu (torch backend)")] = "auto",
@@ -394,16 +397,19 @@ def eval_cmd(
     if hflip and "hflip" not in views:
         views.append("hflip")
     out = out or _default_out()
-    res = run_eval(EvalConfig(run=run, views=tuple(views), backend=backend, provider=provider,
-                              device=device, batch_size=batch_size, out=out,
-                              data_dir=data_dir))
+    res = run_eval(EvalConfig(run=run, views=tuple(views), backend=backend, model=model,
+                              provider=provider, device=device, batch_size=batch_size,
+                              out=out, data_dir=data_dir))
     png = None
     if plot and len(res.views) > 1:
         from hw0cli.plots import per_class_views
         png = per_class_views(res.classes, {v: m.per_class_accuracy for v, m in
                                             res.views.items()},
-                              out / "plots" / f"{res.run_id}_per_class.png",
-                              f"Per-class test accuracy, run {res.run_id}")
+                              out / "plots" / (f"{res.run_id}_per_class"
+                                               f"{'' if res.model == 'fp32' else '_' + res.model}"
+                                               ".png"),
+                              f"Per-class test accuracy, run {res.run_id}"
+                              f"{'' if res.model == 'fp32' else f' ({res.model} ONNX)'}")
     if as_json:
         d = res.to_json()
         d["plot"] = str(png) if png else None
@@ -416,10 +422,16 @@ def eval_cmd(
     for note in res.notes:
         console.print(f"({note})", highlight=False)
     n_images = sum(int(m.confusion.sum()) for m in res.views.values())
-    console.print(f"run [bold]{res.run_id}[/], backend {res.backend}, provider "
+    model_txt = "" if res.model == "fp32" else f", model [bold]{res.model}[/]"
+    console.print(f"run [bold]{res.run_id}[/], backend {res.backend}{model_txt}, provider "
                   f"[bold]{res.provider}[/]: {n_images:,} images in {res.seconds:.2f} s "
                   f"({res.images_per_s:,.0f} images/s)",
                   highlight=False)
+    if res.variant_info:
+        vi = res.variant_info
+        console.print(f"{res.model} model: test accuracy {vi['accuracy']:.2%} vs fp32 "
+                      f"{vi['fp32_accuracy']:.2%} ({vi['accuracy_change'] * 100:+.2f} points)",
+                      highlight=False)
     base = res.views.get("original")
     t = Table(title="Test accuracy")
     for c in ("view", "accuracy", "drop vs original"):
@@ -453,7 +465,8 @@ def eval_cmd(
             console.print(ct)
     if png:
         console.print(f"plot: {png}", highlight=False)
-    console.print(f"results stored under eval/<view>/ in {res.run_path}", highlight=False)
+    group = "eval" if res.model == "fp32" else f"eval_{res.model}"
+    console.print(f"results stored under {group}/<view>/ in {res.run_path}", highlight=False)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -86,6 +86,30 @@ def device_name(device: torch.device) -> str:
     return f"cpu: {platform.processor() or platform.machine()} x{torch.get_num_threads()} threads"
 
 
+def matmul_peak_gflops(device: torch.device, dtype: torch.dtype = torch.float32,
+                       n: int = 2048, repeats: int = 8) -> float:
+    """Measured throughput of an n x n matmul on `device` (GFLOP/s, best of `repeats`).
+
+    A practical ceiling for convolution-bound work: a 3x3 conv is a GEMM after im2col, and
+    the best libraries reach about this rate, not more.
+    """
+    import time
+
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    best = float("inf")
+    for i in range(repeats + 2):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t = time.perf_counter()
+        a @ b
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        if i >= 2:  # the first calls pick and load kernels
+            best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best / 1e9
+
+
 @functools.lru_cache(maxsize=1)
 def git_commit() -> str | None:
     try:

@@ -25,7 +25,7 @@ import torch
 from hw0cli import runs, store
 from hw0cli.data import default_data_dir, load_cifar10
 from hw0cli.errors import Hw0Error, Hw0UsageError, check
-from hw0cli.export import INPUT_NAME, ensure_onnx
+from hw0cli.export import INPUT_NAME, VARIANTS, ensure_onnx, ensure_variant
 from hw0cli.train import hflip, predict_logits, vflip
 
 VIEWS = {"original": None, "vflip": vflip, "hflip": hflip}
@@ -150,6 +150,7 @@ class EvalConfig:
     run: str | None = None  # run id or .h5 path; None = most recently finished run
     views: tuple[str, ...] = ("original",)  # any of original, vflip, hflip
     backend: str = "onnxruntime"  # onnxruntime | torch
+    model: str = "fp32"  # which ONNX model: fp32 | int8 | fp16 (built on first use)
     provider: str = "auto"  # onnxruntime provider: auto | tensorrt | cuda | cpu
     device: str = "auto"  # torch backend's device
     batch_size: int = 1000  # images per inference call (bounded memory)
@@ -169,10 +170,13 @@ class EvalResult:
     classes: tuple[str, ...]
     onnx_path: Path | None = None
     notes: list[str] = field(default_factory=list)
+    model: str = "fp32"
+    variant_info: dict[str, Any] | None = None  # int8/fp16: accuracy change vs fp32
 
     def to_json(self) -> dict[str, Any]:
         return {
             "run_id": self.run_id, "run_path": str(self.run_path), "backend": self.backend,
+            "model": self.model, "variant": self.variant_info,
             "provider": self.provider, "seconds": self.seconds, "images_per_s": self.images_per_s,
             "classes": list(self.classes),
             "views": {v: {"accuracy": m.accuracy,
@@ -182,7 +186,8 @@ class EvalResult:
 
 
 def run_eval(cfg: EvalConfig) -> EvalResult:
-    """Evaluate the run on every requested view in one batched pass; store under eval/<view>."""
+    """Evaluate the run on every requested view in one batched pass; store under eval/<view>
+    (eval_int8/<view> or eval_fp16/<view> for a reduced-precision ONNX model)."""
     from hw0cli.env import resolve_device
 
     bad = [v for v in cfg.views if v not in VIEWS]
@@ -193,6 +198,11 @@ def run_eval(cfg: EvalConfig) -> EvalResult:
     check(cfg.provider in ("auto", *PROVIDERS), f"Unknown provider '{cfg.provider}'. Choose "
           f"one of: auto, {', '.join(PROVIDERS)}.")
     check(cfg.batch_size >= 1, f"--batch-size must be at least 1 (got {cfg.batch_size}).")
+    check(cfg.model in ("fp32", *VARIANTS), f"Unknown model '{cfg.model}'. Choose one of: "
+          f"fp32, {', '.join(VARIANTS)}.")
+    check(cfg.model == "fp32" or cfg.backend == "onnxruntime",
+          f"--model {cfg.model} is an ONNX model: use it with --backend onnxruntime (the torch "
+          "backend evaluates the run's fp32 weights).")
     run_path = runs.resolve_run(cfg.out, cfg.run)
     model, attrs = runs.load_model(run_path)
     run_id = str(attrs.get("run_id", run_path.stem))
@@ -201,12 +211,18 @@ def run_eval(cfg: EvalConfig) -> EvalResult:
     data = load_cifar10(data_dir)
     x = np.concatenate([make_view(data.test_x, v) for v in cfg.views])  # one batched pass
     notes: list[str] = []
+    variant_info: dict[str, Any] | None = None
     with store.lock(run_path):
         onnx_file = None
         if cfg.backend == "onnxruntime":
             onnx_file, _, reused = ensure_onnx(run_path, notes=notes)
             if not reused:
                 notes.append(f"exported {onnx_file.name} first")
+            if cfg.model != "fp32":
+                onnx_file, variant_info, v_reused = ensure_variant(run_path, cfg.model,
+                                                                   onnx_file, data)
+                if not v_reused:
+                    notes.append(f"built {onnx_file.name} first")
             session, provider = open_session(onnx_file, cfg.provider)
             infer(x[:cfg.batch_size], session=session, batch_size=cfg.batch_size)  # warm-up
             t0 = time.perf_counter()
@@ -223,14 +239,15 @@ def run_eval(cfg: EvalConfig) -> EvalResult:
         views = {v: evaluate(logits[i * n:(i + 1) * n], data.test_y, len(data.classes))
                  for i, v in enumerate(cfg.views)}
         arrays: dict[str, Any] = {}
-        for v, m in views.items():
-            arrays.update({f"eval/{v}/accuracy": m.accuracy,
-                           f"eval/{v}/per_class_accuracy": m.per_class_accuracy,
-                           f"eval/{v}/confusion": m.confusion, f"eval/{v}/provider": provider,
-                           f"eval/{v}/backend": cfg.backend, f"eval/{v}/seconds": seconds,
-                           f"eval/{v}/images_per_s": len(x) / seconds,
-                           f"eval/{v}/logits": logits[list(cfg.views).index(v) * n:
-                                                      (list(cfg.views).index(v) + 1) * n]})
+        group = "eval" if cfg.model == "fp32" else f"eval_{cfg.model}"
+        for i, (v, m) in enumerate(views.items()):
+            g = f"{group}/{v}"
+            arrays.update({f"{g}/accuracy": m.accuracy,
+                           f"{g}/per_class_accuracy": m.per_class_accuracy,
+                           f"{g}/confusion": m.confusion, f"{g}/provider": provider,
+                           f"{g}/backend": cfg.backend, f"{g}/model": cfg.model,
+                           f"{g}/seconds": seconds, f"{g}/images_per_s": len(x) / seconds,
+                           f"{g}/logits": logits[i * n:(i + 1) * n]})
         store.update_h5(run_path, arrays=arrays)
     return EvalResult(run_id, run_path, cfg.backend, provider, seconds, len(x) / seconds, views,
-                      data.classes, onnx_file, notes)
+                      data.classes, onnx_file, notes, cfg.model, variant_info)

@@ -37,3 +37,20 @@ def make_cnn(c: int = 64, num_classes: int = 10, batchnorm: bool = True) -> nn.S
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def flops_per_image(c: int = 64, train: bool = False, num_classes: int = 10) -> int:
+    """Multiply-add FLOPs (2 per MAC) of Myrtle5's convolutions and linear layer, per image.
+
+    Forward: sum over the four 3x3 convs of 2 * H * W * Cin * 9 * Cout at their resolutions
+    (32, 32, 16, 8), plus 2 * 8c * num_classes. A training step (`train=True`) adds the
+    weight gradients (same FLOPs as the forward) and the input gradients of every layer but
+    the first (the images need none): about 3x the forward. BatchNorm, ReLU and pooling are
+    O(activations), not counted. 456 MFLOP forward at c = 64. The budget that decides how fast
+    a device can possibly train: images/s <= peak FLOP/s / flops_per_image(c, train=True).
+    """
+    convs = [(32, 3, c), (32, c, 2 * c), (16, 2 * c, 4 * c), (8, 4 * c, 8 * c)]
+    fwd = [2 * hw * hw * cin * 9 * cout for hw, cin, cout in convs] + [2 * 8 * c * num_classes]
+    if not train:
+        return sum(fwd)
+    return 2 * sum(fwd) + sum(fwd[1:])  # forward + weight grads + input grads past layer 1

@@ -2,10 +2,12 @@
 """Benchmark the full flip evaluation (test set + its vertical flip = 20,000 images).
 
 Backends, same device and images, one process: onnxruntime (the provider `auto` picks, or
---provider), torch eager fp32 (NCHW, the plain way), and our best torch path (channels_last,
-torch.compile, autocast at `--precision auto`). One-time costs (session creation, engine
+--provider; fp32, and the int8 model of `hw0 eval --model int8`), torch eager fp32 (NCHW, the
+plain way), and our best torch path (channels_last, torch.compile, autocast at
+`--precision auto`). One-time costs (session creation, engine
 build, compilation, first batch) are timed apart from the steady state. Prints images/s of each
-and the ratios, with device, precision and versions.
+and the ratios, with device, precision and versions, and the compute ceiling: FLOPs per image
+against this device's measured fp32 matmul rate.
 
     python scripts/bench_eval.py --data-dir data --width 64            # random weights
     python scripts/bench_eval.py --data-dir data --run c4-p0-e20-s0-... --out artifacts
@@ -26,10 +28,16 @@ import torch
 
 from hw0cli import runs
 from hw0cli.data import load_cifar10
-from hw0cli.env import device_name, resolve_compile, resolve_device, resolve_precision
+from hw0cli.env import (
+    device_name,
+    matmul_peak_gflops,
+    resolve_compile,
+    resolve_device,
+    resolve_precision,
+)
 from hw0cli.evaluate import infer, make_view, open_session
-from hw0cli.export import export_onnx_file
-from hw0cli.models import make_cnn
+from hw0cli.export import export_onnx_file, int8_variant
+from hw0cli.models import flops_per_image, make_cnn
 from hw0cli.train import predict_logits
 
 
@@ -54,6 +62,7 @@ def main() -> None:
     ap.add_argument("--precision", default="auto")
     ap.add_argument("--batch-size", type=int, default=0, help="0: 1000 on CPU, 20000 on GPU")
     ap.add_argument("--repeats", type=int, default=0, help="timed passes; 0: 1 on CPU, 5 on GPU")
+    ap.add_argument("--no-int8", action="store_true", help="skip the int8 onnxruntime row")
     ap.add_argument("--json", type=Path)
     a = ap.parse_args()
     device = resolve_device(a.device)
@@ -80,6 +89,16 @@ def main() -> None:
         one = time.perf_counter() - t
         s, ort_logits = timed(lambda: infer(x, session=sess, batch_size=bs), a.repeats)
         results[f"onnxruntime ({provider})"] = {"images_per_s": n / s, "one_time_s": one}
+        if not a.no_int8:  # `hw0 eval --model int8`: static QDQ, calibrated on 512 images
+            q = Path(tmp) / "model.int8.onnx"
+            t = time.perf_counter()
+            int8_variant(path, q, np.ascontiguousarray(data.train_x[:512]))
+            sess8, provider8 = open_session(q, a.provider)
+            infer(x[:bs], session=sess8, batch_size=bs)
+            one = time.perf_counter() - t
+            s, int8_logits = timed(lambda: infer(x, session=sess8, batch_size=bs), a.repeats)
+            results[f"onnxruntime int8 ({provider8})"] = {"images_per_s": n / s,
+                                                          "one_time_s": one}
 
     xt = torch.from_numpy(x)
 
@@ -131,18 +150,32 @@ def main() -> None:
           f"{ort.__version__} | python {platform.python_version()} | width {a.width} | "
           f"{n:,} images, batch {bs}")
     base = results["torch eager fp32"]["images_per_s"]
+    fl = flops_per_image(a.width)
     for name, r in results.items():
         print(f"{name:<58} {r['images_per_s']:10,.0f} images/s  {r['images_per_s'] / base:5.2f}x "
-              f"eager  (one-time {r['one_time_s']:.2f} s)")
-    o = next(v for k, v in results.items() if k.startswith("onnxruntime"))
+              f"eager  {r['images_per_s'] * fl / 1e9:6.0f} GFLOP/s  (one-time "
+              f"{r['one_time_s']:.2f} s)")
+    o = next(v for k, v in results.items() if k.startswith("onnxruntime ("))
     print(f"onnxruntime / torch best: {o['images_per_s'] / results[label]['images_per_s']:.2f}x")
     agree_ort = (ort_logits.argmax(1) == ref).mean()
     agree_best = (best_logits.argmax(1) == ref).mean()
-    print(f"prediction agreement with eager: onnxruntime {agree_ort:.4%}, "
-          f"torch best {agree_best:.4%}")
+    line = (f"prediction agreement with eager: onnxruntime {agree_ort:.4%}, "
+            f"torch best {agree_best:.4%}")
+    if not a.no_int8:
+        line += f", onnxruntime int8 {(int8_logits.argmax(1) == ref).mean():.2%}"
+    print(line)
+    # the compute budget: 2 FLOPs per multiply-add of the convs and the linear layer, against
+    # this device's measured fp32 matmul rate, which the best fp32 conv kernels approach
+    peak = matmul_peak_gflops(device)
+    print(f"compute ceiling: {fl / 1e6:.0f} MFLOP per image; fp32 matmul here runs at "
+          f"{peak:.0f} GFLOP/s, i.e. ~{peak * 1e9 / fl:,.0f} images/s if every FLOP ran at that "
+          f"rate (onnxruntime fp32: {o['images_per_s'] * fl / 1e9 / peak:.0%} of it; 3x eager "
+          f"would need {3 * base * fl / 1e9:.0f} GFLOP/s)")
     if a.json:
         a.json.write_text(json.dumps({"device": device_name(device), "width": a.width,
-                                      "precision": precision, "results": results}, indent=1))
+                                      "precision": precision, "results": results,
+                                      "mflop_per_image": fl / 1e6,
+                                      "fp32_matmul_peak_gflops": peak}, indent=1))
 
 
 if __name__ == "__main__":

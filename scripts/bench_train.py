@@ -6,11 +6,12 @@ of --width) and recipe (SGD lr 0.1, batch 128, cross-entropy). The notebook loop
 tensors in a TensorDataset, DataLoader(shuffle=True, num_workers=4), NCHW fp32, `loss.item()`
 and an accuracy count every step. Ours: `hw0cli.train.Trainer` with --precision/--compile as
 given (default: what `hw0 train` would pick). Timing window: --batches steps after --warmup
-steps (0 = a full epoch). Prints images/s of each and the ratio, with device, precision and
-versions.
+steps (0 = a full epoch); --repeats windows of each, interleaved, compared by their medians.
+Prints images/s of each and the ratio, with device, precision and versions, and the compute
+ceiling: FLOPs per training image against this device's measured fp32 matmul rate.
 
     python scripts/bench_train.py --data-dir data --width 64 --batches 50
-    python scripts/bench_train.py --data-dir data --width 4 --batches 0   # full epoch
+    python scripts/bench_train.py --data-dir data --width 4 --batches 0 --repeats 3  # epochs
 """
 
 from __future__ import annotations
@@ -29,11 +30,12 @@ from torch.utils.data import DataLoader, TensorDataset
 from hw0cli.data import load_cifar10
 from hw0cli.env import (
     device_name,
+    matmul_peak_gflops,
     resolve_compile,
     resolve_device,
     resolve_precision,
 )
-from hw0cli.models import make_cnn
+from hw0cli.models import flops_per_image, make_cnn
 from hw0cli.train import Trainer, make_config
 
 
@@ -80,24 +82,31 @@ def notebook_loop(data, width: int, device: torch.device, batches: int, warmup: 
     return time.perf_counter() - t0, n_timed
 
 
-def ours(data, width: int, device: torch.device, precision: str, compile_: bool, batches: int,
-         warmup: int) -> tuple[float, int, float]:
-    """Our trainer: warm-up steps (compile, autotuning) timed apart from the window."""
-    cfg = make_config("notebook", width=width, device=device.type, precision=precision,
-                      compile=compile_, train_samples=len(data.train_y))
-    t = time.perf_counter()
-    tr = Trainer(cfg, data, device, precision, compile_)
-    # warm-up (a separate epoch draw: same work per step) covering every shape the timed
-    # window will see: a full-epoch window ends with a partial batch, which torch.compile
-    # (static shapes) compiles once; that belongs to the one-time cost, not the steady state
-    if batches == 0:
-        tr.train_epoch(1)
-    elif warmup:
-        tr.train_epoch(1, max_steps=warmup)
-    sync(device)
-    one_time = time.perf_counter() - t
-    r = tr.train_epoch(2, max_steps=None if batches == 0 else batches)
-    return r["seconds"], r["images"], one_time
+class Ours:
+    """Our trainer, built and warmed up once (compile, autotuning: the one-time cost)."""
+
+    def __init__(self, data, width: int, device: torch.device, precision: str, compile_: bool,
+                 batches: int, warmup: int) -> None:
+        cfg = make_config("notebook", width=width, device=device.type, precision=precision,
+                          compile=compile_, train_samples=len(data.train_y))
+        self.device, self.batches, self.epoch = device, batches, 1
+        t = time.perf_counter()
+        self.tr = Trainer(cfg, data, device, precision, compile_)
+        # warm-up (a separate epoch draw: same work per step) covering every shape the timed
+        # window will see: a full-epoch window ends with a partial batch, which torch.compile
+        # (static shapes) compiles once; that belongs to the one-time cost, not the steady state
+        if batches == 0:
+            self.tr.train_epoch(self.epoch)
+        elif warmup:
+            self.tr.train_epoch(self.epoch, max_steps=warmup)
+        sync(device)
+        self.one_time = time.perf_counter() - t
+
+    def window(self) -> tuple[float, int]:
+        self.epoch += 1
+        r = self.tr.train_epoch(self.epoch,
+                                max_steps=None if self.batches == 0 else self.batches)
+        return r["seconds"], r["images"]
 
 
 def main() -> None:
@@ -110,34 +119,61 @@ def main() -> None:
     ap.add_argument("--precision", default="auto")
     ap.add_argument("--compile", choices=("auto", "on", "off"), default="auto")
     ap.add_argument("--workers", type=int, default=4, help="notebook DataLoader workers")
+    ap.add_argument("--repeats", type=int, default=1,
+                    help="timed windows of each, interleaved; the medians are compared")
     ap.add_argument("--json", type=Path, help="also write the results here")
     a = ap.parse_args()
     device = resolve_device(a.device)
     precision = resolve_precision(a.precision, device)
     compile_ = resolve_compile(None if a.compile == "auto" else a.compile == "on", device)
     data = load_cifar10(a.data_dir)
-    nb_s, nb_n = notebook_loop(data, a.width, device, a.batches, a.warmup, a.workers)
-    our_s, our_n, one_time = ours(data, a.width, device, precision, compile_, a.batches,
-                                  a.warmup)
-    nb_ips, our_ips = nb_n / nb_s, our_n / our_s
+    ours = Ours(data, a.width, device, precision, compile_, a.batches, a.warmup)
+    nb_all, our_all = [], []
+    for _ in range(a.repeats):  # interleaved, so a slow spell of the machine hits both
+        s, n = notebook_loop(data, a.width, device, a.batches, a.warmup, a.workers)
+        nb_all.append(n / s)
+        s, n = ours.window()
+        our_all.append(n / s)
+    nb_ips, our_ips = float(np.median(nb_all)), float(np.median(our_all))
+    # the compute budget: conv/linear FLOPs per training image against this device's own
+    # measured fp32 matmul rate (the rate the best conv kernels reach, not more)
+    step_flops = flops_per_image(a.width, train=True)
+    peak = matmul_peak_gflops(device)
     res = {
         "device": device_name(device), "width": a.width,
         "window": "full epoch" if a.batches == 0 else f"{a.batches} batches of 128",
-        "notebook_images_per_s": nb_ips, "ours_images_per_s": our_ips,
+        "repeats": a.repeats, "notebook_images_per_s": nb_ips, "ours_images_per_s": our_ips,
+        "notebook_all": nb_all, "ours_all": our_all,
         "ratio": our_ips / nb_ips, "ours_precision": precision, "ours_compile": compile_,
-        "ours_one_time_s": one_time, "notebook_precision": "fp32",
+        "ours_one_time_s": ours.one_time, "notebook_precision": "fp32",
+        "train_gflop_per_image": step_flops / 1e9, "fp32_matmul_peak_gflops": peak,
+        "ceiling_images_per_s": peak * 1e9 / step_flops,
         "torch": torch.__version__, "python": platform.python_version(),
         "numpy": np.__version__, "cuda": torch.version.cuda,
     }
+
+    def gf(ips: float) -> str:
+        return f"{ips * step_flops / 1e9:7.1f} GFLOP/s"
+
+    many = f" (median of {a.repeats} interleaved windows)" if a.repeats > 1 else ""
     print(f"device {res['device']} | torch {torch.__version__} | width {a.width} | "
-          f"window {res['window']}")
-    print(f"notebook loop (fp32, DataLoader x{a.workers}): {nb_ips:10.1f} images/s")
+          f"window {res['window']}{many}")
+    print(f"notebook loop (fp32, DataLoader x{a.workers}): {nb_ips:10.1f} images/s  "
+          f"{gf(nb_ips)}")
     print(f"hw0 trainer ({precision}, compile={'on' if compile_ else 'off'}):"
-          f"{'':>8}{our_ips:10.1f} images/s  (one-time warm-up {one_time:.1f} s)")
+          f"{'':>8}{our_ips:10.1f} images/s  {gf(our_ips)}  (one-time warm-up "
+          f"{ours.one_time:.1f} s)")
+    if a.repeats > 1:
+        print("  each window: notebook " + ", ".join(f"{v:.0f}" for v in nb_all)
+              + " | ours " + ", ".join(f"{v:.0f}" for v in our_all))
     print(f"ratio ours / notebook: {res['ratio']:.2f}x")
+    ceiling = res["ceiling_images_per_s"]
+    print(f"compute ceiling: {step_flops / 1e9:.3f} GFLOP per training image; fp32 matmul here "
+          f"runs at {peak:.0f} GFLOP/s, i.e. ~{ceiling:.0f} images/s if every FLOP ran at that "
+          f"rate (ours: {our_ips / ceiling:.0%} of it); 2x the notebook would need "
+          f"{2 * nb_ips * step_flops / 1e9:.0f} GFLOP/s")
     if a.json:
         a.json.write_text(json.dumps(res, indent=1))
-
 
 if __name__ == "__main__":
     main()

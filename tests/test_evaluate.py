@@ -115,6 +115,8 @@ def test_eval_flip_cli_and_backends_agree(trained, cifar_root):
     (["--provider", "rocm"], "Unknown provider"),
     (["--backend", "tensorflow"], "Unknown backend"),
     (["--batch-size", "0"], "--batch-size"),
+    (["--model", "int4"], "Unknown model"),
+    (["--model", "int8", "--backend", "torch"], "--backend onnxruntime"),
 ])
 def test_eval_bad_input(trained, cifar_root, args, msg):
     res, out = trained
@@ -144,3 +146,47 @@ def test_eval_export_records_its_validation(trained):
     rec = store.read_h5(res.path, prefixes=("export/",))
     assert not reused and diff < 1e-4
     assert float(rec.arrays["export/max_abs_diff"]) == pytest.approx(diff)
+
+
+def test_eval_int8_model_is_stored_apart_and_reused(trained, cifar_root):
+    """--model int8: the quantized ONNX file is built once, its results go to eval_int8/, and
+    the fp32 results under eval/ are left exactly as they were."""
+    from hw0cli.export import onnx_path, read_metadata
+    res, out = trained
+    cfg = dict(run=res.run_id, views=("original", "vflip"), out=out, data_dir=cifar_root)
+    fp32 = ev.run_eval(ev.EvalConfig(**cfg))
+    before = store.read_h5(res.path, prefixes=("eval/",)).arrays
+    r = runner.invoke(app, ["eval", res.run_id, "--flip", "--model", "int8", "--out", str(out),
+                            "--data-dir", str(cifar_root)])
+    assert r.exit_code == 0, r.output
+    assert "model int8" in r.output and "vs fp32" in r.output and "eval_int8/<view>/" in r.output
+    p8 = onnx_path(res.path, "int8")
+    meta = read_metadata(p8)
+    assert meta["hw0_variant"] == "int8"
+    assert meta["hw0_weights_sha256"] == read_metadata(onnx_path(res.path))["hw0_weights_sha256"]
+    rec = store.read_h5(res.path, prefixes=("eval/", "eval_int8/", "export/int8/"))
+    for k, v in before.items():  # fp32 results untouched
+        np.testing.assert_array_equal(np.asarray(rec.arrays[k]), np.asarray(v))
+    acc8 = float(rec.arrays["eval_int8/original/accuracy"])
+    # the accuracy eval measured is the one the variant was recorded with at build time
+    assert acc8 == pytest.approx(float(rec.arrays["export/int8/accuracy"]))
+    assert float(rec.arrays["export/int8/fp32_accuracy"]) == pytest.approx(
+        fp32.views["original"].accuracy)
+    assert str(rec.arrays["eval_int8/vflip/model"]) == "int8"
+    # int8 logits are an approximation of the fp32 ones, not a copy of them
+    l32, l8 = rec.arrays["eval/original/logits"], rec.arrays["eval_int8/original/logits"]
+    assert not np.array_equal(l32, l8)
+    assert (l32.argmax(1) == l8.argmax(1)).mean() >= 0.8
+    # a second eval reuses the quantized file; a stale one (other weights) is rebuilt
+    mtime = p8.stat().st_mtime_ns
+    again = ev.run_eval(ev.EvalConfig(**cfg, model="int8"))
+    assert p8.stat().st_mtime_ns == mtime and not any("built" in n for n in again.notes)
+    import onnx
+    m = onnx.load(str(p8))
+    for prop in m.metadata_props:
+        if prop.key == "hw0_weights_sha256":
+            prop.value = "0" * 64
+    onnx.save(m, str(p8))
+    third = ev.run_eval(ev.EvalConfig(**cfg, model="int8"))
+    assert any("built" in n for n in third.notes)
+    assert third.views["original"].accuracy == pytest.approx(acc8)

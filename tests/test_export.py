@@ -38,7 +38,7 @@ def test_export_round_trip_matches_torch(trained, cifar_root):
     assert inp.type.tensor_type.shape.dim[0].dim_param  # dynamic batch axis
     # another batch size than the export example, on the real test images
     from hw0cli.data import load_cifar10
-    x = np.ascontiguousarray(load_cifar10(cifar_root).test_x[:37])
+    x = np.array(load_cifar10(cifar_root).test_x[:37])  # a writable copy of the cache
     got = ort.InferenceSession(str(r.onnx_path)).run(None, {"images": x})[0]
     model, _ = runs.load_model(res.path)
     with torch.no_grad():
