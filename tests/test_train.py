@@ -114,7 +114,7 @@ def test_training_learns_and_stores_everything(cifar_root, tmp_path):
     from hw0cli.data import load_cifar10
     d = load_cifar10(cifar_root)
     with torch.no_grad():
-        pred = model(torch.from_numpy(d.test_x).float() / 255).argmax(1).numpy()
+        pred = model(torch.from_numpy(np.array(d.test_x)).float() / 255).argmax(1).numpy()
     assert abs((pred != d.test_y).mean() - res.test_err) < 1e-9
 
 
