@@ -20,6 +20,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from hw0cli.errors import Hw0Error
 
@@ -71,6 +72,21 @@ def handle_errors(fn: F) -> F:
             err_console.print("[bold red]Interrupted.[/]")
             raise typer.Exit(130) from None
     return wrapper  # type: ignore[return-value]
+
+
+def _compact_table(title: str, cols: list[str], rows: list[list[str]], left: tuple[str, ...] = (),
+                   fold: tuple[str, ...] = ()) -> Table:
+    """A borderless table whose cells never get cut: only the `fold` columns may wrap, every
+    other column is at least as wide as its header and its longest cell (markup excluded)."""
+    t = Table(title=title, box=None, padding=(0, 2, 0, 0), header_style="bold underline")
+    for i, c in enumerate(cols):
+        width = max([len(c)] + [Text.from_markup(row[i]).cell_len for row in rows])
+        t.add_column(c, justify="left" if c in left or c == "id" else "right",
+                     no_wrap=c not in fold, overflow="fold",
+                     min_width=None if c in fold else width)
+    for row in rows:
+        t.add_row(*row)
+    return t
 
 
 def _fmt(x: Any, pct: bool = False) -> str:
@@ -304,25 +320,32 @@ def runs_cmd(
     if not found:
         out_console.print(f"No runs under {out}/runs yet. Start one with `hw0 train`.")
         return
-    t = Table(title=f"Runs in {out}/runs")
-    cols = ["id", "status", "width", "noise", "epochs", "train err", "test err", "seconds"]
-    if views:
-        cols += ["orig acc", "vflip acc", "min", "procedure"]
-    for c in cols:
-        t.add_column(c, justify="left" if c in ("id", "status", "procedure") else "right",
-                     no_wrap=c == "id")
+    # short headers: both tables fit 80 columns, so no id or number is cut
+    if views:  # the robustness ranking: test accuracy on both views, and how the run trained
+        title = (f"Runs in {out}/runs by min(original, upside-down) test accuracy "
+                 "(c: width)")
+        cols = ["id", "c", "original", "vflip", "min", "trained with"]
+    else:
+        title = (f"Runs in {out}/runs (c: width, p: label noise; train err on the labels "
+                 "used, last epoch)")
+        cols = ["id", "status", "c", "p", "epochs", "train err", "test err", "time"]
+    rows = []
     for r in found:
         c = r.config
-        row = [r.run_id, r.status, _fmt(c.get("width")), _fmt(c.get("noise")),
-               str(r.epochs_done), _fmt(r.train_err, True), _fmt(r.test_err, True),
-               f"{r.seconds:.1f}"]
         if views:
             v = r.test_acc_views
-            row += [_fmt(v.get("original"), True), _fmt(v.get("vflip"), True),
-                    _fmt(min(v.values()) if v else None, True),
-                    f"augment={c.get('augment')}, objective={c.get('objective')}"]
-        t.add_row(*row)
-    out_console.print(t)
+            how = [x for x in (f"augment {c.get('augment')}" if c.get("augment") not in
+                               (None, "none") else "", f"{c.get('objective')} objective"
+                               if c.get("objective") not in (None, "standard") else "") if x]
+            rows.append([r.run_id, _fmt(c.get("width")), _fmt(v.get("original"), True),
+                         _fmt(v.get("vflip"), True),
+                         _fmt(min(v.values()) if v else None, True), ", ".join(how) or "plain"])
+        else:
+            rows.append([r.run_id, r.status, _fmt(c.get("width")), _fmt(c.get("noise")),
+                         str(r.epochs_done), _fmt(r.train_err, True), _fmt(r.test_err, True),
+                         f"{r.seconds:.0f} s"])
+    out_console.print(_compact_table(title, cols, rows, left=("id", "status"),
+                                     fold=("trained with",)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -704,15 +727,13 @@ def grid_status_cmd(ctx: typer.Context, widths: Widths = "4,64", noise: Noises =
         return
     colors = {"done": "green", "running": "cyan", "incomplete": "yellow", "missing": "dim",
               "failed": "red", "corrupt": "red", "mismatch": "red"}
-    t = Table(title="Grid status")
-    for c in ("#", "width", "noise", "seed", "state", "epochs", "train err", "test err",
-              "seconds", "note"):
-        t.add_column(c, justify="left" if c in ("state", "note") else "right")
-    for s in states:
-        t.add_row(str(s.index), str(s.config.width), f"{s.config.noise:g}", str(s.config.seed),
-                  f"[{colors[s.state]}]{s.state}[/]", str(s.epochs_done),
-                  _fmt(s.train_err, True), _fmt(s.test_err, True), f"{s.seconds:.0f}", s.note)
-    out_console.print(t)
+    rows = [[str(s.index), str(s.config.width), f"{s.config.noise:g}", str(s.config.seed),
+             f"[{colors[s.state]}]{s.state}[/]", str(s.epochs_done), _fmt(s.train_err, True),
+             _fmt(s.test_err, True), f"{s.seconds:.0f} s", s.note] for s in states]
+    out_console.print(_compact_table(
+        "Grid status (c: width, p: label noise)",
+        ["#", "c", "p", "seed", "state", "epochs", "train err", "test err", "time", "note"],
+        rows, left=("state", "note"), fold=("note",)))
     counts = {k: sum(s.state == k for s in states) for k in colors}
     out_console.print(", ".join(f"{v} {k}" for k, v in counts.items() if v), highlight=False)
 

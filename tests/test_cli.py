@@ -104,8 +104,15 @@ def test_train_json_runs_and_resume_errors(cifar_root, tmp_path):
     listing = run("runs", "--out", out, "--json")
     rows = json.loads(listing.stdout)
     assert [x["run_id"] for x in rows] == [res["run_id"]]
-    table = run("runs", "--out", out)
+    table = run("runs", "--out", out)  # CliRunner's terminal: 80 columns
     assert res["run_id"] in table.output
+    row = next(line for line in table.output.splitlines() if res["run_id"] in line)
+    for value in (f"{100 * res['test_err']:.2f}%", f"{100 * res['train_err']:.2f}%"):
+        assert value in row  # numbers are never cut to fit a narrow terminal
+    assert max(len(line) for line in table.output.splitlines()) <= 80
+    views = run("runs", "--views", "--out", out)
+    row = next(line for line in views.output.splitlines() if res["run_id"] in line)
+    assert f"{100 * res['test_acc_views']['vflip']:.2f}%" in row and "plain" in row
 
 
 def test_truncated_batch_via_cli(tmp_path):
