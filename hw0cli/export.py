@@ -255,18 +255,20 @@ def ensure_variant(run_path: Path, variant: str, fp32_path: Path, data: Any,
             pass  # derived data: rebuild it below
     x, y = np.ascontiguousarray(data.test_x), data.test_y
     base = _accuracy(_cpu_session(fp32_path), x, y)
+    tmp = dst.with_name(f".{dst.name}.build{os.getpid()}")  # renamed into place when checked
     try:
         if variant == "fp16":
-            fp16_variant(fp32_path, dst)
+            fp16_variant(fp32_path, tmp)
         else:
-            int8_variant(fp32_path, dst, np.ascontiguousarray(data.train_x[:512]))
-        _set_metadata(dst, {"hw0_run_id": run_id, "hw0_weights_sha256": fp,
+            int8_variant(fp32_path, tmp, np.ascontiguousarray(data.train_x[:512]))
+        _set_metadata(tmp, {"hw0_run_id": run_id, "hw0_weights_sha256": fp,
                             "hw0_variant": variant,
                             "hw0_input": "uint8 (N,3,32,32) RGB pixels 0-255",
                             "hw0_output": "float32 logits (N,10)"})
-        acc = _accuracy(_cpu_session(dst), x, y)
+        acc = _accuracy(_cpu_session(tmp), x, y)
+        os.replace(tmp, dst)
     except Exception as exc:  # a converter or kernel gap: say so, keep the fp32
-        dst.unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise Hw0Error(f"The {variant} variant could not be built or run here "
                        f"({type(exc).__name__}: {str(exc).splitlines()[0]}). The "
                        f"fp32 model {fp32_path} is unaffected.") from None

@@ -82,3 +82,22 @@ def test_no_finished_run_and_no_weights(tmp_path):
     store.write_h5(p, {"run_id": "empty", "status": "finished", "config": {"width": 4}}, {})
     with pytest.raises(Hw0Error, match="no weights"):
         run_export(ExportConfig(run="empty", out=tmp_path))
+
+
+def test_failed_variant_build_leaves_nothing_behind(trained, cifar_root, monkeypatch):
+    """A quantizer failure is a clear error; the fp32 model stays, no partial file is left."""
+    import hw0cli.export as ex
+    res, out = trained
+    fp32 = run_export(ExportConfig(run=res.run_id, out=out, data_dir=cifar_root)).onnx_path
+    before = fp32.read_bytes()
+    onnx_path(res.path, "int8").unlink(missing_ok=True)
+
+    def broken(src, dst, calib):
+        dst.write_bytes(b"half a model")
+        raise RuntimeError("quantizer exploded")
+
+    monkeypatch.setattr(ex, "int8_variant", broken)
+    with pytest.raises(Hw0Error, match=r"int8 variant could not be built.*quantizer exploded"):
+        run_export(ExportConfig(run=res.run_id, out=out, data_dir=cifar_root, int8=True))
+    assert fp32.read_bytes() == before
+    assert sorted(p.name for p in fp32.parent.iterdir() if "int8" in p.name) == []
