@@ -413,7 +413,7 @@ def eval_cmd(
     out: OutDir = None,
 ) -> None:
     """Test accuracy on original and flipped images, overall and per class (Problem 1)."""
-    from hw0cli.evaluate import EvalConfig, run_eval
+    from hw0cli.evaluate import EvalConfig, result_group, run_eval
     views = list(view or ["original"])
     if flip and "vflip" not in views:
         views.append("vflip")
@@ -426,13 +426,12 @@ def eval_cmd(
     png = None
     if plot and len(res.views) > 1:
         from hw0cli.plots import per_class_views
+        tag = "" if res.model == "fp32" else f"_{res.model}"  # fp32's plot stays as it was
         png = per_class_views(res.classes, {v: m.per_class_accuracy for v, m in
                                             res.views.items()},
-                              out / "plots" / (f"{res.run_id}_per_class"
-                                               f"{'' if res.model == 'fp32' else '_' + res.model}"
-                                               ".png"),
+                              out / "plots" / f"{res.run_id}_per_class{tag}.png",
                               f"Per-class test accuracy, run {res.run_id}"
-                              f"{'' if res.model == 'fp32' else f' ({res.model} ONNX)'}")
+                              + (f" ({res.model} ONNX)" if tag else ""))
     if as_json:
         d = res.to_json()
         d["plot"] = str(png) if png else None
@@ -488,8 +487,8 @@ def eval_cmd(
             console.print(ct)
     if png:
         console.print(f"plot: {png}", highlight=False)
-    group = "eval" if res.model == "fp32" else f"eval_{res.model}"
-    console.print(f"results stored under {group}/<view>/ in {res.run_path}", highlight=False)
+    console.print(f"results stored under {result_group(res.model)}/<view>/ in {res.run_path}",
+                  highlight=False)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -185,6 +185,11 @@ class EvalResult:
         }
 
 
+def result_group(model: str) -> str:
+    """Where `hw0 eval --model <model>` stores its views: eval/ for fp32, eval_<model>/ else."""
+    return "eval" if model == "fp32" else f"eval_{model}"
+
+
 def run_eval(cfg: EvalConfig) -> EvalResult:
     """Evaluate the run on every requested view in one batched pass; store under eval/<view>
     (eval_int8/<view> or eval_fp16/<view> for a reduced-precision ONNX model)."""
@@ -239,9 +244,8 @@ def run_eval(cfg: EvalConfig) -> EvalResult:
         views = {v: evaluate(logits[i * n:(i + 1) * n], data.test_y, len(data.classes))
                  for i, v in enumerate(cfg.views)}
         arrays: dict[str, Any] = {}
-        group = "eval" if cfg.model == "fp32" else f"eval_{cfg.model}"
         for i, (v, m) in enumerate(views.items()):
-            g = f"{group}/{v}"
+            g = f"{result_group(cfg.model)}/{v}"
             arrays.update({f"{g}/accuracy": m.accuracy,
                            f"{g}/per_class_accuracy": m.per_class_accuracy,
                            f"{g}/confusion": m.confusion, f"{g}/provider": provider,

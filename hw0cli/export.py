@@ -9,6 +9,7 @@ SHA-256 fingerprint of its weights, so an ONNX file that does not belong to a ru
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import time
 import warnings
@@ -28,6 +29,8 @@ OPSET = 18  # >= 17 as required; 18 is what torch's dynamo exporter emits native
 CHECK_IMAGES = 512  # test images on which onnxruntime and torch must agree
 FP32_TOLERANCE = 1e-4  # max |logit difference| allowed between onnxruntime and torch (fp32)
 INPUT_NAME, OUTPUT_NAME = "images", "logits"
+IO_METADATA = {"hw0_input": "uint8 (N,3,32,32) RGB pixels 0-255",
+               "hw0_output": "float32 logits (N,10)"}  # what callers feed and get back
 
 
 class PixelModel(nn.Module):
@@ -167,7 +170,6 @@ def int8_variant(src: Path, dst: Path, calib: np.ndarray) -> None:
         def get_next(self) -> dict[str, np.ndarray] | None:
             return next(self.batches, None)
 
-    import logging
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)  # its "consider pre-processing" advice is for other models
@@ -201,8 +203,7 @@ def ensure_onnx(run_path: Path, force: bool = False,
                 notes.append(f"replaced {path.name}: {str(exc).split('. ')[0]}")
     export_onnx_file(model, path)
     _set_metadata(path, {"hw0_run_id": run_id, "hw0_weights_sha256": fp,
-                         "hw0_input": "uint8 (N,3,32,32) RGB pixels 0-255",
-                         "hw0_output": "float32 logits (N,10)"})
+                         **IO_METADATA})
     # validate: onnxruntime vs torch on the same test images (or random pixels without data)
     config = attrs.get("config") or {}
     try:
@@ -248,9 +249,8 @@ def ensure_variant(run_path: Path, variant: str, fp32_path: Path, data: Any,
             got = store.read_h5(run_path, prefixes=(f"export/{variant}/",)).group(
                 f"export/{variant}")
             if "accuracy" in got and "fp32_accuracy" in got:
-                acc, base = float(got["accuracy"]), float(got["fp32_accuracy"])
-                return dst, {"path": str(dst), "accuracy": acc, "fp32_accuracy": base,
-                             "accuracy_change": acc - base}, True
+                return dst, _variant_info(dst, float(got["accuracy"]),
+                                          float(got["fp32_accuracy"])), True
         except Hw0Error:
             pass  # derived data: rebuild it below
     x, y = np.ascontiguousarray(data.test_x), data.test_y
@@ -262,9 +262,7 @@ def ensure_variant(run_path: Path, variant: str, fp32_path: Path, data: Any,
         else:
             int8_variant(fp32_path, tmp, np.ascontiguousarray(data.train_x[:512]))
         _set_metadata(tmp, {"hw0_run_id": run_id, "hw0_weights_sha256": fp,
-                            "hw0_variant": variant,
-                            "hw0_input": "uint8 (N,3,32,32) RGB pixels 0-255",
-                            "hw0_output": "float32 logits (N,10)"})
+                            "hw0_variant": variant, **IO_METADATA})
         acc = _accuracy(_cpu_session(tmp), x, y)
         os.replace(tmp, dst)
     except Exception as exc:  # a converter or kernel gap: say so, keep the fp32
@@ -275,8 +273,12 @@ def ensure_variant(run_path: Path, variant: str, fp32_path: Path, data: Any,
     store.update_h5(run_path, arrays={f"export/{variant}/accuracy": acc,
                                       f"export/{variant}/fp32_accuracy": base,
                                       f"export/{variant}/onnx_file": dst.name})
-    return dst, {"path": str(dst), "accuracy": acc, "fp32_accuracy": base,
-                 "accuracy_change": acc - base}, False
+    return dst, _variant_info(dst, acc, base), False
+
+
+def _variant_info(path: Path, acc: float, fp32_acc: float) -> dict[str, Any]:
+    return {"path": str(path), "accuracy": acc, "fp32_accuracy": fp32_acc,
+            "accuracy_change": acc - fp32_acc}
 
 
 def run_export(cfg: ExportConfig) -> ExportResult:

@@ -4,10 +4,10 @@
 Backends, same device and images, one process: onnxruntime (the provider `auto` picks, or
 --provider; fp32, and the int8 model of `hw0 eval --model int8`), torch eager fp32 (NCHW, the
 plain way), and our best torch path (channels_last, torch.compile, autocast at
-`--precision auto`). One-time costs (session creation, engine
-build, compilation, first batch) are timed apart from the steady state. Prints images/s of each
-and the ratios, with device, precision and versions, and the compute ceiling: FLOPs per image
-against this device's measured fp32 matmul rate.
+`--precision auto`). One-time costs (session creation, engine build, compilation, first
+batch) are timed apart from the steady state. Prints images/s of each and the ratios, with
+device, precision and versions, and the compute ceiling: FLOPs per image against this
+device's measured fp32 matmul rate.
 
     python scripts/bench_eval.py --data-dir data --width 64            # random weights
     python scripts/bench_eval.py --data-dir data --run c4-p0-e20-s0-... --out artifacts

@@ -89,7 +89,7 @@ class Ours:
                  batches: int, warmup: int) -> None:
         cfg = make_config("notebook", width=width, device=device.type, precision=precision,
                           compile=compile_, train_samples=len(data.train_y))
-        self.device, self.batches, self.epoch = device, batches, 1
+        self.batches, self.epoch = batches, 1
         t = time.perf_counter()
         self.tr = Trainer(cfg, data, device, precision, compile_)
         # warm-up (a separate epoch draw: same work per step) covering every shape the timed
