@@ -344,7 +344,7 @@ def runs_cmd(
             rows.append([r.run_id, r.status, _fmt(c.get("width")), _fmt(c.get("noise")),
                          str(r.epochs_done), _fmt(r.train_err, True), _fmt(r.test_err, True),
                          f"{r.seconds:.0f} s"])
-    out_console.print(_compact_table(title, cols, rows, left=("id", "status"),
+    out_console.print(_compact_table(title, cols, rows, left=("id", "status", "trained with"),
                                      fold=("trained with",)))
 
 
