@@ -177,7 +177,7 @@ class RichReporter:
         resumed = f", resuming after epoch {info['start_epoch']}" if info["start_epoch"] else ""
         self.progress.console.print(
             f"run [bold]{info['run_id']}[/] on {info['device']} ({info['precision']}, "
-            f"compile={'on' if info['compile'] else 'off'}), {info['n_train']} training images, "
+            f"{_mode(info.get('compile_mode'))}), {info['n_train']} training images, "
             f"realized label noise {100 * info['realized_noise']:.1f}%{resumed}", highlight=False)
         self.progress.console.print(f"{'epoch':>5} {'train loss':>10} {'train err':>9} "
                                     f"{'test loss':>9} {'test err':>8} {'lr':>8} {'seconds':>7}")
@@ -201,6 +201,10 @@ class RichReporter:
             f"{row['test_loss']:>9.4f} {100 * row['test_err']:>7.2f}% {row['lr']:>8.4g} "
             f"{row['seconds']:>7.1f}{extra}", highlight=False)
         self.progress.update(self.task, completed=0, epoch=row["epoch"] + 1)
+
+
+def _mode(compile_mode: str | None) -> str:
+    return "eager" if compile_mode is None else f"compiled: {compile_mode}"
 
 
 @app.command()
@@ -240,16 +244,36 @@ def train(
         help="Stop when the training error has not improved for this many epochs")] = None,
     eval_every: Annotated[int | None, typer.Option(
         help="Evaluate the test set every N epochs (and after the last) [default: 1]")] = None,
-    recipe: Annotated[str, typer.Option(help="notebook (course recipe) | fast (see README); "
-                                        "explicit options override it")] = "notebook",
+    warmup: Annotated[float | None, typer.Option(
+        help="Fraction of steps the onecycle/triangle lr rises over [default: 0.25]")] = None,
+    drop_last: Annotated[bool | None, typer.Option(
+        "--drop-last/--no-drop-last", help="Skip each epoch's partial last batch "
+        "[default: no]")] = None,
+    pad_mode: Annotated[str | None, typer.Option(
+        help="Crop padding: zeros | reflect [default: zeros]")] = None,
+    cutout: Annotated[int | None, typer.Option(
+        help="Side (pixels) of a square cut out of each training image; 0 = off "
+        "[default: 0]")] = None,
+    normalize: Annotated[bool | None, typer.Option(
+        "--normalize/--no-normalize", help="Standardize inputs per channel [default: no]")] = None,
+    bias: Annotated[bool | None, typer.Option(
+        "--bias/--no-bias", help="Conv and linear biases [default: yes]")] = None,
+    logit_scale: Annotated[float | None, typer.Option(
+        help="Multiply the logits by this (Page: 0.125) [default: 1]")] = None,
+    tta_shift: Annotated[int | None, typer.Option(
+        help="With --tta, also average over images moved by +-this many pixels "
+        "[default: 0]")] = None,
+    recipe: Annotated[str, typer.Option(help="notebook (course recipe) | fast | page (see "
+                                        "README); explicit options override it")] = "notebook",
     device: Annotated[str, typer.Option(help="auto | cuda | cpu")] = "auto",
-    precision: Annotated[str, typer.Option(help="auto | bf16 | fp16 | fp32 (auto: bf16 on GPUs "
-                                           "that have it and AMX CPUs, else fp32/fp16)")] = "auto",
+    precision: Annotated[str, typer.Option(help="auto | bf16 | fp16 | fp32 (auto: the fastest "
+                                           "measured on this machine)")] = "auto",
     compile: Annotated[bool | None, typer.Option("--compile/--no-compile", help="torch.compile "
                                                  "[default: on for CUDA, and for CPU when a C++ "
                                                  "compiler is installed]")] = None,
-    compile_mode: Annotated[str, typer.Option(help="default | reduce-overhead (CUDA graphs) | "
-                                              "max-autotune")] = "default",
+    compile_mode: Annotated[str, typer.Option(help="auto (the fastest measured here) | default "
+                                              "| reduce-overhead (CUDA graphs) | "
+                                              "max-autotune")] = "auto",
     run_id: Annotated[str | None, typer.Option(help="Name of the run [default: derived from "
                                                "the settings]")] = None,
     resume: Annotated[bool, typer.Option(help="Continue an existing unfinished run (also "
@@ -269,6 +293,8 @@ def train(
         objective=objective, tta=tta, train_samples=train_samples,
         batchnorm=False if no_batchnorm else None, seed=seed,
         until_train_error=until_train_error, patience=patience, eval_every=eval_every,
+        warmup=warmup, drop_last=drop_last, pad_mode=pad_mode, cutout=cutout,
+        normalize=normalize, bias=bias, logit_scale=logit_scale, tta_shift=tta_shift,
         device=device, precision=precision, compile_mode=compile_mode,
         compile=compile, data_dir=data_dir or _default_data(), out=out or _default_out(),
         run_id=run_id, resume=resume, force=force)
@@ -290,9 +316,10 @@ def train(
     flip = (f", vertically flipped {100 * views['vflip']:.2f}%" if "vflip" in views else "")
     console.print(
         f"[bold]done[/]: test accuracy {100 * (1 - result.test_err):.2f}%{flip}; train error "
-        f"{100 * result.train_err:.2f}%; {result.seconds:.1f} s of training, of which "
-        f"~{result.one_time_s:.1f} s one-time compile/warm-up "
-        f"({result.images_per_s:,.0f} images/s, {result.device}, {result.precision}). "
+        f"{100 * result.train_err:.2f}%; {result.seconds:.1f} s of training "
+        f"({result.images_per_s:,.0f} images/s, {result.device}, {result.precision}, "
+        f"{_mode(result.compile_mode)}) + {result.one_time_s:.1f} s one-time (compile, "
+        "autotune, capture). "
         f"Saved {result.path}", highlight=False)
 
 
@@ -396,7 +423,9 @@ def eval_cmd(
                                         "(horizontal flip)")] = False,
     view: Annotated[list[str] | None, typer.Option(
         "--view", help="Views to evaluate (original, vflip, hflip); repeatable")] = None,
-    backend: Annotated[str, typer.Option(help="onnxruntime | torch")] = "onnxruntime",
+    backend: Annotated[str, typer.Option(help="auto | onnxruntime | torch (auto: onnxruntime "
+                                         "on a GPU provider, else torch on a GPU, else "
+                                         "onnxruntime on the CPU)")] = "auto",
     model: Annotated[str, typer.Option(
         "--model", help="ONNX model: fp32, or int8 / fp16 (built on first use; their "
         "accuracy change vs fp32 is printed and stored)")] = "fp32",
@@ -447,7 +476,7 @@ def eval_cmd(
     model_txt = "" if res.model == "fp32" else f", model [bold]{res.model}[/]"
     console.print(f"run [bold]{res.run_id}[/], backend {res.backend}{model_txt}, provider "
                   f"[bold]{res.provider}[/]: {n_images:,} images in {res.seconds:.2f} s "
-                  f"({res.images_per_s:,.0f} images/s)",
+                  f"({res.images_per_s:,.0f} images/s; {res.backend}: {res.backend_reason})",
                   highlight=False)
     if res.variant_info:
         vi = res.variant_info

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import platform
 import shutil
 import subprocess
@@ -52,15 +53,36 @@ def cpu_has_amx() -> bool:
     return "amx_bf16" in _cpu_flags()
 
 
-def resolve_precision(name: str, device: torch.device) -> str:
-    """auto -> bf16 on GPUs that have it (fp16 on older ones); on CPUs bf16 only with AMX.
+CACHE_ENV = "HW0_CACHE"
 
-    Why not bf16 on every CPU that has AVX512-BF16: measured on such a CPU (2 vCPUs, no AMX,
-    torch 2.14.1, oneDNN 3.12), Myrtle5 training ran slower in bf16 autocast than in fp32 at
-    widths 4 and 64 (fp32 compiled, channels_last: 5,477 vs 4,697 images/s at c=4; 125 vs 94
-    images/s uncompiled at c=64). With AMX, oneDNN's bf16 convolutions are several times
-    faster than fp32, so bf16 pays there.
-    """
+
+def cache_dir() -> Path:
+    """`$HW0_CACHE`, else hw0/ under the user's cache folder (`$XDG_CACHE_HOME` or ~/.cache)."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "hw0"
+
+
+def setup_compile_cache() -> Path:
+    """Point torch.compile's on-disk caches (inductor's FX graphs and kernels, AOTAutograd,
+    Triton) into the hw0 cache, shared by every run, process and grid cell on this machine.
+    Variables the user set already win. Returns the cache folder."""
+    root = cache_dir()
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(root / "inductor"))
+    os.environ.setdefault("TRITON_CACHE_DIR", str(root / "triton"))
+    import torch._functorch.config as functorch_config
+    import torch._inductor.config as inductor_config
+    inductor_config.fx_graph_cache = True
+    functorch_config.enable_autograd_cache = True
+    return root
+
+
+def resolve_precision(name: str, device: torch.device) -> str:
+    """Check a precision name for the device; `auto` here is only the unmeasured guess (bf16
+    on GPUs that have it, fp16 on older ones, fp32 on CPUs): runs resolve `auto` by measuring
+    (`hw0cli.probe`), since CPU flags do not tell which is faster (bf16 ran slower than fp32 on
+    a Xeon without AMX, and 1.9x faster on a Zen 4, both with AVX512-BF16)."""
     if name not in PRECISIONS:
         raise Hw0UsageError(f"Unknown precision '{name}'. Choose one of: "
                             f"{', '.join(PRECISIONS)}.")
@@ -70,7 +92,7 @@ def resolve_precision(name: str, device: torch.device) -> str:
         return name
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "bf16" if cpu_has_amx() else "fp32"
+    return "fp32"
 
 
 def resolve_compile(flag: bool | None, device: torch.device) -> bool:

@@ -26,10 +26,10 @@ from hw0cli import runs, store
 from hw0cli.data import default_data_dir, load_cifar10
 from hw0cli.errors import Hw0Error, Hw0UsageError, check
 from hw0cli.export import INPUT_NAME, VARIANTS, ensure_onnx, ensure_variant
-from hw0cli.train import hflip, predict_logits, vflip
+from hw0cli.trainer import hflip, predict_logits, vflip
 
 VIEWS = {"original": None, "vflip": vflip, "hflip": hflip}
-BACKENDS = ("onnxruntime", "torch")
+BACKENDS = ("auto", "onnxruntime", "torch")
 PROVIDERS = {"tensorrt": "TensorrtExecutionProvider", "cuda": "CUDAExecutionProvider",
              "cpu": "CPUExecutionProvider"}
 
@@ -149,7 +149,7 @@ def infer(x: np.ndarray, *, session: Any = None, model: torch.nn.Module | None =
 class EvalConfig:
     run: str | None = None  # run id or .h5 path; None = most recently finished run
     views: tuple[str, ...] = ("original",)  # any of original, vflip, hflip
-    backend: str = "onnxruntime"  # onnxruntime | torch
+    backend: str = "auto"  # auto | onnxruntime | torch (auto: see resolve_backend)
     model: str = "fp32"  # which ONNX model: fp32 | int8 | fp16 (built on first use)
     provider: str = "auto"  # onnxruntime provider: auto | tensorrt | cuda | cpu
     device: str = "auto"  # torch backend's device
@@ -172,10 +172,12 @@ class EvalResult:
     notes: list[str] = field(default_factory=list)
     model: str = "fp32"
     variant_info: dict[str, Any] | None = None  # int8/fp16: accuracy change vs fp32
+    backend_reason: str = ""  # why this backend ran
 
     def to_json(self) -> dict[str, Any]:
         return {
             "run_id": self.run_id, "run_path": str(self.run_path), "backend": self.backend,
+            "backend_reason": self.backend_reason,
             "model": self.model, "variant": self.variant_info,
             "provider": self.provider, "seconds": self.seconds, "images_per_s": self.images_per_s,
             "classes": list(self.classes),
@@ -183,6 +185,34 @@ class EvalResult:
                           "per_class_accuracy": m.per_class_accuracy.tolist(),
                           "confusion": m.confusion.tolist()} for v, m in self.views.items()},
         }
+
+
+def gpu_providers() -> list[str]:
+    """onnxruntime's GPU providers usable here (none without a CUDA GPU)."""
+    import onnxruntime as ort
+    if not gpu_present():
+        return []
+    return [k for k in ("tensorrt", "cuda") if PROVIDERS[k] in ort.get_available_providers()]
+
+
+def resolve_backend(backend: str, model: str, provider: str) -> tuple[str, str]:
+    """(backend, why). auto: onnxruntime where it runs on a GPU provider, torch on the GPU
+    where onnxruntime has none (its CPU provider is never picked while a CUDA GPU is present),
+    onnxruntime's CPU provider on machines without a GPU (measured faster than torch there)."""
+    import onnxruntime as ort
+    if backend != "auto":
+        return backend, "asked for"
+    if model != "fp32":
+        return "onnxruntime", f"the {model} model is an ONNX file"
+    if provider != "auto":
+        return "onnxruntime", f"--provider {provider} was asked for"
+    if not gpu_present():
+        return "onnxruntime", "no CUDA GPU here: onnxruntime's CPU provider is the fastest CPU path"
+    gpu = gpu_providers()
+    if gpu:
+        return "onnxruntime", f"onnxruntime {ort.__version__} has the {gpu[0]} provider here"
+    return "torch", (f"onnxruntime {ort.__version__} has no GPU provider here (install "
+                     "onnxruntime-gpu), so torch on the GPU")
 
 
 def result_group(model: str) -> str:
@@ -205,7 +235,7 @@ def run_eval(cfg: EvalConfig) -> EvalResult:
     check(cfg.batch_size >= 1, f"--batch-size must be at least 1 (got {cfg.batch_size}).")
     check(cfg.model in ("fp32", *VARIANTS), f"Unknown model '{cfg.model}'. Choose one of: "
           f"fp32, {', '.join(VARIANTS)}.")
-    check(cfg.model == "fp32" or cfg.backend == "onnxruntime",
+    check(cfg.model == "fp32" or cfg.backend != "torch",
           f"--model {cfg.model} is an ONNX model: use it with --backend onnxruntime (the torch "
           "backend evaluates the run's fp32 weights).")
     run_path = runs.resolve_run(cfg.out, cfg.run)
@@ -217,9 +247,10 @@ def run_eval(cfg: EvalConfig) -> EvalResult:
     x = np.concatenate([make_view(data.test_x, v) for v in cfg.views])  # one batched pass
     notes: list[str] = []
     variant_info: dict[str, Any] | None = None
+    backend, why = resolve_backend(cfg.backend, cfg.model, cfg.provider)
     with store.lock(run_path):
         onnx_file = None
-        if cfg.backend == "onnxruntime":
+        if backend == "onnxruntime":
             onnx_file, _, reused = ensure_onnx(run_path, notes=notes)
             if not reused:
                 notes.append(f"exported {onnx_file.name} first")
@@ -229,6 +260,9 @@ def run_eval(cfg: EvalConfig) -> EvalResult:
                 if not v_reused:
                     notes.append(f"built {onnx_file.name} first")
             session, provider = open_session(onnx_file, cfg.provider)
+            if cfg.backend == "auto" and provider == "cpu" and gpu_present():
+                backend, why = "torch", "onnxruntime's GPU provider fell back to the CPU"
+        if backend == "onnxruntime":
             infer(x[:cfg.batch_size], session=session, batch_size=cfg.batch_size)  # warm-up
             t0 = time.perf_counter()
             logits = infer(x, session=session, batch_size=cfg.batch_size)
@@ -249,9 +283,9 @@ def run_eval(cfg: EvalConfig) -> EvalResult:
             arrays.update({f"{g}/accuracy": m.accuracy,
                            f"{g}/per_class_accuracy": m.per_class_accuracy,
                            f"{g}/confusion": m.confusion, f"{g}/provider": provider,
-                           f"{g}/backend": cfg.backend, f"{g}/model": cfg.model,
+                           f"{g}/backend": backend, f"{g}/model": cfg.model,
                            f"{g}/seconds": seconds, f"{g}/images_per_s": len(x) / seconds,
                            f"{g}/logits": logits[i * n:(i + 1) * n]})
         store.update_h5(run_path, arrays=arrays)
-    return EvalResult(run_id, run_path, cfg.backend, provider, seconds, len(x) / seconds, views,
-                      data.classes, onnx_file, notes, cfg.model, variant_info)
+    return EvalResult(run_id, run_path, backend, provider, seconds, len(x) / seconds, views,
+                      data.classes, onnx_file, notes, cfg.model, variant_info, why)

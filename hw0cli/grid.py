@@ -25,7 +25,14 @@ import numpy as np
 from hw0cli import runs, store
 from hw0cli.data import default_data_dir
 from hw0cli.errors import Hw0Error, Hw0UsageError, check
-from hw0cli.train import SCIENCE_FIELDS, TrainConfig, make_config, run_id_for, validate
+from hw0cli.train import (
+    SCIENCE_FIELDS,
+    TrainConfig,
+    make_config,
+    run_id_for,
+    science_of,
+    validate,
+)
 
 # The grid's default recipe (Problem 2): train until the training error is <= 1% or stops
 # improving. Plain SGD at lr 0.1 cannot memorize random labels in a CPU budget (measured: ~20%
@@ -105,7 +112,7 @@ def train_args(c: TrainConfig) -> list[str]:
                 raise Hw0Error(f"cannot express {name}=None on the command line")
             args += _flag(name, v)
     for name, default in (("device", "auto"), ("precision", "auto"),
-                          ("compile_mode", "default")):
+                          ("compile_mode", "auto")):
         if getattr(c, name) != default:
             args += _flag(name, getattr(c, name))
     if c.compile is not None:
@@ -282,7 +289,7 @@ def grid_report(cfg: GridConfig, plot_dir: Path | None = None) -> GridReport:
     finished: dict[str, tuple[Path, dict]] = {}
     for r in runs.list_runs(cfg.out):
         if r.status == "finished":
-            key = str(sorted({k: r.config.get(k) for k in SCIENCE_FIELDS}.items()))
+            key = str(sorted(science_of(r.config).items()))
             finished[key] = (r.path, r.config)
     rows: dict[tuple[int, float], GridRow] = {}
     curves = {}

@@ -1,22 +1,68 @@
-"""The course's Myrtle5 CNN."""
+"""The course's Myrtle5 CNN, and the optional pieces of Page's variant of it."""
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any
+
+import torch
 from torch import nn
 
 MAX_WIDTH = 1024  # c = 1024 is ~400M parameters: beyond any homework GPU's sensible range
 
+# Per-channel mean and standard deviation of CIFAR-10's training images, as fractions of 255
+# (the values Page's cifar10-fast normalizes with: 125.31, 122.95, 113.87 / 62.99, 62.09, 66.70)
+CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR_STD = (0.2470, 0.2435, 0.2616)
 
-def make_cnn(c: int = 64, num_classes: int = 10, batchnorm: bool = True) -> nn.Sequential:
-    """Myrtle5 of width `c`, exactly as the course notebook builds it.
 
-    Input (N, 3, 32, 32) -> logits (N, num_classes). Four 3x3 convs of widths c, 2c, 4c, 8c,
-    each followed by BatchNorm (unless `batchnorm=False`) and ReLU; MaxPool2d(2) after convs
-    1-3 (32 -> 16 -> 8 -> 4), MaxPool2d(4) (4 -> 1), flatten, Linear(8c, num_classes).
+class Normalize(nn.Module):
+    """(x - mean) / std per channel, for x in [0, 1]; constants kept out of the state_dict."""
+
+    def __init__(self, mean: tuple[float, ...] = CIFAR_MEAN,
+                 std: tuple[float, ...] = CIFAR_STD) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("inv_std", 1.0 / torch.tensor(std).view(1, -1, 1, 1),
+                             persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) * self.inv_std
+
+
+class Scale(nn.Module):
+    """Multiply by a constant (Page's x0.125 on the classifier output)."""
+
+    def __init__(self, factor: float) -> None:
+        super().__init__()
+        self.factor = float(factor)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.factor
+
+    def extra_repr(self) -> str:
+        return f"factor={self.factor}"
+
+
+def make_cnn(c: int = 64, num_classes: int = 10, batchnorm: bool = True, bias: bool = True,
+             logit_scale: float = 1.0, normalize: bool = False) -> nn.Sequential:
+    """Myrtle5 of width `c`; with the defaults exactly as the course notebook builds it.
+
+    Input (N, 3, 32, 32) in [0, 1] -> logits (N, num_classes). Four 3x3 convs of widths c, 2c,
+    4c, 8c, each followed by BatchNorm (unless `batchnorm=False`) and ReLU; MaxPool2d(2) after
+    convs 1-3 (32 -> 16 -> 8 -> 4), MaxPool2d(4) (4 -> 1), flatten, Linear(8c, num_classes).
     Parameters: 1,558,026 at c=64, 6,666 at c=4 (with BatchNorm).
+
+    Page's variant: `bias=False` drops the conv and linear biases (a bias before BatchNorm is a
+    dead parameter), `logit_scale=0.125` scales the output, `normalize=True` standardizes the
+    input per channel. The layers keep their numeric names ("0.weight", ...), the extra modules
+    are named "normalize" and "logit_scale" and hold no saved state, so every run's weights
+    load by the same keys.
     """
     def block(cin: int, cout: int, pool: bool) -> list[nn.Module]:
-        layers: list[nn.Module] = [nn.Conv2d(cin, cout, kernel_size=3, stride=1, padding=1)]
+        layers: list[nn.Module] = [nn.Conv2d(cin, cout, kernel_size=3, stride=1, padding=1,
+                                             bias=bias or not batchnorm)]
         if batchnorm:
             layers.append(nn.BatchNorm2d(cout))
         layers.append(nn.ReLU())
@@ -24,15 +70,23 @@ def make_cnn(c: int = 64, num_classes: int = 10, batchnorm: bool = True) -> nn.S
             layers.append(nn.MaxPool2d(2))
         return layers
 
-    return nn.Sequential(
-        *block(3, c, pool=False),
-        *block(c, 2 * c, pool=True),
-        *block(2 * c, 4 * c, pool=True),
-        *block(4 * c, 8 * c, pool=True),
-        nn.MaxPool2d(4),
-        nn.Flatten(),
-        nn.Linear(8 * c, num_classes),
-    )
+    body = [*block(3, c, pool=False), *block(c, 2 * c, pool=True),
+            *block(2 * c, 4 * c, pool=True), *block(4 * c, 8 * c, pool=True),
+            nn.MaxPool2d(4), nn.Flatten(), nn.Linear(8 * c, num_classes, bias=bias)]
+    named: list[tuple[str, nn.Module]] = [(str(i), m) for i, m in enumerate(body)]
+    if normalize:
+        named.insert(0, ("normalize", Normalize()))
+    if logit_scale != 1.0:
+        named.append(("logit_scale", Scale(logit_scale)))
+    return nn.Sequential(OrderedDict(named))
+
+
+def cnn_from_config(cfg: Mapping[str, Any]) -> nn.Sequential:
+    """The model a run's stored config describes (keys absent in older files take defaults)."""
+    return make_cnn(int(cfg["width"]), batchnorm=bool(cfg.get("batchnorm", True)),
+                    bias=bool(cfg.get("bias", True)),
+                    logit_scale=float(cfg.get("logit_scale", 1.0)),
+                    normalize=bool(cfg.get("normalize", False)))
 
 
 def count_parameters(model: nn.Module) -> int:

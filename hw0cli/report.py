@@ -29,7 +29,7 @@ from hw0cli.data import CIFAR_CLASSES
 from hw0cli.errors import Hw0UsageError, check
 from hw0cli.linreg import describe, format_factor
 from hw0cli.models import count_parameters, make_cnn
-from hw0cli.train import SCIENCE_FIELDS, TrainConfig
+from hw0cli.train import TrainConfig, science_of
 
 FORMATS = ("pdf", "md")
 SECTIONS = ("Warm-up", "Problem 1", "Problem 2", "Problem 3", "Environment")
@@ -94,7 +94,7 @@ def _train_command(cfg: dict[str, Any]) -> str:
     try:
         return "hw0 train " + " ".join(train_args(TrainConfig(**known)))
     except Exception:  # a run file from an older hw0: show the settings instead
-        return "hw0 train (settings: " + json.dumps({k: cfg.get(k) for k in SCIENCE_FIELDS}) + ")"
+        return "hw0 train (settings: " + json.dumps(science_of(cfg)) + ")"
 
 
 def _is_grid(r: runs.RunSummary) -> bool:
@@ -200,7 +200,7 @@ def problem2_section(all_runs: list[runs.RunSummary], figdir: Path) -> Section:
         return sec
     groups: dict[str, list[runs.RunSummary]] = {}
     for r in grid_runs:
-        key = json.dumps({k: r.config.get(k) for k in SCIENCE_FIELDS
+        key = json.dumps({k: v for k, v in science_of(r.config).items()
                           if k not in ("width", "noise", "seed")}, sort_keys=True)
         groups.setdefault(key, []).append(r)
     key, members = max(groups.items(), key=lambda kv: len(kv[1]))

@@ -15,7 +15,7 @@ from torch import nn
 from hw0cli import store
 from hw0cli.env import device_name
 from hw0cli.errors import Hw0Error, Hw0UsageError
-from hw0cli.models import make_cnn
+from hw0cli.models import cnn_from_config
 
 __all__ = ["device_name", "list_runs", "load_model", "resolve_run", "run_path", "runs_dir"]
 
@@ -134,7 +134,7 @@ def load_model(path: Path, device: torch.device | str = "cpu") -> tuple[nn.Modul
     cfg = rec.attrs.get("config") or {}
     if "width" not in cfg:
         raise Hw0Error(f"{path} has no training config; it is not an hw0 run file.")
-    model = make_cnn(int(cfg["width"]), batchnorm=bool(cfg.get("batchnorm", True)))
+    model = cnn_from_config(cfg)
     try:
         model.load_state_dict(state_dict_from(rec))
     except RuntimeError as exc:

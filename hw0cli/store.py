@@ -14,6 +14,7 @@ import fcntl
 import json
 import os
 import shutil
+import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,6 +141,42 @@ def update_h5(path: Path, attrs: Mapping[str, Any] | None = None,
         raise
 
 
+class BackgroundWriter:
+    """Writes whole files with `write_h5` on a worker thread, one at a time, in order.
+
+    `submit` hands over host copies (the caller must not change them afterwards) and returns at
+    once; it first waits for the previous write, so at most one is in flight. `wait` blocks
+    until the last write is on disk and re-raises its error, if any. Every write is atomic, so
+    a process killed at any moment leaves the previous complete file.
+    """
+
+    def __init__(self) -> None:
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def _write(self, path: Path, attrs: Mapping[str, Any],
+               arrays: Mapping[str, np.ndarray]) -> None:
+        try:
+            write_h5(path, attrs, arrays)
+        except BaseException as exc:  # handed to the caller's next wait()
+            self._error = exc
+
+    def submit(self, path: Path, attrs: Mapping[str, Any],
+               arrays: Mapping[str, np.ndarray]) -> None:
+        self.wait()
+        self._thread = threading.Thread(target=self._write, args=(path, attrs, arrays),
+                                        name="hw0-checkpoint")
+        self._thread.start()
+
+    def wait(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            err, self._error = self._error, None
+            raise err
+
+
 def _check_schema(attrs: Mapping[str, Any], path: Path) -> None:
     version = attrs.get("schema_version")
     if version is None:
@@ -202,6 +239,8 @@ def lock(path: Path) -> Iterator[None]:
             raise Hw0Error(f"{path.name} is being written by {holder}. Wait for it to finish "
                            "(or stop it), then run the command again.") from None
         acquired = True
+        for stale in path.parent.glob(f".{path.name}.tmp*"):  # left by a killed writer
+            stale.unlink(missing_ok=True)
         fh.seek(0)
         fh.truncate()
         fh.write(f"pid {os.getpid()}")

@@ -1,13 +1,13 @@
-"""Training Myrtle5 on CIFAR-10: the course recipe, done fast.
+"""Training Myrtle5 on CIFAR-10: a run's options and recipes, and its life cycle.
 
-Design (after airbench): the whole training set lives on the device as uint8; each epoch draws
-one index permutation (and any augmentation decisions) from a CPU generator seeded by
-(seed, epoch), so an epoch's randomness does not depend on what ran before it and a resumed run
-equals an uninterrupted one. Batches are gathered by index, converted to float and augmented on
-the device; metrics accumulate on the device and are read once per epoch (plus a few progress
-reads when a reporter is attached). The learning rate is a pure function of the step, so no
-scheduler state needs saving. A checkpoint (weights, optimizer state, history) is written
-atomically after every epoch.
+The options (`TrainConfig`) and named recipes live here; the device-side work (the compiled
+training step, epochs, evaluation) is `hw0cli.trainer.Trainer`. A run's life cycle: resolve the
+execution choices (device, precision and compile mode, measured once per machine when `auto`:
+`hw0cli.probe`), resume from the run file if it exists, train epoch by epoch, and write a
+checkpoint (weights, optimizer state, history) after every epoch. A checkpoint is copied to the
+host at the epoch's end and written atomically by a background thread while the next epoch
+trains, so a kill at any moment leaves the previous complete file. The learning rate is a pure
+function of the step, so no scheduler state needs saving.
 """
 
 from __future__ import annotations
@@ -15,39 +15,55 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import logging
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 from hw0cli import runs, store
 from hw0cli.data import CIFAR_TRAIN_SIZE, CifarData, default_data_dir, load_cifar10
-from hw0cli.env import environment, resolve_compile, resolve_device, resolve_precision
+from hw0cli.env import PRECISIONS, environment, resolve_device, setup_compile_cache
 from hw0cli.errors import Hw0Error, Hw0UsageError, check
-from hw0cli.models import MAX_WIDTH, make_cnn
+from hw0cli.models import MAX_WIDTH
+from hw0cli.probe import Execution, choose_execution
+from hw0cli.trainer import (  # re-exported: the trainer's pure pieces are part of this API
+    PAD_MODES,
+    Trainer,
+    augment_batch,
+    epoch_draws,
+    hflip,
+    lr_at,
+    parse_augment,
+    predict_logits,
+    vflip,
+    worst_view_loss,
+)
+
+__all__ = ["TrainConfig", "Trainer", "augment_batch", "epoch_draws", "hflip", "lr_at",
+           "make_config", "parse_augment", "predict_logits", "run_train", "vflip",
+           "worst_view_loss"]
 
 OPTIMIZERS = ("sgd", "adam")
-SCHEDULES = ("constant", "step", "cosine", "onecycle")
-AUGMENTS = ("none", "hflip", "vflip", "crop")
+SCHEDULES = ("constant", "step", "cosine", "onecycle", "triangle")
 OBJECTIVES = ("standard", "worst-view")
-RECIPES = ("notebook", "fast")
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
-CROP_PAD = 4  # pixels of translation for `crop` (pad 4 + random 32x32 crop, the CIFAR standard)
+RECIPES = ("notebook", "fast", "page")
+COMPILE_MODES = ("auto", "default", "reduce-overhead", "max-autotune")
 
 # The fields that change what a run computes; they, and only they, determine the run id.
 SCIENCE_FIELDS = (
     "width", "noise", "epochs", "batch_size", "lr", "momentum", "nesterov", "weight_decay",
     "optimizer", "schedule", "augment", "label_smoothing", "objective", "tta", "train_samples",
     "batchnorm", "seed", "until_train_error", "patience",
+    "warmup", "drop_last", "pad_mode", "cutout", "normalize", "bias", "logit_scale",
+    "tta_shift",
 )
+# Fields added after run ids were first handed out: they enter the id only when they differ
+# from their default, so every earlier run keeps its id.
+LATER_FIELDS = SCIENCE_FIELDS[SCIENCE_FIELDS.index("warmup"):]
 
 
 @dataclass(frozen=True)
@@ -63,7 +79,7 @@ class TrainConfig:
     nesterov: bool = False  # Nesterov momentum (needs momentum > 0)
     weight_decay: float = 0.0  # L2 coefficient added to the gradient (torch convention)
     optimizer: str = "sgd"  # sgd | adam
-    schedule: str = "constant"  # constant | step | cosine | onecycle, over all epochs
+    schedule: str = "constant"  # constant | step | cosine | onecycle | triangle, over all epochs
     augment: str = "none"  # none, or any of hflip, vflip, crop joined by '+' or ','
     label_smoothing: float = 0.0  # cross-entropy target smoothing (0 = plain CE)
     objective: str = "standard"  # standard | worst-view (max of loss on batch and its vflip)
@@ -73,14 +89,22 @@ class TrainConfig:
     seed: int = 0  # seeds init, subset, label noise, batch order and augmentation
     until_train_error: float | None = None  # stop once full-train-set error <= this (0-1)
     patience: int | None = None  # stop when train error has not improved for this many epochs
+    warmup: float = 0.25  # fraction of steps the onecycle/triangle lr rises over
+    drop_last: bool = False  # skip each epoch's partial last batch (Page, airbench) or not
+    pad_mode: str = "zeros"  # crop padding: zeros | reflect (Page)
+    cutout: int = 0  # side in pixels of a square zeroed per training image (Page: 8); 0 = off
+    normalize: bool = False  # standardize inputs per channel (CIFAR-10 mean/std)
+    bias: bool = True  # conv and linear biases (a bias before BatchNorm is dead weight)
+    logit_scale: float = 1.0  # multiply the logits by this (Page: 0.125)
+    tta_shift: int = 0  # TTA also over images moved by +-this many pixels (needs --tta)
     eval_every: int = 1  # test-set evaluation every N epochs (always after the last)
     recipe: str = "notebook"  # the named defaults these settings came from (informative)
     # -- execution: how, not what (not part of the run id) --
     device: str = "auto"  # auto | cuda | cpu
-    precision: str = "auto"  # auto | bf16 | fp16 | fp32
+    precision: str = "auto"  # auto (measured fastest here) | bf16 | fp16 | fp32
     compile: bool | None = None  # torch.compile; None = on where it works (CUDA, CPU + C++)
-    compile_mode: str = "default"  # torch.compile mode: default | reduce-overhead (CUDA
-    # graphs: fewer launches for small batches) | max-autotune (longer compile, tuned kernels)
+    compile_mode: str = "auto"  # auto (measured) | default | reduce-overhead (CUDA graphs of
+    # the whole step) | max-autotune (longer compile, tuned kernels)
     data_dir: Path = field(default_factory=default_data_dir)
     out: Path = Path("artifacts")
     run_id: str | None = None  # None: derived from the science fields
@@ -88,31 +112,54 @@ class TrainConfig:
     force: bool = False  # retrain even when a finished run with this id exists
 
     def science(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in SCIENCE_FIELDS}
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        return {k: getattr(self, k) for k in SCIENCE_FIELDS
+                if k not in LATER_FIELDS or getattr(self, k) != defaults[k]}
+
+
+def science_of(stored: dict[str, Any]) -> dict[str, Any]:
+    """The science settings of a stored config, as `TrainConfig.science()` gives them (keys
+    that older files lack take their defaults), for matching runs to configs."""
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    full = {k: stored.get(k, defaults[k]) for k in SCIENCE_FIELDS}
+    return {k: v for k, v in full.items() if k not in LATER_FIELDS or v != defaults[k]}
 
 
 def recipe_settings(recipe: str) -> dict[str, Any]:
     """The settings a named recipe stands for; explicit options override them.
 
     notebook: the course's recipe (plain SGD, lr 0.1, batch 128, constant lr, no augmentation).
-    fast: same net, a better procedure (Page/airbench-style): batch 512, Nesterov SGD with
-      momentum 0.9, one-cycle lr peaking at 0.2, weight decay 5e-4, label smoothing 0.2, random
-      crop + horizontal flip, and test-time flip averaging reported separately.
+    fast: same layer widths, a better procedure: the best accuracy found for <= 10 s of H100
+      training (see the README for what was measured).
+    page: David Page's training of this backbone (cifar10-fast, "How to train your ResNet"),
+      option by option; the control that measures what the data costs.
     """
     check(recipe in RECIPES, f"Unknown recipe '{recipe}'. Choose one of: {', '.join(RECIPES)}.")
     if recipe == "notebook":
         return {}
-    return {
-        "batch_size": 512,  # larger batches keep the GPU busy; one-cycle tolerates them
+    page = {
+        "batch_size": 512,  # Page's batch
         "optimizer": "sgd",
-        "lr": 0.4,  # peak of the one-cycle ramp: Page's value for batch 512 (mean loss)
-        "momentum": 0.9,
+        "lr": 0.4,  # his peak 0.4 / 512 on a summed loss == 0.4 on the mean loss used here
+        "momentum": 0.9,  # Nesterov, as his `nesterov` optimizer
         "nesterov": True,
-        "weight_decay": 5e-4,  # the usual CIFAR value for ResNet-like nets
-        "schedule": "onecycle",
-        "augment": "hflip+crop",
+        "weight_decay": 5e-4,  # his 5e-4 x 512 on the summed loss, on every parameter
+        "schedule": "triangle",  # piecewise linear [0, 5, 24] epochs -> [0, 0.4, 0]
+        "warmup": 5 / 24,
+        "augment": "hflip+crop",  # FlipLR and Crop(32, 32) of the 4-pixel padded image
+        "pad_mode": "reflect",  # his pad() is np.pad(mode="reflect")
+        "cutout": 8,  # Cutout(8, 8), a square inside the image
+        "normalize": True,  # normalise() with the CIFAR-10 mean and std
+        "bias": False,  # conv_bn(..., bias=False); Linear(512, 10, bias=False)
+        "logit_scale": 0.125,  # Mul(weight=0.125) on the classifier output
+        "drop_last": True,  # Batches(..., drop_last=True) for training
+    }
+    if recipe == "page":
+        return page
+    return {
+        **page,
         "label_smoothing": 0.2,  # airbench's value: calmer logits, better test error
-        "tta": True,
+        "tta": True,  # flip TTA reported beside the plain accuracy
     }
 
 
@@ -121,15 +168,6 @@ def make_config(recipe: str = "notebook", **options: Any) -> TrainConfig:
     settings = recipe_settings(recipe)
     settings.update({k: v for k, v in options.items() if v is not None})
     return TrainConfig(recipe=recipe, **settings)
-
-
-def parse_augment(spec: str) -> tuple[str, ...]:
-    """'hflip+crop' -> ('hflip', 'crop'); 'none' -> ()."""
-    parts = [p.strip() for p in spec.replace(",", "+").split("+") if p.strip()]
-    bad = [p for p in parts if p not in AUGMENTS]
-    check(not bad and bool(parts), f"Unknown augmentation '{spec}'. Use none, or any of "
-          "hflip, vflip, crop joined by '+' (e.g. --augment hflip+crop).")
-    return tuple(p for p in parts if p != "none")
 
 
 def validate(cfg: TrainConfig) -> None:
@@ -157,10 +195,24 @@ def validate(cfg: TrainConfig) -> None:
           f"{', '.join(OBJECTIVES)}.")
     check(cfg.until_train_error is None or 0.0 <= cfg.until_train_error < 1.0,
           "--until-train-error is a fraction in [0, 1) (e.g. 0.01 for 1%).")
+    check(cfg.precision in PRECISIONS, f"Unknown precision '{cfg.precision}'. Choose one of: "
+          f"{', '.join(PRECISIONS)}.")
     check(cfg.compile_mode in COMPILE_MODES, f"Unknown compile mode '{cfg.compile_mode}'. "
           f"Choose one of: {', '.join(COMPILE_MODES)}.")
     check(cfg.patience is None or cfg.patience >= 1, "--patience must be at least 1 epoch.")
     check(cfg.eval_every >= 1, f"--eval-every must be at least 1 (got {cfg.eval_every}).")
+    check(0.0 < cfg.warmup < 1.0, f"--warmup is a fraction of the steps in (0, 1) (got "
+          f"{cfg.warmup}).")
+    check(cfg.pad_mode in PAD_MODES, f"Unknown padding mode '{cfg.pad_mode}'. Choose one of: "
+          f"{', '.join(PAD_MODES)}.")
+    check(0 <= cfg.cutout <= 32, f"--cutout is a square's side in pixels, 0 (off) to 32 (got "
+          f"{cfg.cutout}).")
+    check(cfg.logit_scale > 0 and math.isfinite(cfg.logit_scale),
+          f"--logit-scale must be positive (got {cfg.logit_scale}).")
+    check(0 <= cfg.tta_shift <= 8, f"--tta-shift must be 0 to 8 pixels (got {cfg.tta_shift}).")
+    check(cfg.tta_shift == 0 or cfg.tta, "--tta-shift adds views to the flip TTA: add --tta.")
+    check(not cfg.drop_last or cfg.batch_size <= cfg.train_samples // 1,
+          "--drop-last needs at least one full batch of training images.")
     check(cfg.run_id is None or runs.valid_run_id(cfg.run_id), "--run-id may use letters, "
           "digits, '.', '_' and '-' only (it names a file).")
 
@@ -196,127 +248,6 @@ def noisy_labels(y: np.ndarray, p: float, seed: int,
     return np.where(mask, draws, y).astype(np.int64), mask
 
 
-def lr_at(step: int, total_steps: int, base_lr: float, schedule: str) -> float:
-    """Learning rate for optimizer step `step` (0-based) of `total_steps`.
-
-    constant: base. step: base x 0.1 after 50% and again after 75% of training.
-    cosine: base * (1 + cos(pi t)) / 2. onecycle: linear from base/10 up to base over the first
-    25% of steps, then linear down to 0 (the triangular schedule of fast CIFAR training).
-    """
-    t = step / max(1, total_steps)
-    if schedule == "constant":
-        return base_lr
-    if schedule == "step":
-        return base_lr * (0.1 ** ((t >= 0.5) + (t >= 0.75)))
-    if schedule == "cosine":
-        return base_lr * 0.5 * (1.0 + math.cos(math.pi * t))
-    if schedule == "onecycle":
-        warm = 0.25
-        if t < warm:
-            return base_lr * (0.1 + 0.9 * t / warm)
-        return base_lr * max(0.0, (1.0 - t) / (1.0 - warm))
-    raise ValueError(schedule)
-
-
-def vflip(x: torch.Tensor) -> torch.Tensor:
-    """Upside-down images: reverse the height axis of (N, C, H, W)."""
-    return x.flip(-2)
-
-
-def hflip(x: torch.Tensor) -> torch.Tensor:
-    """Mirror images: reverse the width axis of (N, C, H, W)."""
-    return x.flip(-1)
-
-
-@dataclass
-class EpochDraws:
-    """All random decisions of one epoch, aligned with the permutation's positions."""
-
-    perm: torch.Tensor  # (n,) int64
-    hflip: torch.Tensor | None  # (n,) bool
-    vflip: torch.Tensor | None
-    shift: torch.Tensor | None  # (n, 2) int64 crop offsets in [0, 2 * CROP_PAD]
-
-
-def epoch_draws(n: int, seed: int, epoch: int, ops: tuple[str, ...],
-                device: torch.device) -> EpochDraws:
-    g = torch.Generator().manual_seed(seed * 100_003 + epoch)
-    perm = torch.randperm(n, generator=g)
-    hf = torch.rand(n, generator=g) < 0.5 if "hflip" in ops else None
-    vf = torch.rand(n, generator=g) < 0.5 if "vflip" in ops else None
-    sh = torch.randint(0, 2 * CROP_PAD + 1, (n, 2), generator=g) if "crop" in ops else None
-    return EpochDraws(*(t.to(device) if t is not None else None for t in (perm, hf, vf, sh)))
-
-
-def augment_batch(x: torch.Tensor, hf: torch.Tensor | None, vf: torch.Tensor | None,
-                  shift: torch.Tensor | None) -> torch.Tensor:
-    """Apply per-image flips (bool masks (B,)) and crops (offsets (B, 2)) to x (B, C, H, W)."""
-    if hf is not None:
-        x = torch.where(hf[:, None, None, None], hflip(x), x)
-    if vf is not None:
-        x = torch.where(vf[:, None, None, None], vflip(x), x)
-    if shift is not None:
-        b, _, h, w = x.shape
-        padded = F.pad(x, (CROP_PAD,) * 4)  # zero padding, as in the standard recipe
-        rows = (shift[:, 0:1] + torch.arange(h, device=x.device))[:, None, :, None]
-        cols = (shift[:, 1:2] + torch.arange(w, device=x.device))[:, None, None, :]
-        bidx = torch.arange(b, device=x.device)[:, None, None, None]
-        cidx = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
-        x = padded[bidx, cidx, rows, cols]
-    return x
-
-
-def to_input(xb_uint8: torch.Tensor) -> torch.Tensor:
-    """uint8 (B, 3, 32, 32) -> float in [0, 1], channels_last (the notebook's x / 255)."""
-    return (xb_uint8.float() * (1.0 / 255.0)).contiguous(memory_format=torch.channels_last)
-
-
-def autocast(device: torch.device, precision: str) -> torch.autocast:
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
-    return torch.autocast(device_type=device.type, dtype=dtype, enabled=precision != "fp32")
-
-
-@torch.inference_mode()
-def predict_logits(model: nn.Module, x: torch.Tensor, device: torch.device, precision: str,
-                   batch_size: int = 1000, view: Callable | None = None) -> torch.Tensor:
-    """Eval-mode logits (N, 10) float32 on `device` for uint8 images x (N, 3, 32, 32)."""
-    was_training = model.training
-    model.eval()
-    out = []
-    for i in range(0, len(x), batch_size):
-        xb = x[i:i + batch_size].to(device, non_blocking=True)
-        if view is not None:
-            xb = view(xb)
-        with autocast(device, precision):
-            out.append(model(to_input(xb)).float())
-    model.train(was_training)
-    return torch.cat(out) if out else torch.empty(0, 10, device=device)
-
-
-# ---------------------------------------------------------------------------------------------
-# state <-> arrays
-
-
-def state_to_arrays(model: nn.Module, opt: torch.optim.Optimizer) -> tuple[dict, list]:
-    arrays = {f"weights/{k}": v.detach().cpu().numpy() for k, v in model.state_dict().items()}
-    sd = opt.state_dict()
-    for idx, st in sd["state"].items():
-        for k, v in st.items():
-            arrays[f"optim/state/{idx}/{k}"] = (v.detach().cpu().numpy()
-                                                if torch.is_tensor(v) else np.asarray(v))
-    return arrays, sd["param_groups"]
-
-
-def load_optimizer(opt: torch.optim.Optimizer, rec: store.H5Record, groups: list,
-                   device: torch.device) -> None:
-    state: dict[int, dict[str, Any]] = {}
-    for name, arr in rec.group("optim/state").items():
-        idx, key = name.split("/")
-        t = torch.from_numpy(np.array(arr))
-        state.setdefault(int(idx), {})[key] = t if key == "step" else t.to(device)
-    opt.load_state_dict({"state": state, "param_groups": groups})
-
-
 # ---------------------------------------------------------------------------------------------
 # the run
 
@@ -340,16 +271,17 @@ class TrainResult:
     train_err: float
     test_loss: float
     test_err: float
-    seconds: float  # training time summed over epochs (eval excluded)
-    images_per_s: float
+    seconds: float  # steady training time summed over epochs (eval and one-time excluded)
+    images_per_s: float  # over the steady training time
     realized_noise: float  # fraction of training labels that differ from the true ones
     device: str
     precision: str
-    one_time_s: float = 0.0  # first epoch's excess over the median epoch: compile, autotune
+    one_time_s: float = 0.0  # compile, autotune, CUDA-graph capture (training and evaluation)
     test_acc_views: dict[str, float] = field(default_factory=dict)
     test_err_tta: float | None = None
     reached_train_error_epoch: int | None = None
     resumed_from: int = 0
+    compile_mode: str | None = None  # None: eager
 
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -361,16 +293,28 @@ HISTORY_KEYS = ("epoch", "train_loss", "train_err", "test_loss", "test_err", "lr
                 "eval_seconds", "train_eval_err", "test_err_tta")
 
 
+def _one_time(a: dict[str, Any], epoch_seconds: np.ndarray) -> tuple[float, float]:
+    """(one-time seconds inside the training epochs, one-time seconds in all): measured by the
+    trainer in newer files; older files: the first epoch's excess over the median epoch."""
+    one = a.get("one_time")
+    if isinstance(one, dict):
+        return float(one.get("train_s", 0.0)), float(one.get("total_s", 0.0))
+    ep = epoch_seconds
+    guess = float(max(0.0, ep[0] - np.median(ep[1:]))) if len(ep) > 1 else 0.0
+    return guess, guess
+
+
 def _result_from_record(rec: store.H5Record, path: Path, status: str) -> TrainResult:
     a = rec.attrs
     h = rec.group("history")
     last = {k: float(h[k][-1]) for k in HISTORY_KEYS if k in h and len(h[k])}
-    secs = float(np.sum(h["seconds"])) if "seconds" in h else 0.0
     ep = np.asarray(h.get("seconds", []), dtype=float)
-    one_time = float(max(0.0, ep[0] - np.median(ep[1:]))) if len(ep) > 1 else 0.0
+    in_train, one_time = _one_time(a, ep)
+    secs = max(0.0, float(np.sum(ep)) - in_train)
     n_train = int(a.get("n_train", 0))
     views = a.get("test_acc_views") or {}
     tta = last.get("test_err_tta")
+    execution = a.get("execution") or {}
     return TrainResult(
         run_id=a["run_id"], path=path, status=status, epochs_done=int(a.get("epochs_done", 0)),
         train_loss=last.get("train_loss", math.nan), train_err=last.get("train_err", math.nan),
@@ -381,6 +325,7 @@ def _result_from_record(rec: store.H5Record, path: Path, status: str) -> TrainRe
         precision=str(a.get("precision", "")), test_acc_views=dict(views),
         test_err_tta=None if tta is None or math.isnan(tta) else tta,
         reached_train_error_epoch=a.get("reached_train_error_epoch"),
+        compile_mode=execution.get("compile_mode"),
     )
 
 
@@ -391,8 +336,9 @@ def _config_json(cfg: TrainConfig) -> dict[str, Any]:
 
 
 def _diff(stored: dict[str, Any], cfg: TrainConfig) -> list[str]:
-    return [f"{k}: stored {stored.get(k)!r}, now {v!r}" for k, v in cfg.science().items()
-            if stored.get(k) != v]
+    defaults = {f.name: f.default for f in dataclasses.fields(cfg)}
+    return [f"{k}: stored {stored.get(k, defaults[k])!r}, now {v!r}"
+            for k, v in cfg.science().items() if stored.get(k, defaults[k]) != v]
 
 
 def run_train(cfg: TrainConfig, reporter: TrainReporter | None = None,
@@ -400,8 +346,6 @@ def run_train(cfg: TrainConfig, reporter: TrainReporter | None = None,
     """Train (or resume, or report the finished) run described by `cfg`."""
     validate(cfg)
     device = resolve_device(cfg.device)
-    precision = resolve_precision(cfg.precision, device)
-    use_compile = resolve_compile(cfg.compile, device)
     run_id = cfg.run_id or run_id_for(cfg)
     path = runs.run_path(cfg.out, run_id)
     if data is None:
@@ -428,237 +372,143 @@ def run_train(cfg: TrainConfig, reporter: TrainReporter | None = None,
         elif cfg.resume:
             raise Hw0UsageError(f"There is no run '{run_id}' to resume under "
                                 f"{runs.runs_dir(cfg.out)}. " + runs.closest_hint(cfg.out, run_id))
-        return _train(cfg, data, device, precision, use_compile, run_id, path, rec,
-                      start_epoch, reporter)
+        setup_compile_cache()
+        execution = choose_execution(cfg, device)
+        return _Run(cfg, data, device, execution, run_id, path, rec, reporter).train(start_epoch)
 
 
-class Trainer:
-    """Everything one run holds on the device, and one epoch of training or evaluation."""
+class _Run:
+    """One run's life: the trainer, its attributes and history, checkpoints, the epoch loop."""
 
-    def __init__(self, cfg: TrainConfig, data: CifarData, device: torch.device, precision: str,
-                 use_compile: bool) -> None:
-        self.cfg, self.device, self.precision = cfg, device, precision
-        self.ops = parse_augment(cfg.augment)
-        available = len(data.train_y)
-        if cfg.train_samples > available:
-            raise Hw0UsageError(f"--train-samples {cfg.train_samples} exceeds the {available} "
-                                f"training images in {cfg.data_dir}.")
-        self.idx = subset_indices(available, cfg.train_samples, cfg.seed)
-        self.y_true = data.train_y[self.idx]
-        self.y_used, self.mask = noisy_labels(self.y_true, cfg.noise, cfg.seed)
-        self.realized_noise = float(np.mean(self.y_used != self.y_true))
-        self.n = len(self.idx)
-        self.x_train = torch.from_numpy(data.train_x[self.idx]).to(device)
-        self.y_train = torch.from_numpy(self.y_used).to(device)
-        self.x_test = torch.tensor(data.test_x, device=device)  # copies the read-only cache
-        self.y_test = torch.tensor(data.test_y, device=device)
+    def __init__(self, cfg: TrainConfig, data: CifarData, device: torch.device,
+                 execution: Execution, run_id: str, path: Path, rec: store.H5Record | None,
+                 reporter: TrainReporter | None) -> None:
+        self.cfg, self.run_id, self.path, self.reporter = cfg, run_id, path, reporter
+        self.execution = execution
+        self.tr = tr = Trainer(cfg, data, device, execution.precision, execution.compile_mode)
+        self.writer = store.BackgroundWriter()
+        self.history: dict[str, list[float]] = {k: [] for k in HISTORY_KEYS}
+        self.attrs: dict[str, Any] = {
+            "run_id": run_id, "kind": "train", "status": "running", "config": _config_json(cfg),
+            "env": environment(device), "device": runs.device_name(device),
+            "precision": execution.precision, "compile": execution.compile_mode is not None,
+            "execution": {**execution.to_json(), "whole_step_graph": tr.fullgraph},
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "n_train": tr.n, "realized_noise": tr.realized_noise, "epochs_done": 0,
+            "reached_train_error_epoch": None, "test_acc_views": {}, "message": "",
+        }
+        self.earlier_one_time = {"train_s": 0.0, "total_s": 0.0}
+        self.resumed = rec is not None
+        if rec is not None:
+            self._load(rec, device)
+        self.labels = {"labels/train_used": tr.y_used, "labels/noise_mask": tr.mask,
+                       "labels/train_indices": tr.idx, "labels/train_true": tr.y_true}
 
-        torch.manual_seed(cfg.seed)
-        model = make_cnn(cfg.width, batchnorm=cfg.batchnorm)
-        self.model = model.to(device, memory_format=torch.channels_last)  # uncompiled handle
-        fused = {"fused": True} if device.type == "cuda" else {}  # one kernel per step
-        if cfg.optimizer == "sgd":
-            self.opt: torch.optim.Optimizer = torch.optim.SGD(
-                self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                nesterov=cfg.nesterov, weight_decay=cfg.weight_decay, **fused)
-        else:
-            self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr,
-                                        weight_decay=cfg.weight_decay, **fused)
-        if device.type == "cuda":
-            torch.backends.cudnn.benchmark = True  # autotune conv algorithms (fixed shapes)
-        if use_compile and device.type == "cpu":  # inductor's harmless "no CUDA runtime" note
-            logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
-        # dynamic=False: the partial last batch gets its own compiled graph instead of
-        # turning every batch's kernels into slower shape-generic ones
-        self.fwd = (torch.compile(self.model, dynamic=False,
-                                  mode=None if cfg.compile_mode == "default"
-                                  else cfg.compile_mode) if use_compile else self.model)
-        self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
-        self.steps_per_epoch = math.ceil(self.n / cfg.batch_size)
-        self.total_steps = self.steps_per_epoch * cfg.epochs
-        # evaluation batch: 20,000 flip-eval images in two launches on a GPU (~1.3 GB of
-        # activations per layer at c = 64); small on the CPU for cache-friendly blocks
-        self.eval_bs = 10_000 if device.type == "cuda" else 500
+    def _load(self, rec: store.H5Record, device: torch.device) -> None:
+        self.tr.load_state(runs.state_dict_from(rec, device), rec.group("optim/state"),
+                           rec.attrs["optim_param_groups"])
+        self.history = {k: [float(v) for v in rec.group("history").get(k, [])]
+                        for k in HISTORY_KEYS}
+        a = rec.attrs
+        self.attrs.update({k: a[k] for k in ("started", "reached_train_error_epoch") if k in a})
+        self.attrs["resumed_at"] = [*(a.get("resumed_at") or []), int(a.get("epochs_done", 0))]
+        if isinstance(a.get("one_time"), dict):
+            self.earlier_one_time = {k: float(a["one_time"].get(k, 0.0))
+                                     for k in self.earlier_one_time}
 
-    def _step(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        cfg = self.cfg
-        with autocast(self.device, self.precision):
-            if cfg.objective == "worst-view":
-                # one forward over [batch; its vertical flip]; minimize the larger loss
-                out, out_f = self.fwd(torch.cat([xb, vflip(xb)])).float().chunk(2)
-                loss = worst_view_loss(out, out_f, yb, cfg.label_smoothing)
-            else:
-                out = self.fwd(xb).float()
-                loss = F.cross_entropy(out, yb, label_smoothing=cfg.label_smoothing)
-        self.opt.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        self.scaler.step(self.opt)
-        self.scaler.update()
-        return loss.detach(), out.detach()
-
-    def train_epoch(self, epoch: int, reporter: TrainReporter | None = None,
-                    max_steps: int | None = None) -> dict[str, float]:
-        """One pass (or its first `max_steps` steps); metrics are read once at the end."""
-        cfg, bs = self.cfg, self.cfg.batch_size
-        draws = epoch_draws(self.n, cfg.seed, epoch, self.ops, self.device)
-        steps = self.steps_per_epoch if max_steps is None else min(max_steps,
-                                                                    self.steps_per_epoch)
-        report_every = max(1, steps // 25)  # progress reads (host syncs) per epoch
-        self.model.train()
-        loss_sum = torch.zeros((), device=self.device)
-        correct = torch.zeros((), device=self.device, dtype=torch.int64)
-        seen, lr = 0, cfg.lr
-        t0 = time.perf_counter()
-        for s in range(steps):
-            lr = lr_at((epoch - 1) * self.steps_per_epoch + s, self.total_steps, cfg.lr,
-                       cfg.schedule)
-            for g in self.opt.param_groups:
-                g["lr"] = lr
-            sel = slice(s * bs, (s + 1) * bs)
-            bi = draws.perm[sel]
-            xb = augment_batch(self.x_train[bi],
-                               None if draws.hflip is None else draws.hflip[sel],
-                               None if draws.vflip is None else draws.vflip[sel],
-                               None if draws.shift is None else draws.shift[sel])
-            yb = self.y_train[bi]
-            loss, out = self._step(to_input(xb), yb)
-            loss_sum += loss * len(bi)
-            correct += (out.argmax(1) == yb).sum()
-            seen += len(bi)
-            if reporter and (s + 1) % report_every == 0:
-                reporter.on_step(epoch, s + 1, steps, loss_sum.item() / seen,
-                                 correct.item() / seen, seen / (time.perf_counter() - t0))
-        train_loss = loss_sum.item() / seen  # the epoch's one host sync
-        train_err = 1.0 - correct.item() / seen
-        return {"train_loss": train_loss, "train_err": train_err, "lr": lr, "images": seen,
-                "seconds": time.perf_counter() - t0}
-
-    def logits(self, x: torch.Tensor, view: Callable | None = None) -> torch.Tensor:
-        return predict_logits(self.fwd, x, self.device, self.precision, self.eval_bs, view)
-
-    def evaluate(self, test: bool = True, train: bool = False) -> dict[str, float]:
-        """Test loss/error (plain CE) and flip-TTA error when `test`; the full-train error
-        (eval mode, on the labels trained on) when `train`; NaN for what was not asked."""
-        t1 = time.perf_counter()
-        res = {"test_loss": math.nan, "test_err": math.nan, "test_err_tta": math.nan,
-               "train_eval_err": math.nan}
-        if test:
-            logits = self.logits(self.x_test)
-            res["test_loss"] = F.cross_entropy(logits, self.y_test).item()
-            res["test_err"] = error_rate(logits, self.y_test)
-            if self.cfg.tta:
-                res["test_err_tta"] = error_rate(logits + self.logits(self.x_test, hflip),
-                                                 self.y_test)
-        if train:
-            res["train_eval_err"] = error_rate(self.logits(self.x_train), self.y_train)
-        res["eval_seconds"] = time.perf_counter() - t1
-        return res
-
-    def view_accuracy(self, test_err: float) -> dict[str, float]:
-        return {"original": 1.0 - test_err,
-                "vflip": 1.0 - error_rate(self.logits(self.x_test, vflip), self.y_test)}
-
-
-def error_rate(logits: torch.Tensor, y: torch.Tensor) -> float:
-    return 1.0 - (logits.argmax(1) == y).float().mean().item()
-
-
-def worst_view_loss(out: torch.Tensor, out_flip: torch.Tensor, y: torch.Tensor,
-                    label_smoothing: float = 0.0) -> torch.Tensor:
-    """max(CE(original view), CE(flipped view)): the assignment's min-max objective."""
-    return torch.maximum(F.cross_entropy(out, y, label_smoothing=label_smoothing),
-                         F.cross_entropy(out_flip, y, label_smoothing=label_smoothing))
-
-
-def _train(cfg: TrainConfig, data: CifarData, device: torch.device, precision: str,
-           use_compile: bool, run_id: str, path: Path, rec: store.H5Record | None,
-           start_epoch: int, reporter: TrainReporter | None) -> TrainResult:
-    tr = Trainer(cfg, data, device, precision, use_compile)
-    history: dict[str, list[float]] = {k: [] for k in HISTORY_KEYS}
-    attrs: dict[str, Any] = {
-        "run_id": run_id, "kind": "train", "status": "running", "config": _config_json(cfg),
-        "env": environment(device), "device": runs.device_name(device), "precision": precision,
-        "compile": use_compile, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "n_train": tr.n, "realized_noise": tr.realized_noise, "epochs_done": 0,
-        "reached_train_error_epoch": None, "test_acc_views": {}, "message": "",
-    }
-    if rec is not None:
-        tr.model.load_state_dict(runs.state_dict_from(rec, device))
-        load_optimizer(tr.opt, rec, rec.attrs["optim_param_groups"], device)
-        history = {k: [float(v) for v in rec.group("history").get(k, [])] for k in HISTORY_KEYS}
-        attrs.update({k: rec.attrs[k] for k in ("started", "reached_train_error_epoch")
-                      if k in rec.attrs})
-        attrs["resumed_at"] = [*(rec.attrs.get("resumed_at") or []), start_epoch]
-    label_arrays = {"labels/train_used": tr.y_used, "labels/noise_mask": tr.mask,
-                    "labels/train_indices": tr.idx, "labels/train_true": tr.y_true}
-
-    def checkpoint(status: str) -> None:
-        arrays, groups = state_to_arrays(tr.model, tr.opt)
-        arrays.update(label_arrays)
+    def checkpoint(self, status: str, wait: bool = False) -> None:
+        """Copy the state to the host now; write the file atomically in the background."""
+        tr = self.tr
+        arrays, groups = tr.state_arrays()
+        arrays.update(self.labels)
         arrays.update({f"history/{k}": np.asarray(v, dtype=np.float64)
-                       for k, v in history.items()})
-        attrs.update(status=status, optim_param_groups=groups, epochs_done=len(history["epoch"]))
+                       for k, v in self.history.items()})
+        steps = sum(f.one_time_s for f in tr._steps.values())
+        self.attrs.update(
+            status=status, optim_param_groups=groups, epochs_done=len(self.history["epoch"]),
+            one_time={"train_s": self.earlier_one_time["train_s"] + steps,
+                      "total_s": self.earlier_one_time["total_s"] + tr.one_time_s})
         if status == "finished":
-            attrs["ended"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        store.write_h5(path, attrs, arrays)
+            self.attrs["ended"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        self.writer.submit(self.path, dict(self.attrs), arrays)
+        if wait:
+            self.writer.wait()
 
-    if reporter:
-        reporter.on_start({"run_id": run_id, "path": str(path), "device": attrs["device"],
-                           "precision": precision, "compile": use_compile, "n_train": tr.n,
-                           "realized_noise": tr.realized_noise, "start_epoch": start_epoch,
-                           "epochs": cfg.epochs, "steps_per_epoch": tr.steps_per_epoch})
-    if rec is None:
-        checkpoint("running")  # epoch 0: resumable even if the first epoch is interrupted
-    try:
-        for epoch in range(start_epoch + 1, cfg.epochs + 1):
-            row: dict[str, Any] = {"epoch": epoch, **tr.train_epoch(epoch, reporter)}
-            if not math.isfinite(row["train_loss"]):
-                msg = (f"training diverged in epoch {epoch} (train loss {row['train_loss']}); "
-                       f"the checkpoint of epoch {epoch - 1} is kept")
-                store.update_h5(path, attrs={"status": "diverged", "message": msg})
-                raise Hw0Error(f"Run '{run_id}': {msg} in {path}. Lower --lr (now {cfg.lr}) "
-                               "and train again with --force.")
-            errs = [*history["train_err"], row["train_err"]]
-            stalled = (cfg.patience is not None and len(errs) > cfg.patience
-                       and min(errs[-cfg.patience:]) > min(errs[:-cfg.patience]) - 1e-3)
-            # the full-train pass only once the running error is within 10 points of the
-            # target: it costs a third of an epoch, and eval-mode error is below the running one
-            target = cfg.until_train_error
-            row.update(tr.evaluate(test=False, train=target is not None
-                                   and row["train_err"] <= target + 0.10))
-            reached = (cfg.until_train_error is not None
-                       and row["train_eval_err"] <= cfg.until_train_error)
-            done = reached or stalled or epoch == cfg.epochs
-            if done or epoch % cfg.eval_every == 0:  # a skipped test eval is recorded as NaN
-                seconds = row["eval_seconds"]
-                row.update({k: v for k, v in tr.evaluate(test=True).items()
-                            if k != "train_eval_err"})
-                row["eval_seconds"] += seconds
-            for k in HISTORY_KEYS:
-                history[k].append(float(row[k]))
-            if reached and attrs.get("reached_train_error_epoch") is None:
-                attrs["reached_train_error_epoch"] = epoch
-            if stalled:
-                attrs["stopped_early"] = f"no train-error improvement in {cfg.patience} epochs"
-            if done:
-                if math.isnan(row["train_eval_err"]):  # final train error, always eval mode
-                    row["train_eval_err"] = tr.evaluate(test=False, train=True)["train_eval_err"]
-                    history["train_eval_err"][-1] = row["train_eval_err"]
-                attrs["test_acc_views"] = tr.view_accuracy(row["test_err"])
-            checkpoint("finished" if done else "running")
-            if reporter:
-                reporter.on_epoch(row)
-            if done:
-                break
-        else:  # nothing left to train (resumed a run whose last epoch was saved as running)
-            checkpoint("finished")
-    except KeyboardInterrupt:
-        if path.exists():
-            store.update_h5(path, attrs={"status": "interrupted"})
-        raise Hw0Error(
-            f"Interrupted. Run '{run_id}' keeps its last completed epoch in {path}; run the "
-            "same command again (or add --resume) to continue from there.", exit_code=130,
-        ) from None
-    result = _result_from_record(store.read_h5(path, prefixes=("history",)), path, "finished")
-    result.resumed_from = start_epoch
-    return result
+    def train(self, start_epoch: int) -> TrainResult:
+        cfg, tr = self.cfg, self.tr
+        if self.reporter:
+            self.reporter.on_start({
+                "run_id": self.run_id, "path": str(self.path), "device": self.attrs["device"],
+                "precision": tr.precision, "compile": tr.compile_mode is not None,
+                "compile_mode": tr.compile_mode, "n_train": tr.n,
+                "realized_noise": tr.realized_noise, "start_epoch": start_epoch,
+                "epochs": cfg.epochs, "steps_per_epoch": tr.steps_per_epoch})
+        if not self.resumed:
+            self.checkpoint("running")  # epoch 0: resumable even if epoch 1 is interrupted
+        try:
+            for epoch in range(start_epoch + 1, cfg.epochs + 1):
+                if self.epoch(epoch):
+                    break
+            else:  # nothing left to train (resumed a run whose last epoch was saved running)
+                self.checkpoint("finished")
+            self.writer.wait()
+        except KeyboardInterrupt:
+            self.writer.wait()
+            if self.path.exists():
+                store.update_h5(self.path, attrs={"status": "interrupted"})
+            raise Hw0Error(
+                f"Interrupted. Run '{self.run_id}' keeps its last completed epoch in "
+                f"{self.path}; run the same command again (or add --resume) to continue from "
+                "there.", exit_code=130) from None
+        except BaseException:
+            self.writer.wait()
+            raise
+        result = _result_from_record(store.read_h5(self.path, prefixes=("history",)),
+                                     self.path, "finished")
+        result.resumed_from = start_epoch
+        return result
+
+    def epoch(self, epoch: int) -> bool:
+        """Train and evaluate one epoch, record it, checkpoint; True when the run is done."""
+        cfg, tr, history = self.cfg, self.tr, self.history
+        row: dict[str, Any] = {"epoch": epoch, **tr.train_epoch(epoch, self.reporter)}
+        if not math.isfinite(row["train_loss"]):
+            self._diverged(epoch, row["train_loss"])
+        errs = [*history["train_err"], row["train_err"]]
+        stalled = (cfg.patience is not None and len(errs) > cfg.patience
+                   and min(errs[-cfg.patience:]) > min(errs[:-cfg.patience]) - 1e-3)
+        # the full-train pass only once the running error is within 10 points of the target:
+        # it costs a third of an epoch, and eval-mode error is below the running one
+        target = cfg.until_train_error
+        row.update(tr.evaluate(test=False, train=target is not None
+                               and row["train_err"] <= target + 0.10))
+        reached = target is not None and row["train_eval_err"] <= target
+        done = reached or stalled or epoch == cfg.epochs
+        if done or epoch % cfg.eval_every == 0:  # a skipped test eval is recorded as NaN
+            seconds = row["eval_seconds"]
+            row.update({k: v for k, v in tr.evaluate(test=True).items()
+                        if k != "train_eval_err"})
+            row["eval_seconds"] += seconds
+        for k in HISTORY_KEYS:
+            history[k].append(float(row[k]))
+        if reached and self.attrs.get("reached_train_error_epoch") is None:
+            self.attrs["reached_train_error_epoch"] = epoch
+        if stalled:
+            self.attrs["stopped_early"] = f"no train-error improvement in {cfg.patience} epochs"
+        if done:
+            if math.isnan(row["train_eval_err"]):  # final train error, always eval mode
+                row["train_eval_err"] = tr.evaluate(test=False, train=True)["train_eval_err"]
+                history["train_eval_err"][-1] = row["train_eval_err"]
+            self.attrs["test_acc_views"] = tr.view_accuracy(row["test_err"])
+        self.checkpoint("finished" if done else "running")
+        if self.reporter:
+            self.reporter.on_epoch(row)
+        return done
+
+    def _diverged(self, epoch: int, loss: float) -> None:
+        self.writer.wait()
+        msg = (f"training diverged in epoch {epoch} (train loss {loss}); the checkpoint of "
+               f"epoch {epoch - 1} is kept")
+        store.update_h5(self.path, attrs={"status": "diverged", "message": msg})
+        raise Hw0Error(f"Run '{self.run_id}': {msg} in {self.path}. Lower --lr (now "
+                       f"{self.cfg.lr}) and train again with --force.")

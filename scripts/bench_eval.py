@@ -38,7 +38,7 @@ from hw0cli.env import (
 from hw0cli.evaluate import infer, make_view, open_session
 from hw0cli.export import export_onnx_file, int8_variant
 from hw0cli.models import flops_per_image, make_cnn
-from hw0cli.train import predict_logits
+from hw0cli.trainer import predict_logits
 
 
 def timed(fn, repeats: int):

@@ -4,14 +4,17 @@
 Both run in this process, on the same device, data (CIFAR-10 from --data-dir), model (Myrtle5
 of --width) and recipe (SGD lr 0.1, batch 128, cross-entropy). The notebook loop: float32
 tensors in a TensorDataset, DataLoader(shuffle=True, num_workers=4), NCHW fp32, `loss.item()`
-and an accuracy count every step. Ours: `hw0cli.train.Trainer` with --precision/--compile as
-given (default: what `hw0 train` would pick). Timing window: --batches steps after --warmup
-steps (0 = a full epoch); --repeats windows of each, interleaved, compared by their medians.
-Prints images/s of each and the ratio, with device, precision and versions, and the compute
-ceiling: FLOPs per training image against this device's measured fp32 matmul rate.
+and an accuracy count every step. Ours: `hw0cli.trainer.Trainer` with the precision and compile
+mode `hw0 train` would use (measured by the probe when `auto`). Timing window: --batches steps
+after --warmup steps, or (--batches 0) --epochs full epochs; --repeats windows of each,
+interleaved, compared by their medians; on CUDA the windows are timed with CUDA events. Prints
+images/s of each and the ratio, with device, precision and versions; the compute ceiling (FLOPs
+per training image against this device's measured matmul rate in the precision ours trains in);
+on CUDA also the share of our window the GPU was busy (torch profiler: kernel time / wall).
 
     python scripts/bench_train.py --data-dir data --width 64 --batches 50
     python scripts/bench_train.py --data-dir data --width 4 --batches 0 --repeats 3  # epochs
+    python scripts/bench_train.py --data-dir data --width 64 --batches 0 --epochs 2  # on a GPU
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import argparse
 import json
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -28,15 +32,13 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from hw0cli.data import load_cifar10
-from hw0cli.env import (
-    device_name,
-    matmul_peak_gflops,
-    resolve_compile,
-    resolve_device,
-    resolve_precision,
-)
+from hw0cli.env import device_name, matmul_peak_gflops, resolve_device, setup_compile_cache
 from hw0cli.models import flops_per_image, make_cnn
-from hw0cli.train import Trainer, make_config
+from hw0cli.probe import choose_execution
+from hw0cli.train import make_config
+from hw0cli.trainer import Trainer
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def sync(device: torch.device) -> None:
@@ -45,7 +47,7 @@ def sync(device: torch.device) -> None:
 
 
 def notebook_loop(data, width: int, device: torch.device, batches: int, warmup: int,
-                  workers: int) -> tuple[float, int]:
+                  workers: int, epochs: int = 1) -> tuple[float, int]:
     """The course notebook's loop, as written there (fp32, DataLoader, per-step .item())."""
     torch.manual_seed(0)
     x = torch.tensor(data.train_x, dtype=torch.float32) / 255.0
@@ -56,10 +58,11 @@ def notebook_loop(data, width: int, device: torch.device, batches: int, warmup: 
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     loss_func = nn.CrossEntropyLoss()
     model.train()
-    total = len(dl) if batches == 0 else warmup + batches
+    total = epochs * len(dl) if batches == 0 else warmup + batches
     net_loss, n_correct, n_total, n_timed = 0.0, 0, 0, 0
     t0 = None
-    for i, (xb, yb) in enumerate(dl):
+    batches_iter = (b for _ in range(epochs if batches == 0 else 1) for b in dl)
+    for i, (xb, yb) in enumerate(batches_iter):
         if i == warmup:
             sync(device)
             t0 = time.perf_counter()
@@ -82,19 +85,49 @@ def notebook_loop(data, width: int, device: torch.device, batches: int, warmup: 
     return time.perf_counter() - t0, n_timed
 
 
+def timed(device: torch.device, fn: Callable[[], int]) -> tuple[float, int]:
+    """(seconds, images) of fn(), timed by CUDA events on a GPU, else by the host clock."""
+    if device.type == "cuda":
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        n = fn()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end) / 1000.0, n
+    t = time.perf_counter()
+    n = fn()
+    return time.perf_counter() - t, n
+
+
+def gpu_busy_share(fn: Callable[[], int]) -> float:
+    """Share of fn()'s wall time the GPU spent running kernels (torch profiler)."""
+    from torch.profiler import ProfilerActivity, profile
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        t = time.perf_counter()
+        fn()
+        torch.cuda.synchronize()
+        wall_us = (time.perf_counter() - t) * 1e6
+    busy_us = sum(e.self_device_time_total for e in prof.key_averages())
+    return busy_us / wall_us
+
+
 class Ours:
     """Our trainer, built and warmed up once (compile, autotuning: the one-time cost)."""
 
-    def __init__(self, data, width: int, device: torch.device, precision: str, compile_: bool,
-                 batches: int, warmup: int) -> None:
+    def __init__(self, data, width: int, device: torch.device, precision: str, compile_: str,
+                 batches: int, warmup: int, epochs: int) -> None:
         cfg = make_config("notebook", width=width, device=device.type, precision=precision,
-                          compile=compile_, train_samples=len(data.train_y))
-        self.batches, self.epoch = batches, 1
+                          compile=None if compile_ == "auto" else compile_ == "on",
+                          train_samples=len(data.train_y))
+        self.execution = choose_execution(cfg, device)
+        self.batches, self.epochs, self.epoch = batches, epochs, 1
         t = time.perf_counter()
-        self.tr = Trainer(cfg, data, device, precision, compile_)
+        self.tr = Trainer(cfg, data, device, self.execution.precision,
+                          self.execution.compile_mode)
         # warm-up (a separate epoch draw: same work per step) covering every shape the timed
-        # window will see: a full-epoch window ends with a partial batch, which torch.compile
-        # (static shapes) compiles once; that belongs to the one-time cost, not the steady state
+        # window will see: a full-epoch window ends with a partial batch, which has a graph of
+        # its own; that belongs to the one-time cost, not the steady state
         if batches == 0:
             self.tr.train_epoch(self.epoch)
         elif warmup:
@@ -102,18 +135,22 @@ class Ours:
         sync(device)
         self.one_time = time.perf_counter() - t
 
-    def window(self) -> tuple[float, int]:
-        self.epoch += 1
-        r = self.tr.train_epoch(self.epoch,
-                                max_steps=None if self.batches == 0 else self.batches)
-        return r["seconds"], r["images"]
+    def run(self) -> int:
+        images = 0
+        for _ in range(self.epochs if self.batches == 0 else 1):
+            self.epoch += 1
+            r = self.tr.train_epoch(self.epoch,
+                                    max_steps=None if self.batches == 0 else self.batches)
+            images += r["images"]
+        return images
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data-dir", type=Path, default=Path("data"))
     ap.add_argument("--width", type=int, default=64)
-    ap.add_argument("--batches", type=int, default=50, help="timed steps; 0 = a full epoch")
+    ap.add_argument("--batches", type=int, default=50, help="timed steps; 0 = full epochs")
+    ap.add_argument("--epochs", type=int, default=1, help="full epochs per window (--batches 0)")
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--precision", default="auto")
@@ -123,57 +160,69 @@ def main() -> None:
                     help="timed windows of each, interleaved; the medians are compared")
     ap.add_argument("--json", type=Path, help="also write the results here")
     a = ap.parse_args()
+    setup_compile_cache()
     device = resolve_device(a.device)
-    precision = resolve_precision(a.precision, device)
-    compile_ = resolve_compile(None if a.compile == "auto" else a.compile == "on", device)
     data = load_cifar10(a.data_dir)
-    ours = Ours(data, a.width, device, precision, compile_, a.batches, a.warmup)
+    ours = Ours(data, a.width, device, a.precision, a.compile, a.batches, a.warmup, a.epochs)
+    precision, mode = ours.execution.precision, ours.execution.compile_mode
     nb_all, our_all = [], []
     for _ in range(a.repeats):  # interleaved, so a slow spell of the machine hits both
-        s, n = notebook_loop(data, a.width, device, a.batches, a.warmup, a.workers)
+        s, n = notebook_loop(data, a.width, device, a.batches, a.warmup, a.workers, a.epochs)
         nb_all.append(n / s)
-        s, n = ours.window()
+        s, n = timed(device, ours.run)
         our_all.append(n / s)
+    busy = gpu_busy_share(ours.run) if device.type == "cuda" else None
+    report(a, device, ours, nb_all, our_all, busy, precision, mode)
+
+
+def report(a, device: torch.device, ours: Ours, nb_all: list[float], our_all: list[float],
+           busy: float | None, precision: str, mode: str | None) -> None:
     nb_ips, our_ips = float(np.median(nb_all)), float(np.median(our_all))
     # the compute budget: conv/linear FLOPs per training image against this device's own
-    # measured fp32 matmul rate (the rate the best conv kernels reach, not more)
+    # measured matmul rate in the precision ours trains in (the best conv kernels reach about
+    # that rate, not more)
     step_flops = flops_per_image(a.width, train=True)
-    peak = matmul_peak_gflops(device)
+    peak = matmul_peak_gflops(device, DTYPES[precision])
+    window = (f"{a.epochs} full epoch(s)" if a.batches == 0 else f"{a.batches} batches of 128")
     res = {
-        "device": device_name(device), "width": a.width,
-        "window": "full epoch" if a.batches == 0 else f"{a.batches} batches of 128",
+        "device": device_name(device), "width": a.width, "window": window,
         "repeats": a.repeats, "notebook_images_per_s": nb_ips, "ours_images_per_s": our_ips,
         "notebook_all": nb_all, "ours_all": our_all,
-        "ratio": our_ips / nb_ips, "ours_precision": precision, "ours_compile": compile_,
-        "ours_one_time_s": ours.one_time, "notebook_precision": "fp32",
-        "train_gflop_per_image": step_flops / 1e9, "fp32_matmul_peak_gflops": peak,
+        "ratio": our_ips / nb_ips, "ours_precision": precision, "ours_compile_mode": mode,
+        "ours_probe": ours.execution.probe, "ours_one_time_s": ours.one_time,
+        "ours_whole_step_graph": ours.tr.fullgraph, "notebook_precision": "fp32",
+        "gpu_busy_share": busy, "train_gflop_per_image": step_flops / 1e9,
+        "matmul_peak_gflops": peak, "matmul_precision": precision,
         "ceiling_images_per_s": peak * 1e9 / step_flops,
         "torch": torch.__version__, "python": platform.python_version(),
         "numpy": np.__version__, "cuda": torch.version.cuda,
     }
 
     def gf(ips: float) -> str:
-        return f"{ips * step_flops / 1e9:7.1f} GFLOP/s"
+        return f"{ips * step_flops / 1e9:9.1f} GFLOP/s"
 
     many = f" (median of {a.repeats} interleaved windows)" if a.repeats > 1 else ""
     print(f"device {res['device']} | torch {torch.__version__} | width {a.width} | "
-          f"window {res['window']}{many}")
+          f"window {window}{many}")
     print(f"notebook loop (fp32, DataLoader x{a.workers}): {nb_ips:10.1f} images/s  "
           f"{gf(nb_ips)}")
-    print(f"hw0 trainer ({precision}, compile={'on' if compile_ else 'off'}):"
-          f"{'':>8}{our_ips:10.1f} images/s  {gf(our_ips)}  (one-time warm-up "
-          f"{ours.one_time:.1f} s)")
+    print(f"hw0 trainer ({precision}, {mode or 'eager'}):{'':>11}{our_ips:10.1f} images/s  "
+          f"{gf(our_ips)}  (one-time warm-up {ours.one_time:.1f} s)")
+    if ours.execution.probe:
+        print(f"  chosen by the probe: {ours.execution.probe['images_per_s']}")
     if a.repeats > 1:
         print("  each window: notebook " + ", ".join(f"{v:.0f}" for v in nb_all)
               + " | ours " + ", ".join(f"{v:.0f}" for v in our_all))
     print(f"ratio ours / notebook: {res['ratio']:.2f}x")
+    if busy is not None:
+        print(f"GPU busy during our window: {busy:.0%} (kernel time / wall time)")
     ceiling = res["ceiling_images_per_s"]
-    print(f"compute ceiling: {step_flops / 1e9:.3f} GFLOP per training image; fp32 matmul here "
-          f"runs at {peak:.0f} GFLOP/s, i.e. ~{ceiling:.0f} images/s if every FLOP ran at that "
-          f"rate (ours: {our_ips / ceiling:.0%} of it); 2x the notebook would need "
-          f"{2 * nb_ips * step_flops / 1e9:.0f} GFLOP/s")
+    print(f"compute ceiling: {step_flops / 1e9:.3f} GFLOP per training image; {precision} "
+          f"matmul here runs at {peak:,.0f} GFLOP/s, i.e. ~{ceiling:,.0f} images/s if every "
+          f"FLOP ran at that rate (ours: {our_ips / ceiling:.0%} of it)")
     if a.json:
-        a.json.write_text(json.dumps(res, indent=1))
+        a.json.write_text(json.dumps(res, indent=1, default=str))
+
 
 if __name__ == "__main__":
     main()

@@ -93,6 +93,15 @@ def write_mnist(root: Path, n_train: int = 600, n_test: int = 200, gz: bool = Tr
     return root
 
 
+@pytest.fixture(scope="session", autouse=True)
+def hw0_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Probe results and compile caches of the tests stay out of the user's cache folder."""
+    import os
+    path = tmp_path_factory.mktemp("hw0_cache")
+    os.environ["HW0_CACHE"] = str(path)
+    return path
+
+
 @pytest.fixture(scope="session")
 def cifar_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_cifar(tmp_path_factory.mktemp("cifar"))

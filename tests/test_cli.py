@@ -45,6 +45,12 @@ def test_help_lists_commands():
     (["--train-samples", "50001"], 2, "--train-samples"),
     (["--device", "tpu"], 2, "device"),
     (["--precision", "fp8"], 2, "precision"),
+    (["--pad-mode", "wrap"], 2, "padding mode"),
+    (["--cutout", "40"], 2, "--cutout"),
+    (["--logit-scale", "0"], 2, "--logit-scale"),
+    (["--warmup", "1.5"], 2, "--warmup"),
+    (["--tta-shift", "2"], 2, "--tta"),
+    (["--compile-mode", "turbo"], 2, "compile mode"),
 ])
 def test_bad_train_options(tmp_path, args, code, msg):
     out = tmp_path / "out"

@@ -190,3 +190,19 @@ def test_eval_int8_model_is_stored_apart_and_reused(trained, cifar_root):
     third = ev.run_eval(ev.EvalConfig(**cfg, model="int8"))
     assert any("built" in n for n in third.notes)
     assert third.views["original"].accuracy == pytest.approx(acc8)
+
+
+def test_backend_auto_never_picks_the_onnxruntime_cpu_provider_beside_a_gpu(monkeypatch):
+    import onnxruntime as ort
+    monkeypatch.setattr(ev, "gpu_present", lambda: False)
+    assert ev.resolve_backend("auto", "fp32", "auto")[0] == "onnxruntime"  # CPU machine
+    monkeypatch.setattr(ev, "gpu_present", lambda: True)
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    backend, why = ev.resolve_backend("auto", "fp32", "auto")
+    assert backend == "torch" and "no GPU provider" in why
+    monkeypatch.setattr(ort, "get_available_providers",
+                        lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert ev.resolve_backend("auto", "fp32", "auto") == (
+        "onnxruntime", f"onnxruntime {ort.__version__} has the cuda provider here")
+    assert ev.resolve_backend("onnxruntime", "fp32", "auto") == ("onnxruntime", "asked for")
+    assert ev.resolve_backend("auto", "int8", "auto")[0] == "onnxruntime"  # an ONNX file

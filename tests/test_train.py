@@ -13,6 +13,7 @@ from hw0cli.train import (
     make_config,
     noisy_labels,
     parse_augment,
+    recipe_settings,
     run_id_for,
     run_train,
     validate,
@@ -89,7 +90,9 @@ def test_run_id_is_stable_and_config_derived():
 
 def test_fast_recipe_is_shorthand_with_overrides():
     cfg = make_config("fast", lr=0.05)
-    assert cfg.momentum == 0.9 and cfg.schedule == "onecycle" and cfg.lr == 0.05
+    fast = recipe_settings("fast")
+    assert cfg.momentum == fast["momentum"] and cfg.schedule == fast["schedule"]
+    assert cfg.lr == 0.05 and cfg.recipe == "fast"
     assert make_config("notebook") == TrainConfig()
 
 

@@ -1,0 +1,146 @@
+"""Measured execution choices: which precision and compile mode train fastest on this machine.
+
+`--precision auto` and `--compile-mode auto` run a short probe the first time a combination of
+device, torch version, width class and batch size is seen: a few training steps of the run's
+width and batch size on random images in each candidate, timed; the fastest wins. The figures
+are cached in `$HW0_CACHE/probe.json` and recorded in every run file (the `execution`
+attribute), so a run says what was measured and what it chose.
+
+Candidates. On a CPU: fp32 and bf16, timed eagerly (a CPU step is dominated by its
+convolutions, so eager timings rank the kernels; compiling each candidate would cost more than
+the probe saves); torch.compile's only CPU mode is `default`. On CUDA: bf16 (fp16 on GPUs
+without bf16) and fp32, in `default` and `reduce-overhead` (CUDA graphs) compile modes, timed
+compiled, since eager GPU timings measure the host rather than the kernels. The compiled
+candidates fill the compile cache, so the winner's first compile in the run itself is a hit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from hw0cli.env import cache_dir, device_name, resolve_compile, resolve_precision
+
+if TYPE_CHECKING:
+    from hw0cli.train import TrainConfig
+
+PROBE_FILE = "probe.json"
+MIN_TIMED_S = 1.0  # timed window per candidate: at least this long, at least one pass
+
+
+@dataclass(frozen=True)
+class Execution:
+    """How a run executes: its precision and torch.compile mode (None: eager), and the probe
+    figures (images/s per candidate) behind any choice that was `auto`."""
+
+    precision: str
+    compile_mode: str | None
+    probe: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def precision_candidates(device: torch.device) -> list[str]:
+    if device.type == "cuda":
+        return ["bf16" if torch.cuda.is_bf16_supported() else "fp16", "fp32"]
+    return ["fp32", "bf16"]
+
+
+def mode_candidates(device: torch.device) -> list[str]:
+    return ["default", "reduce-overhead"] if device.type == "cuda" else ["default"]
+
+
+def width_class(width: int) -> int:
+    """The power of two nearest to the width: speed ratios change slowly with it."""
+    return 2 ** round(np.log2(max(1, width)))
+
+
+def choose_execution(cfg: TrainConfig, device: torch.device) -> Execution:
+    """The run's precision and compile mode: as given, or measured (cached) where `auto`."""
+    precisions = ([resolve_precision(cfg.precision, device)] if cfg.precision != "auto"
+                  else precision_candidates(device))
+    compiled = resolve_compile(cfg.compile, device)
+    modes: list[str | None] = [None]
+    if compiled:
+        modes = list(mode_candidates(device)) if cfg.compile_mode == "auto" else [cfg.compile_mode]
+    if len(precisions) == 1 and len(modes) == 1:
+        return Execution(precisions[0], modes[0])
+    key = (f"{device_name(device)} | torch {torch.__version__} | width ~{width_class(cfg.width)}"
+           f" | batch {cfg.batch_size} | compile {'on' if compiled else 'off'}")
+    cache = _read_cache()
+    figures, cached = cache.get(key), True
+    if not isinstance(figures, dict) or not all(
+            _label(p, m) in figures for p in precisions for m in modes):
+        cached = False
+        t = time.perf_counter()
+        figures = {_label(p, m): measure(device, cfg, p, m if device.type == "cuda" else None)
+                   for p in precisions for m in modes}
+        figures["probe_seconds"] = time.perf_counter() - t
+        cache[key] = figures
+        _write_cache(cache)
+    best = max(((p, m) for p in precisions for m in modes),
+               key=lambda pm: figures[_label(*pm)])
+    probe = {"key": key, "images_per_s": {_label(p, m): figures[_label(p, m)]
+                                          for p in precisions for m in modes},
+             "cached": cached, "probe_seconds": figures.get("probe_seconds")}
+    return Execution(best[0], best[1], probe)
+
+
+def _label(precision: str, mode: str | None) -> str:
+    return f"{precision}/{mode or 'eager'}"
+
+
+def measure(device: torch.device, cfg: TrainConfig, precision: str,
+            compile_mode: str | None) -> float:
+    """Training images/s of the run's width and batch size on random images: one warm-up
+    pass of a few steps, then timed passes until MIN_TIMED_S has passed."""
+    from hw0cli.data import CIFAR_CLASSES, CifarData
+    from hw0cli.trainer import Trainer
+
+    bs = cfg.batch_size
+    n = bs * (4 if device.type == "cpu" else 10)
+    rng = np.random.default_rng(0)
+    data = CifarData(rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8),
+                     rng.integers(0, 10, n), np.zeros((1, 3, 32, 32), np.uint8),
+                     np.zeros(1, np.int64), tuple(CIFAR_CLASSES))
+    probe_cfg = replace(cfg, train_samples=n, epochs=1000, until_train_error=None,
+                        patience=None, noise=0.0, drop_last=True)
+    tr = Trainer(probe_cfg, data, device, precision, compile_mode)
+    tr.train_epoch(1)
+    images, seconds, epoch = 0, 0.0, 2
+    while seconds < MIN_TIMED_S or images == 0:
+        r = tr.train_epoch(epoch)
+        images, seconds, epoch = images + r["images"], seconds + r["seconds"], epoch + 1
+    return images / seconds
+
+
+def _cache_path() -> Path:
+    return cache_dir() / PROBE_FILE
+
+
+def _read_cache() -> dict[str, Any]:
+    try:
+        data = json.loads(_cache_path().read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write_cache(cache: dict[str, Any]) -> None:
+    """Atomically (temp file + rename); a cache that cannot be written is only a lost probe."""
+    path = _cache_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        tmp.write_text(json.dumps(cache, indent=1, sort_keys=True))
+        os.replace(tmp, path)
+    except OSError:
+        pass

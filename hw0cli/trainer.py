@@ -1,0 +1,581 @@
+"""The device-side trainer: one run's data, model and optimizer on the device, the training
+step as one compiled unit, and evaluation in fixed-size chunks.
+
+Design (after airbench): the training set lives on the device as uint8. Each epoch's random
+decisions (the permutation, flips, crop offsets, cutout squares) are drawn on the CPU from a
+generator seeded by (seed, epoch), so an epoch's randomness does not depend on what ran before
+it and a resumed run equals an uninterrupted one; they are copied into buffers allocated once.
+A training step reads everything it needs from device tensors: its batch is `perm[pos + i]`,
+its learning rate `lr_table[k]`, and it advances `pos` and `k` itself. So the step has no
+Python arguments and no host synchronization: gather, augmentation, uint8 -> float,
+forward, loss, backward, the optimizer's update (torch.optim's functional kernels), BatchNorm
+statistics and metric accumulation are one function that torch.compile captures whole
+(`fullgraph=True`; with `compile_mode="reduce-overhead"` also as one CUDA graph). A partial last
+batch is a second function of its own (static shapes: one more graph, compiled once), so every
+image is seen every epoch, as with the notebook's DataLoader. Evaluation runs one compiled
+function over fixed-size chunks, the last chunk padded, so no new graph appears after the first
+epoch whatever is evaluated.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.optim.adam import adam as adam_update
+from torch.optim.sgd import sgd as sgd_update
+
+from hw0cli.data import CifarData
+from hw0cli.errors import Hw0UsageError
+from hw0cli.models import Normalize, cnn_from_config
+
+if TYPE_CHECKING:
+    from hw0cli.train import TrainConfig
+
+AUGMENTS = ("none", "hflip", "vflip", "crop")
+PAD_MODES = ("zeros", "reflect")
+CROP_PAD = 4  # pixels of translation for `crop` (pad 4 + random 32x32 crop, the CIFAR standard)
+ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam's defaults
+
+
+def parse_augment(spec: str) -> tuple[str, ...]:
+    """'hflip+crop' -> ('hflip', 'crop'); 'none' -> ()."""
+    parts = [p.strip() for p in spec.replace(",", "+").split("+") if p.strip()]
+    bad = [p for p in parts if p not in AUGMENTS]
+    if bad or not parts:
+        raise Hw0UsageError(f"Unknown augmentation '{spec}'. Use none, or any of hflip, vflip, "
+                            "crop joined by '+' (e.g. --augment hflip+crop).")
+    return tuple(p for p in parts if p != "none")
+
+
+def whole_step_capturable() -> bool:
+    """Whether this torch's Dynamo traces `loss.backward()` (then the step is one graph)."""
+    return hasattr(torch._dynamo.config, "trace_autograd_ops")
+
+
+# ---------------------------------------------------------------------------------------------
+# pure pieces
+
+
+def vflip(x: torch.Tensor) -> torch.Tensor:
+    """Upside-down images: reverse the height axis of (N, C, H, W)."""
+    return x.flip(-2)
+
+
+def hflip(x: torch.Tensor) -> torch.Tensor:
+    """Mirror images: reverse the width axis of (N, C, H, W)."""
+    return x.flip(-1)
+
+
+@dataclass
+class EpochDraws:
+    """All random decisions of one epoch, aligned with the permutation's positions."""
+
+    perm: torch.Tensor  # (n,) int64
+    hflip: torch.Tensor | None  # (n,) bool
+    vflip: torch.Tensor | None
+    shift: torch.Tensor | None  # (n, 2) int64 crop offsets in [0, 2 * CROP_PAD]
+    cut: torch.Tensor | None = None  # (n, 2) int64 top-left corner of the cutout square
+
+
+def epoch_draws(n: int, seed: int, epoch: int, ops: tuple[str, ...], device: torch.device,
+                cutout: int = 0, size: int = 32) -> EpochDraws:
+    """One epoch's draws from a CPU generator seeded by (seed, epoch); cutout's come last, so
+    runs without cutout draw exactly what they always did."""
+    g = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    perm = torch.randperm(n, generator=g)
+    hf = torch.rand(n, generator=g) < 0.5 if "hflip" in ops else None
+    vf = torch.rand(n, generator=g) < 0.5 if "vflip" in ops else None
+    sh = torch.randint(0, 2 * CROP_PAD + 1, (n, 2), generator=g) if "crop" in ops else None
+    cut = torch.randint(0, size - cutout + 1, (n, 2), generator=g) if cutout else None
+    return EpochDraws(*(t.to(device) if t is not None else None
+                        for t in (perm, hf, vf, sh, cut)))
+
+
+def pad_source(size: int, pad: int, mode: str, device: torch.device | None = None
+               ) -> torch.Tensor:
+    """For each coordinate of a `pad`-padded axis, the source pixel (-1: zero padding)."""
+    p = torch.arange(-pad, size + pad, device=device)
+    if mode == "reflect":  # mirror without repeating the edge pixel, like F.pad(mode="reflect")
+        p = p.abs()
+        return torch.where(p > size - 1, 2 * (size - 1) - p, p)
+    return torch.where((p >= 0) & (p < size), p, -1)
+
+
+def augment_batch(x: torch.Tensor, hf: torch.Tensor | None, vf: torch.Tensor | None,
+                  shift: torch.Tensor | None, pad_mode: str = "zeros") -> torch.Tensor:
+    """Per-image flips (bool masks (B,)) and crops (offsets (B, 2) into the padded image) of x
+    (B, C, H, W); the crop pads with zeros or by reflection."""
+    if hf is not None:
+        x = torch.where(hf[:, None, None, None], hflip(x), x)
+    if vf is not None:
+        x = torch.where(vf[:, None, None, None], vflip(x), x)
+    if shift is not None:
+        b, c, h, w = x.shape
+        rows = pad_source(h, CROP_PAD, pad_mode, x.device)[shift[:, 0:1]
+                                                           + torch.arange(h, device=x.device)]
+        cols = pad_source(w, CROP_PAD, pad_mode, x.device)[shift[:, 1:2]
+                                                           + torch.arange(w, device=x.device)]
+        bidx = torch.arange(b, device=x.device)[:, None, None, None]
+        cidx = torch.arange(c, device=x.device)[None, :, None, None]
+        out = x[bidx, cidx, rows.clamp(min=0)[:, None, :, None],
+                cols.clamp(min=0)[:, None, None, :]]
+        if pad_mode == "zeros":
+            inside = (rows >= 0)[:, None, :, None] & (cols >= 0)[:, None, None, :]
+            out = out * inside.to(out.dtype)
+        x = out
+    return x
+
+
+def cutout_mask(corner: torch.Tensor, k: int, h: int = 32, w: int = 32) -> torch.Tensor:
+    """(B, 1, H, W) bool: the k x k square at each image's top-left `corner` (B, 2)."""
+    r = torch.arange(h, device=corner.device)[None, :]
+    c = torch.arange(w, device=corner.device)[None, :]
+    rin = (r >= corner[:, 0:1]) & (r < corner[:, 0:1] + k)
+    cin = (c >= corner[:, 1:2]) & (c < corner[:, 1:2] + k)
+    return (rin[:, :, None] & cin[:, None, :])[:, None]
+
+
+def to_input(xb_uint8: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, 3, 32, 32) -> float in [0, 1], channels_last (the notebook's x / 255)."""
+    return (xb_uint8.float() * (1.0 / 255.0)).contiguous(memory_format=torch.channels_last)
+
+
+def autocast(device: torch.device, precision: str) -> torch.autocast:
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
+    return torch.autocast(device_type=device.type, dtype=dtype, enabled=precision != "fp32")
+
+
+@torch.inference_mode()
+def predict_logits(model: nn.Module, x: torch.Tensor, device: torch.device, precision: str,
+                   batch_size: int = 1000, view: Callable | None = None) -> torch.Tensor:
+    """Eval-mode logits (N, 10) float32 on `device` for uint8 images x (N, 3, 32, 32)."""
+    was_training = model.training
+    model.eval()
+    out = []
+    for i in range(0, len(x), batch_size):
+        xb = x[i:i + batch_size].to(device, non_blocking=True)
+        if view is not None:
+            xb = view(xb)
+        with autocast(device, precision):
+            out.append(model(to_input(xb)).float())
+    model.train(was_training)
+    return torch.cat(out) if out else torch.empty(0, 10, device=device)
+
+
+def worst_view_loss(out: torch.Tensor, out_flip: torch.Tensor, y: torch.Tensor,
+                    label_smoothing: float = 0.0) -> torch.Tensor:
+    """max(CE(original view), CE(flipped view)): the assignment's min-max objective."""
+    return torch.maximum(F.cross_entropy(out, y, label_smoothing=label_smoothing),
+                         F.cross_entropy(out_flip, y, label_smoothing=label_smoothing))
+
+
+def error_rate(logits: torch.Tensor, y: torch.Tensor) -> float:
+    return 1.0 - (logits.argmax(1) == y).float().mean().item()
+
+
+class FirstCalls:
+    """Times the first few calls of a function (synchronized) to separate the one-time cost of
+    its first call (compile, autotune, CUDA-graph capture) from its steady cost."""
+
+    def __init__(self, fn: Callable[[], Any], device: torch.device, calls: int = 4) -> None:
+        self.fn, self.device, self.calls = fn, device, calls
+        self.times: list[float] = []
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def __call__(self, *args: Any) -> Any:
+        if len(self.times) >= self.calls:
+            return self.fn(*args)
+        self._sync()
+        t = time.perf_counter()
+        out = self.fn(*args)
+        self._sync()
+        self.times.append(time.perf_counter() - t)
+        return out
+
+    @property
+    def one_time_s(self) -> float:
+        if not self.times:
+            return 0.0
+        steady = statistics.median(self.times[1:]) if len(self.times) > 1 else 0.0
+        return max(0.0, self.times[0] - steady)
+
+
+def lr_at(step: int, total_steps: int, base_lr: float, schedule: str,
+          warmup: float = 0.25) -> float:
+    """Learning rate for optimizer step `step` (0-based) of `total_steps`.
+
+    constant: base. step: base x 0.1 after 50% and again after 75% of training.
+    cosine: base * (1 + cos(pi t)) / 2. onecycle: linear from base/10 up to base over the first
+    `warmup` fraction of steps, then linear down to 0 (the triangular schedule of fast CIFAR
+    training). triangle: the same from 0 (Page's piecewise-linear [0, 5, 24] -> [0, lr, 0]).
+    """
+    t = step / max(1, total_steps)
+    if schedule == "constant":
+        return base_lr
+    if schedule == "step":
+        return base_lr * (0.1 ** ((t >= 0.5) + (t >= 0.75)))
+    if schedule == "cosine":
+        return base_lr * 0.5 * (1.0 + math.cos(math.pi * t))
+    if schedule in ("onecycle", "triangle"):
+        start = 0.1 if schedule == "onecycle" else 0.0
+        if t < warmup:
+            return base_lr * (start + (1.0 - start) * t / warmup)
+        return base_lr * max(0.0, (1.0 - t) / (1.0 - warmup))
+    raise ValueError(schedule)
+
+
+class Trainer:
+    """Everything one run holds on the device; one epoch of training; evaluation."""
+
+    def __init__(self, cfg: TrainConfig, data: CifarData, device: torch.device, precision: str,
+                 compile_mode: str | None) -> None:
+        """`compile_mode` None trains eagerly; otherwise a torch.compile mode for the step."""
+        from hw0cli.train import noisy_labels, subset_indices
+        self.cfg, self.device, self.precision = cfg, device, precision
+        self.ops = parse_augment(cfg.augment)
+        available = len(data.train_y)
+        if cfg.train_samples > available:
+            raise Hw0UsageError(f"--train-samples {cfg.train_samples} exceeds the {available} "
+                                f"training images in {cfg.data_dir}.")
+        self.idx = subset_indices(available, cfg.train_samples, cfg.seed)
+        self.y_true = data.train_y[self.idx]
+        self.y_used, self.mask = noisy_labels(self.y_true, cfg.noise, cfg.seed)
+        self.realized_noise = float(np.mean(self.y_used != self.y_true))
+        self.n = len(self.idx)
+        self.x_train = torch.from_numpy(data.train_x[self.idx]).to(device)
+        self.y_train = torch.from_numpy(self.y_used).to(device)
+        self.x_test = torch.tensor(data.test_x, device=device)  # copies the read-only cache
+        self.y_test = torch.tensor(data.test_y, device=device)
+        bs = cfg.batch_size
+        self.sizes = [bs] * (self.n // bs) + ([] if cfg.drop_last or self.n % bs == 0
+                                              else [self.n % bs])
+        self.steps_per_epoch = len(self.sizes)
+        self.total_steps = self.steps_per_epoch * cfg.epochs
+        self._build_model(cfg, device)
+        self._build_buffers(cfg, device)
+        self.compile_mode = compile_mode
+        self.fullgraph = compile_mode is not None and whole_step_capturable() \
+            and precision != "fp16"
+        self._steps: dict[int, FirstCalls] = {}
+        # evaluation chunk: 20,000 flip-eval images in two launches on a GPU (~1.3 GB of
+        # activations per layer at c = 64); small on the CPU for cache-friendly blocks
+        self.eval_bs = min(10_000 if device.type == "cuda" else 500, len(self.y_test))
+        self._eval = FirstCalls(self._compile(self._eval_chunk), device)
+
+    def _build_model(self, cfg: TrainConfig, device: torch.device) -> None:
+        torch.manual_seed(cfg.seed)
+        model = cnn_from_config({"width": cfg.width, "batchnorm": cfg.batchnorm,
+                                 "bias": cfg.bias, "logit_scale": cfg.logit_scale,
+                                 "normalize": cfg.normalize})
+        self.model = model.to(device, memory_format=torch.channels_last)  # uncompiled handle
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        cuda = device.type == "cuda"
+        if cfg.optimizer == "sgd":
+            self.opt: torch.optim.Optimizer = torch.optim.SGD(
+                self.params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+                weight_decay=cfg.weight_decay)
+            if cfg.momentum > 0:  # zeros + grad == the buffer SGD's first step makes
+                for p in self.params:
+                    self.opt.state[p]["momentum_buffer"] = torch.zeros_like(p)
+        else:  # step counters on the device when CUDA graphs may capture the update
+            self.opt = torch.optim.Adam(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                        capturable=cuda)
+            for p in self.params:
+                self.opt.state[p].update(
+                    step=torch.zeros((), dtype=torch.float32, device=device if cuda else "cpu"),
+                    exp_avg=torch.zeros_like(p), exp_avg_sq=torch.zeros_like(p))
+        self.loss_scaling = self.precision == "fp16"  # a plain bool: torch.compile reads it
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.loss_scaling)
+        if cuda:
+            torch.backends.cudnn.benchmark = True  # autotune conv algorithms (fixed shapes)
+
+    def _build_buffers(self, cfg: TrainConfig, device: torch.device) -> None:
+        n, long = self.n, torch.int64
+        self.perm = torch.zeros(n, dtype=long, device=device)
+        self.hf = torch.zeros(n, dtype=torch.bool, device=device) if "hflip" in self.ops else None
+        self.vf = torch.zeros(n, dtype=torch.bool, device=device) if "vflip" in self.ops else None
+        self.shift = torch.zeros(n, 2, dtype=long, device=device) if "crop" in self.ops else None
+        self.cut = torch.zeros(n, 2, dtype=long, device=device) if cfg.cutout else None
+        self.pos = torch.zeros((), dtype=long, device=device)  # next position in perm
+        self.k = torch.zeros((), dtype=long, device=device)  # global optimizer step
+        lrs = [lr_at(s, self.total_steps, cfg.lr, cfg.schedule, cfg.warmup)
+               for s in range(self.total_steps + 1)]
+        self.lr_table = torch.tensor(lrs, dtype=torch.float32, device=device)
+        self.loss_sum = torch.zeros((), device=device)
+        self.correct = torch.zeros((), dtype=long, device=device)
+        norm = next((m for m in self.model.modules() if isinstance(m, Normalize)), None)
+        # cutout fills with what the network sees as 0: the mean colour when inputs are
+        # standardized (Page cuts out after normalizing), black otherwise
+        self.cut_fill = (norm.mean.to(device) if norm is not None
+                         else torch.zeros(1, 3, 1, 1, device=device))
+
+    def bind_optimizer_state(self) -> None:
+        """Re-read the optimizer's state tensors (after loading a checkpoint), and tell
+        torch.compile that every tensor the step mutates lives at a fixed address."""
+        st = [self.opt.state[p] for p in self.params]
+        self.bufs = [s.get("momentum_buffer") for s in st]
+        self.exp_avgs = [s.get("exp_avg") for s in st]
+        self.exp_avg_sqs = [s.get("exp_avg_sq") for s in st]
+        self.adam_steps = [s.get("step") for s in st]
+        if self.device.type == "cuda" and self.compile_mode is not None:
+            for t in [*self.bufs, *self.exp_avgs, *self.exp_avg_sqs, *self.adam_steps,
+                      self.perm, self.hf, self.vf, self.shift, self.cut, self.pos, self.k,
+                      self.lr_table, self.loss_sum, self.correct, self.x_train, self.y_train]:
+                if t is not None:
+                    torch._dynamo.mark_static_address(t)
+
+    # -- the step -----------------------------------------------------------------------------
+
+    def _compile(self, fn: Callable) -> Callable:
+        if self.compile_mode is None:
+            return fn
+        if self.device.type == "cpu":  # inductor's harmless "no CUDA runtime" note
+            logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+        if self.fullgraph:
+            torch._dynamo.config.trace_autograd_ops = True  # loss.backward() inside the graph
+        mode = None if self.compile_mode == "default" else self.compile_mode
+        return torch.compile(fn, fullgraph=self.fullgraph, dynamic=False, mode=mode)
+
+    def step_fn(self, size: int) -> FirstCalls:
+        """The compiled training step for batches of `size` images (built on first use)."""
+        if size not in self._steps:
+            if not hasattr(self, "bufs"):
+                self.bind_optimizer_state()
+            self._steps[size] = FirstCalls(self._compile(self._make_step(size)), self.device)
+        return self._steps[size]
+
+    def _make_step(self, size: int) -> Callable[[], None]:
+        cfg, offsets = self.cfg, torch.arange(size, device=self.device)
+
+        def step() -> None:
+            i = self.pos + offsets
+            bi = self.perm[i]
+            xb = augment_batch(self.x_train[bi], None if self.hf is None else self.hf[i],
+                               None if self.vf is None else self.vf[i],
+                               None if self.shift is None else self.shift[i], cfg.pad_mode)
+            x = to_input(xb)
+            if self.cut is not None:
+                x = torch.where(cutout_mask(self.cut[i], cfg.cutout), self.cut_fill, x)
+            yb = self.y_train[bi]
+            loss, out = self._loss(x, yb)
+            self._update(loss)
+            with torch.no_grad():
+                self.loss_sum.add_(loss.detach() * size)
+                self.correct.add_((out.argmax(1) == yb).sum())
+                self.pos.add_(size)
+                self.k.add_(1)
+
+        return step
+
+    def _loss(self, x: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        ls = self.cfg.label_smoothing
+        with autocast(self.device, self.precision):
+            if self.cfg.objective == "worst-view":
+                # one forward over [batch; its vertical flip]; minimize the larger loss
+                out, out_f = self.model(torch.cat([x, vflip(x)])).float().chunk(2)
+                return worst_view_loss(out, out_f, yb, ls), out.detach()
+            out = self.model(x).float()
+            return F.cross_entropy(out, yb, label_smoothing=ls), out.detach()
+
+    def _update(self, loss: torch.Tensor) -> None:
+        """Backward and the optimizer's update at lr_table[k], through torch.optim's functional
+        kernels (the Optimizer.step wrapper breaks torch.compile graphs on purpose)."""
+        cfg = self.cfg
+        if self.loss_scaling:  # fp16: dynamic loss scaling through the optimizer object
+            self.scaler.scale(loss).backward()
+            for g in self.opt.param_groups:
+                g["lr"] = float(self.lr_table[self.k])
+            self.scaler.step(self.opt)
+            self.scaler.update()
+            self.opt.zero_grad(set_to_none=True)
+            return
+        loss.backward()
+        with torch.no_grad():
+            lr, grads = self.lr_table[self.k], [p.grad for p in self.params]
+            if cfg.optimizer == "sgd":
+                sgd_update(self.params, grads, self.bufs, weight_decay=cfg.weight_decay,
+                           momentum=cfg.momentum, lr=lr, dampening=0.0, nesterov=cfg.nesterov,
+                           maximize=False)
+            else:
+                adam_update(self.params, grads, self.exp_avgs, self.exp_avg_sqs, [],
+                            self.adam_steps, amsgrad=False, beta1=ADAM_BETAS[0],
+                            beta2=ADAM_BETAS[1], lr=lr, weight_decay=cfg.weight_decay,
+                            eps=ADAM_EPS, maximize=False,
+                            capturable=self.device.type == "cuda")
+            for p in self.params:
+                p.grad = None
+
+    # -- an epoch -----------------------------------------------------------------------------
+
+    def load_draws(self, epoch: int) -> None:
+        cfg = self.cfg
+        d = epoch_draws(self.n, cfg.seed, epoch, self.ops, torch.device("cpu"), cfg.cutout)
+        for buf, new in ((self.perm, d.perm), (self.hf, d.hflip), (self.vf, d.vflip),
+                         (self.shift, d.shift), (self.cut, d.cut)):
+            if buf is not None:
+                buf.copy_(new, non_blocking=True)
+
+    def train_epoch(self, epoch: int, reporter: Any = None,
+                    max_steps: int | None = None) -> dict[str, float]:
+        """One pass (or its first `max_steps` steps); metrics are read once at the end."""
+        self.load_draws(epoch)
+        sizes = self.sizes[:max_steps] if max_steps is not None else self.sizes
+        progress = Progress(self, epoch, len(sizes), reporter)
+        self.model.train()
+        self.pos.zero_()
+        self.k.fill_((epoch - 1) * self.steps_per_epoch)
+        self.loss_sum.zero_()
+        self.correct.zero_()
+        t0 = time.perf_counter()
+        for s, size in enumerate(sizes):
+            self.step_fn(size)()
+            progress.after(s + 1, sum(sizes[:s + 1]) if progress.due(s + 1) else 0, t0)
+        seen = sum(sizes)
+        train_loss = self.loss_sum.item() / seen  # the epoch's one host sync
+        train_err = 1.0 - self.correct.item() / seen
+        last = (epoch - 1) * self.steps_per_epoch + len(sizes) - 1
+        return {"train_loss": train_loss, "train_err": train_err,
+                "lr": float(self.lr_table[min(last, self.total_steps)]), "images": seen,
+                "seconds": time.perf_counter() - t0}
+
+    @property
+    def one_time_s(self) -> float:
+        """First-call excess of every compiled function so far (compile, autotune, capture)."""
+        return sum(f.one_time_s for f in (*self._steps.values(), self._eval))
+
+    # -- evaluation -----------------------------------------------------------------------
+
+    def _eval_chunk(self, xb: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad(), autocast(self.device, self.precision):
+            return self.model(to_input(xb)).float()
+
+    def logits(self, x: torch.Tensor, view: Callable | None = None) -> torch.Tensor:
+        """Eval-mode logits of uint8 images x, in chunks of eval_bs through one compiled
+        function (the last chunk padded with zeros; views applied before it)."""
+        was_training = self.model.training
+        self.model.eval()
+        e = self.eval_bs
+        out = torch.empty(len(x), 10, device=self.device)
+        for i in range(0, len(x), e):
+            xb = x[i:i + e]
+            m = len(xb)
+            if view is not None:
+                xb = view(xb)
+            if m < e:
+                xb = torch.cat([xb, xb.new_zeros((e - m, *xb.shape[1:]))])
+            out[i:i + m].copy_(self._eval(xb)[:m])
+        self.model.train(was_training)
+        return out
+
+    def evaluate(self, test: bool = True, train: bool = False) -> dict[str, float]:
+        """Test loss/error (plain CE) and flip-TTA error when `test`; the full-train error
+        (eval mode, on the labels trained on) when `train`; NaN for what was not asked."""
+        t1 = time.perf_counter()
+        res = {"test_loss": math.nan, "test_err": math.nan, "test_err_tta": math.nan,
+               "train_eval_err": math.nan}
+        if test:
+            logits = self.logits(self.x_test)
+            res["test_loss"] = F.cross_entropy(logits, self.y_test).item()
+            res["test_err"] = error_rate(logits, self.y_test)
+            if self.cfg.tta:
+                res["test_err_tta"] = error_rate(self.tta_logits(logits), self.y_test)
+        if train:
+            res["train_eval_err"] = error_rate(self.logits(self.x_train), self.y_train)
+        res["eval_seconds"] = time.perf_counter() - t1
+        return res
+
+    def tta_logits(self, plain: torch.Tensor) -> torch.Tensor:
+        """Summed logits of the test images and their mirrors; with tta_shift s > 0 also of
+        both translated by (s, s) and (-s, -s) (reflect padding), each with its mirror."""
+        total = plain + self.logits(self.x_test, hflip)
+        s = self.cfg.tta_shift
+        for d in ((s, s), (-s, -s)) if s else ():
+            moved = translate(self.x_test, d)
+            total = total + self.logits(moved) + self.logits(moved, hflip)
+        return total
+
+    def view_accuracy(self, test_err: float) -> dict[str, float]:
+        return {"original": 1.0 - test_err,
+                "vflip": 1.0 - error_rate(self.logits(self.x_test, vflip), self.y_test)}
+
+    # -- state <-> arrays ---------------------------------------------------------------------
+
+    def state_arrays(self) -> tuple[dict[str, np.ndarray], list]:
+        """Host copies of the weights and optimizer state (one device -> host transfer)."""
+        # copy=True: on the CPU .cpu() would alias the live tensors, which the next epoch
+        # changes while the background writer is still reading them
+        arrays = {f"weights/{k}": v.detach().to("cpu", copy=True).numpy()
+                  for k, v in self.model.state_dict().items()}
+        sd = self.opt.state_dict()
+        for idx, st in sd["state"].items():
+            for k, v in st.items():
+                arrays[f"optim/state/{idx}/{k}"] = (v.detach().to("cpu", copy=True).numpy()
+                                                    if torch.is_tensor(v) else np.asarray(v))
+        return arrays, sd["param_groups"]
+
+    def load_state(self, weights: dict[str, torch.Tensor], optim: dict[str, np.ndarray],
+                   groups: list) -> None:
+        """Weights and optimizer state from a checkpoint, into the tensors the step uses."""
+        self.model.load_state_dict(weights)
+        state: dict[int, dict[str, Any]] = {}
+        for name, arr in optim.items():
+            idx, key = name.split("/")
+            state.setdefault(int(idx), {})[key] = torch.from_numpy(np.array(arr))
+        self.opt.load_state_dict({"state": state, "param_groups": groups})
+        self.bind_optimizer_state()
+
+
+def translate(x: torch.Tensor, d: tuple[int, int]) -> torch.Tensor:
+    """Images moved by d = (rows, cols) pixels, the uncovered border filled by reflection."""
+    p = max(abs(d[0]), abs(d[1]))
+    padded = F.pad(x.float(), (p, p, p, p), mode="reflect").to(x.dtype)
+    h, w = x.shape[-2:]
+    return padded[..., p - d[0]:p - d[0] + h, p - d[1]:p - d[1] + w]
+
+
+class Progress:
+    """A few progress reads per epoch for a display; on CUDA through a pinned host copy that is
+    read only once its copy has finished, so the stream never waits for the display."""
+
+    def __init__(self, tr: Trainer, epoch: int, steps: int, reporter: Any) -> None:
+        self.tr, self.epoch, self.steps, self.reporter = tr, epoch, steps, reporter
+        self.every = max(1, steps // 25)
+        self.cuda = tr.device.type == "cuda"
+        self.pending: tuple[Any, torch.Tensor, int, int] | None = None
+
+    def due(self, s: int) -> bool:
+        return self.reporter is not None and s % self.every == 0
+
+    def after(self, s: int, seen: int, t0: float) -> None:
+        if not self.due(s):
+            return
+        vals = torch.stack([self.tr.loss_sum, self.tr.correct.float()])
+        if not self.cuda:
+            self._show(s, seen, vals, t0)
+            return
+        if self.pending is not None and self.pending[0].query():
+            _, host, ps, pseen = self.pending
+            self._show(ps, pseen, host, t0)
+        host = torch.empty(2, pin_memory=True)
+        host.copy_(vals, non_blocking=True)
+        ev = torch.cuda.Event()
+        ev.record()
+        self.pending = (ev, host, s, seen)
+
+    def _show(self, s: int, seen: int, vals: torch.Tensor, t0: float) -> None:
+        loss, correct = (float(v) for v in vals)
+        self.reporter.on_step(self.epoch, s, self.steps, loss / seen, correct / seen,
+                              seen / max(1e-9, time.perf_counter() - t0))

@@ -1,0 +1,260 @@
+"""The device-side trainer: the whole step as one compiled graph, static shapes, checkpoints
+that survive SIGKILL, and the pieces of Page's recipe (cutout, reflect crops, normalization)."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch._dynamo.utils import counters
+
+from hw0cli import runs, store
+from hw0cli.data import load_cifar10
+from hw0cli.errors import Hw0Error
+from hw0cli.models import CIFAR_MEAN, CIFAR_STD, make_cnn
+from hw0cli.train import make_config, run_id_for, run_train
+from hw0cli.trainer import (
+    Trainer,
+    augment_batch,
+    cutout_mask,
+    epoch_draws,
+    lr_at,
+    pad_source,
+    to_input,
+    whole_step_capturable,
+)
+from tests.conftest import tiny_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def compiled_trainer(cifar_root, tmp_path, recipe="notebook", **overrides) -> Trainer:
+    cfg = make_config(recipe, **{**dict(width=4, epochs=3, batch_size=64, train_samples=500,
+                                        data_dir=cifar_root, out=tmp_path, device="cpu",
+                                        precision="fp32"), **overrides})
+    return Trainer(cfg, load_cifar10(cifar_root), torch.device("cpu"), "fp32", "default")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recipe,extra", [("notebook", {}), ("fast", {}),
+                                          ("notebook", {"objective": "worst-view"}),
+                                          ("page", {"optimizer": "adam", "lr": 1e-3})])
+def test_whole_step_is_one_graph(cifar_root, tmp_path, recipe, extra):
+    """fullgraph=True: a graph break anywhere in the step (gather, augmentation, forward, loss,
+    backward, optimizer, metrics) raises instead of splitting the step."""
+    assert whole_step_capturable()
+    tr = compiled_trainer(cifar_root, tmp_path, recipe, **extra)
+    assert tr.fullgraph
+    torch._dynamo.reset()
+    counters.clear()
+    before = [p.detach().clone() for p in tr.params]
+    tr.train_epoch(1, max_steps=2)
+    assert counters["stats"]["unique_graphs"] == 1  # one graph for the whole step
+    assert all(not torch.equal(a, p) for a, p in zip(before, tr.params, strict=True))
+    assert all(p.grad is None for p in tr.params)
+    assert int(tr.k) == 2 and int(tr.pos) == 2 * tr.cfg.batch_size
+
+
+class GraphCounts:
+    """Records torch.compile's unique-graph count after every epoch of a run."""
+
+    def __init__(self) -> None:
+        self.after: list[int] = []
+
+    def on_start(self, info: dict) -> None:
+        pass
+
+    def on_step(self, *args: object) -> None:
+        pass
+
+    def on_epoch(self, row: dict) -> None:
+        self.after.append(counters["stats"]["unique_graphs"])
+
+
+@pytest.mark.slow
+def test_no_new_graph_after_the_first_epoch(cifar_root, tmp_path):
+    """500 images in batches of 64: seven full steps and a remainder of 52 (its own graph);
+    a test evaluation with flip TTA every epoch, the full-train and upside-down evaluations
+    at the end: all compiled in epoch 1, nothing new later."""
+    cfg = tiny_config(cifar_root, tmp_path, batch_size=64, compile=True, compile_mode="default",
+                      tta=True, until_train_error=0.0)
+    torch._dynamo.reset()
+    counters.clear()
+    seen = GraphCounts()
+    res = run_train(cfg, reporter=seen)
+    assert res.epochs_done == 3 and len(seen.after) == 3
+    assert seen.after[0] == 3  # full step, remainder step, evaluation chunk
+    assert seen.after[-1] == seen.after[0]
+    ex = store.read_h5(res.path, attrs_only=True).attrs["execution"]
+    assert ex["compile_mode"] == "default" and ex["whole_step_graph"] is True
+    assert res.one_time_s > 0
+
+
+@pytest.mark.slow
+def test_compiled_resume_equals_uninterrupted(cifar_root, tmp_path):
+    from tests.conftest import InterruptAt
+
+    kw = dict(batch_size=64, compile=True, compile_mode="default", momentum=0.9,
+              augment="hflip+crop", cutout=4, pad_mode="reflect")
+    full = run_train(tiny_config(cifar_root, tmp_path / "a", **kw))
+    cfg_b = tiny_config(cifar_root, tmp_path / "b", **kw)
+    with pytest.raises(Hw0Error, match="Interrupted"):
+        run_train(cfg_b, reporter=InterruptAt(1))
+    resumed = run_train(cfg_b)
+    assert resumed.epochs_done == 3 and resumed.resumed_from == 1
+    wa = store.read_h5(full.path).group("weights")
+    wb = store.read_h5(resumed.path).group("weights")
+    for k in wa:
+        np.testing.assert_array_equal(wa[k], wb[k], err_msg=k)
+
+
+KILLED_CHILD = """
+import sys, time
+from pathlib import Path
+from hw0cli import store
+flag = Path(sys.argv[3])
+real_fill = store._fill
+def slow_fill(f, attrs, arrays):  # the epoch-1 checkpoint write stalls half-way
+    real_fill(f, attrs, arrays)
+    if attrs.get("epochs_done") == 1:
+        flag.write_text("writing")
+        time.sleep(120)
+store._fill = slow_fill
+from hw0cli.train import run_train
+from tests.conftest import tiny_config
+run_train(tiny_config(Path(sys.argv[1]), Path(sys.argv[2]), epochs=3))
+"""
+
+
+def test_sigkill_during_a_checkpoint_write_leaves_a_resumable_file(cifar_root, tmp_path):
+    flag = tmp_path / "writing"
+    child = subprocess.Popen([sys.executable, "-c", KILLED_CHILD, str(cifar_root),
+                              str(tmp_path / "killed"), str(flag)], cwd=ROOT,
+                             env={**os.environ, "PYTHONPATH": str(ROOT)})
+    deadline = time.time() + 120
+    while not flag.exists() and child.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert flag.exists(), "the child never reached its epoch-1 checkpoint"
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    cfg = tiny_config(cifar_root, tmp_path / "killed", epochs=3)
+    path = runs.run_path(cfg.out, run_id_for(cfg))
+    assert list(path.parent.glob(f".{path.name}.tmp*")), "the kill did not land mid-write"
+    rec = store.read_h5(path)  # the previous complete checkpoint: epoch 0
+    assert rec.attrs["status"] == "running" and rec.attrs["epochs_done"] == 0
+    resumed = run_train(cfg)
+    assert resumed.status == "finished" and resumed.epochs_done == 3
+    assert not list(path.parent.glob(f".{path.name}.tmp*"))  # the stale half-file is gone
+    full = run_train(tiny_config(cifar_root, tmp_path / "full", epochs=3))
+    wa, wb = (store.read_h5(r.path).group("weights") for r in (full, resumed))
+    for k in wa:
+        np.testing.assert_array_equal(wa[k], wb[k], err_msg=k)
+
+
+def test_background_writer_reports_a_failed_write(tmp_path):
+    w = store.BackgroundWriter()
+    (tmp_path / "a_file").write_text("not a folder")
+    w.submit(tmp_path / "a_file" / "x.h5", {"a": 1}, {"d": np.zeros(3)})
+    with pytest.raises(Hw0Error, match="Cannot create output folder"):
+        w.wait()
+    w.wait()  # reported once
+    w.submit(tmp_path / "ok.h5", {"a": 1}, {"d": np.arange(3)})
+    w.wait()
+    assert store.read_h5(tmp_path / "ok.h5").arrays["d"].tolist() == [0, 1, 2]
+
+
+# ---- Page's ingredients ----------------------------------------------------------------------
+
+def test_cutout_masks_one_square_per_image_from_the_seed():
+    d = epoch_draws(64, seed=3, epoch=2, ops=(), device=torch.device("cpu"), cutout=8)
+    again = epoch_draws(64, seed=3, epoch=2, ops=(), device=torch.device("cpu"), cutout=8)
+    assert torch.equal(d.cut, again.cut)  # fixed by (seed, epoch)
+    assert not torch.equal(d.cut, epoch_draws(64, 4, 2, (), torch.device("cpu"), 8).cut)
+    m = cutout_mask(d.cut, 8)[:, 0]
+    assert m.shape == (64, 32, 32) and (m.sum((1, 2)) == 64).all()  # exactly k x k each
+    for i in range(64):
+        rows, cols = np.nonzero(m[i].numpy())
+        assert rows.max() - rows.min() == 7 and cols.max() - cols.min() == 7  # one square
+        assert (rows.min(), cols.min()) == tuple(d.cut[i].tolist())
+    assert d.cut.min() >= 0 and d.cut.max() <= 24  # inside the image, as Page draws it
+    # with no cutout the earlier draws are unchanged (runs keep their randomness)
+    plain = epoch_draws(64, 3, 2, ("hflip", "crop"), torch.device("cpu"))
+    with_cut = epoch_draws(64, 3, 2, ("hflip", "crop"), torch.device("cpu"), cutout=8)
+    assert torch.equal(plain.perm, with_cut.perm) and torch.equal(plain.shift, with_cut.shift)
+
+
+def test_reflect_crop_matches_numpy_pad():
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (5, 3, 32, 32), dtype=np.uint8)
+    shift = rng.integers(0, 9, (5, 2))
+    got = augment_batch(torch.from_numpy(x), None, None, torch.from_numpy(shift), "reflect")
+    padded = np.pad(x, ((0, 0), (0, 0), (4, 4), (4, 4)), mode="reflect")
+    for i, (r, c) in enumerate(shift):
+        np.testing.assert_array_equal(got[i].numpy(), padded[i, :, r:r + 32, c:c + 32])
+    zeros = augment_batch(torch.from_numpy(x), None, None, torch.from_numpy(shift), "zeros")
+    padded0 = np.pad(x, ((0, 0), (0, 0), (4, 4), (4, 4)))
+    for i, (r, c) in enumerate(shift):
+        np.testing.assert_array_equal(zeros[i].numpy(), padded0[i, :, r:r + 32, c:c + 32])
+    assert pad_source(4, 2, "reflect").tolist() == [2, 1, 0, 1, 2, 3, 2, 1]
+
+
+def test_normalization_matches_numpy_reference():
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 256, (4, 3, 32, 32), dtype=np.uint8)
+    model = make_cnn(4, normalize=True)
+    got = model.normalize(to_input(torch.from_numpy(x))).numpy()
+    want = (x / 255.0 - np.array(CIFAR_MEAN)[:, None, None]) / np.array(CIFAR_STD)[:, None, None]
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    assert "normalize.mean" not in model.state_dict()  # constants, not saved weights
+
+
+def test_triangle_schedule_is_pages_piecewise_linear():
+    lrs = [lr_at(s, 240, 0.4, "triangle", warmup=5 / 24) for s in range(241)]
+    assert lrs[0] == 0.0 and lrs[50] == pytest.approx(0.4) and lrs[240] == 0.0
+    assert lrs[25] == pytest.approx(0.2) and lrs[145] == pytest.approx(0.2)
+
+
+def test_page_model_exports_and_matches_torch(cifar_root, tmp_path):
+    from hw0cli.export import ensure_onnx
+
+    cfg = tiny_config(cifar_root, tmp_path, epochs=1, **{
+        k: v for k, v in make_config("page").__dict__.items()
+        if k in ("bias", "logit_scale", "normalize", "cutout", "pad_mode", "augment")})
+    res = run_train(cfg)
+    model, _ = runs.load_model(res.path)
+    assert model.logit_scale.factor == 0.125 and getattr(model, "0").bias is None
+    _, diff, reused = ensure_onnx(res.path)
+    assert not reused and diff < 1e-4
+
+
+def test_notebook_run_ids_and_old_files_unchanged(cifar_root, tmp_path):
+    """The run id of a course-recipe run is the hash of the original 19 fields; a run file
+    without the newer config keys (as older hw0 wrote them) loads and is reported finished."""
+    import hashlib
+    import json
+    cfg = tiny_config(cifar_root, tmp_path, epochs=1)
+    legacy = ("width", "noise", "epochs", "batch_size", "lr", "momentum", "nesterov",
+              "weight_decay", "optimizer", "schedule", "augment", "label_smoothing",
+              "objective", "tta", "train_samples", "batchnorm", "seed", "until_train_error",
+              "patience")
+    digest = hashlib.sha256(json.dumps({k: getattr(cfg, k) for k in legacy},
+                                       sort_keys=True).encode()).hexdigest()[:8]
+    assert run_id_for(cfg) == f"c4-p0-e1-s0-{digest}"
+    assert run_id_for(make_config("page", width=4)) != run_id_for(make_config(width=4))
+    res = run_train(cfg)
+    rec = store.read_h5(res.path)
+    old_config = {k: v for k, v in rec.attrs["config"].items()
+                  if k in (*legacy, "eval_every", "recipe", "device", "precision", "compile",
+                           "compile_mode", "data_dir", "out", "run_id", "resume", "force")}
+    store.update_h5(res.path, attrs={"config": old_config}, delete=("execution",))
+    assert run_train(cfg).status == "skipped"
+    model, _ = runs.load_model(res.path)
+    x = torch.from_numpy(np.array(load_cifar10(cifar_root).test_x[:8]))
+    assert torch.equal(model(to_input(x)).argmax(1), model(x.float() / 255).argmax(1))
+    assert F.softmax(model(to_input(x)), 1).shape == (8, 10)
