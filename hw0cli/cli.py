@@ -263,6 +263,9 @@ def train(
     tta_shift: Annotated[int | None, typer.Option(
         help="With --tta, also average over images moved by +-this many pixels "
         "[default: 0]")] = None,
+    ema: Annotated[float | None, typer.Option(
+        help="Evaluate a moving average of the weights with this decay per step; 0 = off "
+        "[default: 0]")] = None,
     recipe: Annotated[str, typer.Option(help="notebook (course recipe) | fast | page (see "
                                         "README); explicit options override it")] = "notebook",
     device: Annotated[str, typer.Option(help="auto | cuda | cpu")] = "auto",
@@ -294,7 +297,7 @@ def train(
         batchnorm=False if no_batchnorm else None, seed=seed,
         until_train_error=until_train_error, patience=patience, eval_every=eval_every,
         warmup=warmup, drop_last=drop_last, pad_mode=pad_mode, cutout=cutout,
-        normalize=normalize, bias=bias, logit_scale=logit_scale, tta_shift=tta_shift,
+        normalize=normalize, bias=bias, logit_scale=logit_scale, tta_shift=tta_shift, ema=ema,
         device=device, precision=precision, compile_mode=compile_mode,
         compile=compile, data_dir=data_dir or _default_data(), out=out or _default_out(),
         run_id=run_id, resume=resume, force=force)

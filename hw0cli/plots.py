@@ -184,3 +184,17 @@ def training_curves(history: dict[str, np.ndarray], path: Path, title: str) -> P
     ax.legend()
     ax.grid(alpha=0.3)
     return save(fig, path)
+
+
+def recipe_curves(histories: dict[str, dict[str, np.ndarray]], path: Path) -> Path:
+    """Test error (%) per epoch of several runs in one figure, one line per run."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for label, h in histories.items():
+        ok = ~np.isnan(h["test_err"])
+        ax.plot(h["epoch"][ok], 100 * h["test_err"][ok], "o-", ms=3, label=label)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("test error (%)")
+    ax.set_title("Recipes side by side")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    return save(fig, path)

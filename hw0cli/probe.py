@@ -75,21 +75,20 @@ def choose_execution(cfg: TrainConfig, device: torch.device) -> Execution:
         return Execution(precisions[0], modes[0])
     key = (f"{device_name(device)} | torch {torch.__version__} | width ~{width_class(cfg.width)}"
            f" | batch {cfg.batch_size} | compile {'on' if compiled else 'off'}")
+    timed = {(p, m): (p, m if device.type == "cuda" else None)  # what each candidate times
+             for p in precisions for m in modes}
+    labels = {pm: _label(*t) for pm, t in timed.items()}
     cache = _read_cache()
     figures, cached = cache.get(key), True
-    if not isinstance(figures, dict) or not all(
-            _label(p, m) in figures for p in precisions for m in modes):
+    if not isinstance(figures, dict) or not all(lb in figures for lb in labels.values()):
         cached = False
         t = time.perf_counter()
-        figures = {_label(p, m): measure(device, cfg, p, m if device.type == "cuda" else None)
-                   for p in precisions for m in modes}
+        figures = {labels[pm]: measure(device, cfg, *timed[pm]) for pm in timed}
         figures["probe_seconds"] = time.perf_counter() - t
         cache[key] = figures
         _write_cache(cache)
-    best = max(((p, m) for p in precisions for m in modes),
-               key=lambda pm: figures[_label(*pm)])
-    probe = {"key": key, "images_per_s": {_label(p, m): figures[_label(p, m)]
-                                          for p in precisions for m in modes},
+    best = max(timed, key=lambda pm: figures[labels[pm]])
+    probe = {"key": key, "images_per_s": {lb: figures[lb] for lb in labels.values()},
              "cached": cached, "probe_seconds": figures.get("probe_seconds")}
     return Execution(best[0], best[1], probe)
 

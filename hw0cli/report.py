@@ -109,6 +109,18 @@ def _is_robust(r: runs.RunSummary) -> bool:
 # sections
 
 
+def _steady_seconds(r: runs.RunSummary, attrs: dict[str, Any]) -> float:
+    """Training seconds without the one-time cost (compile, autotune, capture) where the run
+    file measured it."""
+    one = attrs.get("one_time")
+    return r.seconds - float(one.get("train_s", 0.0)) if isinstance(one, dict) else r.seconds
+
+
+def _last_finite(values: np.ndarray) -> float | None:
+    ok = values[~np.isnan(values)]
+    return float(ok[-1]) if len(ok) else None
+
+
 def warmup_section(all_runs: list[runs.RunSummary], figdir: Path) -> Section:
     sec = Section("Warm-up: Myrtle5 on CIFAR-10")
     main = [r for r in all_runs if r.status == "finished" and not _is_grid(r)
@@ -118,35 +130,56 @@ def warmup_section(all_runs: list[runs.RunSummary], figdir: Path) -> Section:
         sec.text("No finished training run yet. Produce one with `hw0 train` (the course "
                  "recipe at width 64), or `hw0 train --width 4 --epochs 20` on a CPU.")
         return sec
-    main = sorted(main, key=lambda r: (r.config.get("width", 0), r.ended))[-4:]
-    rows = []
+    latest: dict[tuple, runs.RunSummary] = {}  # the latest run of each recipe and width
+    for r in sorted(main, key=lambda r: r.ended):
+        latest[(r.config.get("recipe", "notebook"), r.config.get("width", 0),
+                r.epochs_done)] = r
+    main = sorted(latest.values(), key=lambda r: (r.config.get("width", 0),
+                                                  r.config.get("recipe", "notebook")))[-6:]
+    rows, histories = [], {}
     for r in main:
         c = r.config
-        n_train = c.get("train_samples", 50000)
-        ips = n_train * r.epochs_done / r.seconds if r.seconds else float("nan")
-        rec = store.read_h5(r.path, attrs_only=True)
+        rec = store.read_h5(r.path, prefixes=("history/",))
+        h = rec.group("history")
+        secs = _steady_seconds(r, rec.attrs)
+        ips = c.get("train_samples", 50000) * r.epochs_done / secs if secs else float("nan")
         dev = str(rec.attrs.get("device", "?")).split(":")[0].replace("NVIDIA ", "")
+        tta = _last_finite(h["test_err_tta"]) if "test_err_tta" in h else None
         rows.append([r.run_id, str(c.get("width")), c.get("recipe", "notebook"),
-                     str(r.epochs_done), pct(1 - r.test_err), pct(r.train_err),
-                     f"{r.seconds:.0f}", f"{ips:,.0f}", f"{dev}, {rec.attrs.get('precision')}"])
+                     str(r.epochs_done), pct(1 - r.test_err),
+                     pct(None if tta is None else 1 - tta), pct(r.train_err),
+                     f"{secs:.0f}", f"{ips:,.0f}", f"{dev}, {rec.attrs.get('precision')}"])
+        histories[f"{c.get('recipe', 'notebook')}, c = {c.get('width')}, "
+                  f"{r.epochs_done} epochs"] = h
     sec.text("Each run trains the course's Myrtle5 CNN (conv widths c, 2c, 4c, 8c with "
-             "BatchNorm and ReLU, max-pools, a linear head). Time is training time (evaluation "
-             "excluded); images/s counts training images.")
-    sec.add_table(["run", "width", "recipe", "epochs", "test acc", "train err", "train s",
-                   "images/s", "device"], rows)
+             "BatchNorm and ReLU, max-pools, a linear head); the latest run of each recipe and "
+             "width is shown. Time is steady training time (evaluation and the one-time "
+             "compile excluded); images/s counts training images; TTA is the flip test-time "
+             "average where the run measured it.")
+    sec.add_table(["run", "width", "recipe", "epochs", "test acc", "TTA acc", "train err",
+                   "train s", "images/s", "device"], rows)
+    if len({r.config.get("recipe", "notebook") for r in main}) > 1:
+        sec.figure(plots.recipe_curves(histories, figdir / "recipes_compared.png"),
+                   "Test error per epoch of each recipe shown in the table.")
     for r in main:
         h = store.read_h5(r.path, prefixes=("history/",)).group("history")
         png = plots.training_curves(h, figdir / f"curves_{r.run_id}.png",
                                     f"Run {r.run_id} (width {r.config.get('width')})")
         sec.figure(png, f"Training curves of {r.run_id}: train error (running, per epoch) "
                         "and test error.")
-        c = r.config
-        sec.text(f"Recipe of {r.run_id}: optimizer {c.get('optimizer')}, lr {c.get('lr')}, "
-                 f"momentum {c.get('momentum')}, batch {c.get('batch_size')}, schedule "
-                 f"{c.get('schedule')}, augmentation {c.get('augment')}, label smoothing "
-                 f"{c.get('label_smoothing')}, {r.epochs_done} epochs on "
-                 f"{c.get('train_samples')} images.")
+        sec.text(f"Recipe of {r.run_id}: " + _recipe_text(r.config, r.epochs_done))
     return sec
+
+
+def _recipe_text(c: dict[str, Any], epochs: int) -> str:
+    extra = [f"{k.replace('_', ' ')} {c[k]}" for k in ("cutout", "pad_mode", "normalize",
+                                                       "bias", "logit_scale", "warmup")
+             if k in c and c[k] != TrainConfig.__dataclass_fields__[k].default]
+    return (f"{c.get('recipe', 'notebook')}: optimizer {c.get('optimizer')}, lr {c.get('lr')}, "
+            f"momentum {c.get('momentum')}, batch {c.get('batch_size')}, schedule "
+            f"{c.get('schedule')}, augmentation {c.get('augment')}, label smoothing "
+            f"{c.get('label_smoothing')}{', ' if extra else ''}{', '.join(extra)}, {epochs} "
+            f"epochs on {c.get('train_samples')} images.")
 
 
 def problem1_section(all_runs: list[runs.RunSummary], figdir: Path) -> Section:

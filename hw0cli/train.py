@@ -59,7 +59,7 @@ SCIENCE_FIELDS = (
     "optimizer", "schedule", "augment", "label_smoothing", "objective", "tta", "train_samples",
     "batchnorm", "seed", "until_train_error", "patience",
     "warmup", "drop_last", "pad_mode", "cutout", "normalize", "bias", "logit_scale",
-    "tta_shift",
+    "tta_shift", "ema",
 )
 # Fields added after run ids were first handed out: they enter the id only when they differ
 # from their default, so every earlier run keeps its id.
@@ -97,6 +97,7 @@ class TrainConfig:
     bias: bool = True  # conv and linear biases (a bias before BatchNorm is dead weight)
     logit_scale: float = 1.0  # multiply the logits by this (Page: 0.125)
     tta_shift: int = 0  # TTA also over images moved by +-this many pixels (needs --tta)
+    ema: float = 0.0  # decay per step of an average of the weights that is evaluated; 0 = off
     eval_every: int = 1  # test-set evaluation every N epochs (always after the last)
     recipe: str = "notebook"  # the named defaults these settings came from (informative)
     # -- execution: how, not what (not part of the run id) --
@@ -209,6 +210,8 @@ def validate(cfg: TrainConfig) -> None:
           f"{cfg.cutout}).")
     check(cfg.logit_scale > 0 and math.isfinite(cfg.logit_scale),
           f"--logit-scale must be positive (got {cfg.logit_scale}).")
+    check(cfg.ema == 0.0 or 0.5 <= cfg.ema < 1.0, f"--ema is a decay per step in [0.5, 1), "
+          f"or 0 for off (got {cfg.ema}); 0.99 averages about the last 100 steps.")
     check(0 <= cfg.tta_shift <= 8, f"--tta-shift must be 0 to 8 pixels (got {cfg.tta_shift}).")
     check(cfg.tta_shift == 0 or cfg.tta, "--tta-shift adds views to the flip TTA: add --tta.")
     check(not cfg.drop_last or cfg.batch_size <= cfg.train_samples // 1,
@@ -405,8 +408,11 @@ class _Run:
                        "labels/train_indices": tr.idx, "labels/train_true": tr.y_true}
 
     def _load(self, rec: store.H5Record, device: torch.device) -> None:
+        train_w = rec.group("train_weights")
         self.tr.load_state(runs.state_dict_from(rec, device), rec.group("optim/state"),
-                           rec.attrs["optim_param_groups"])
+                           rec.attrs["optim_param_groups"],
+                           {k: torch.from_numpy(np.array(v)).to(device)
+                            for k, v in train_w.items()} or None)
         self.history = {k: [float(v) for v in rec.group("history").get(k, [])]
                         for k in HISTORY_KEYS}
         a = rec.attrs

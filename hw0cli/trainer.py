@@ -19,6 +19,7 @@ epoch whatever is evaluated.
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import statistics
@@ -282,6 +283,10 @@ class Trainer:
                                  "normalize": cfg.normalize})
         self.model = model.to(device, memory_format=torch.channels_last)  # uncompiled handle
         self.params = [p for p in self.model.parameters() if p.requires_grad]
+        # with --ema, an exponential moving average of the weights (BatchNorm statistics
+        # copied) is the model that is evaluated, exported and stored under weights/
+        self.ema_model = copy.deepcopy(self.model).requires_grad_(False) if cfg.ema else None
+        self.eval_model = self.ema_model or self.model
         cuda = device.type == "cuda"
         if cfg.optimizer == "sgd":
             self.opt: torch.optim.Optimizer = torch.optim.SGD(
@@ -373,6 +378,8 @@ class Trainer:
             loss, out = self._loss(x, yb)
             self._update(loss)
             with torch.no_grad():
+                if self.ema_model is not None:
+                    self._ema_update()
                 self.loss_sum.add_(loss.detach() * size)
                 self.correct.add_((out.argmax(1) == yb).sum())
                 self.pos.add_(size)
@@ -405,18 +412,34 @@ class Trainer:
         loss.backward()
         with torch.no_grad():
             lr, grads = self.lr_table[self.k], [p.grad for p in self.params]
+            if cfg.weight_decay:
+                # the L2 term added here, as torch.optim does (grad + wd * param): inductor
+                # (torch 2.14, CPU) miscompiles the single-tensor kernels' own weight-decay add
+                # inside a whole-step graph; tests compare the compiled step with eager
+                grads = torch._foreach_add(grads, self.params, alpha=cfg.weight_decay)
             if cfg.optimizer == "sgd":
-                sgd_update(self.params, grads, self.bufs, weight_decay=cfg.weight_decay,
+                sgd_update(self.params, grads, self.bufs, weight_decay=0.0,
                            momentum=cfg.momentum, lr=lr, dampening=0.0, nesterov=cfg.nesterov,
                            maximize=False)
             else:
                 adam_update(self.params, grads, self.exp_avgs, self.exp_avg_sqs, [],
                             self.adam_steps, amsgrad=False, beta1=ADAM_BETAS[0],
-                            beta2=ADAM_BETAS[1], lr=lr, weight_decay=cfg.weight_decay,
+                            beta2=ADAM_BETAS[1], lr=lr, weight_decay=0.0,
                             eps=ADAM_EPS, maximize=False,
                             capturable=self.device.type == "cuda")
             for p in self.params:
                 p.grad = None
+
+    def _ema_update(self) -> None:
+        """ema <- ema + (1 - d) (w - ema), d = min(decay, (1 + k) / (10 + k)): the warm-up
+        keeps the average from remembering the random initialization."""
+        assert self.ema_model is not None
+        k = self.k.float()
+        d = torch.clamp((1.0 + k) / (10.0 + k), max=self.cfg.ema)
+        ema = [p for p in self.ema_model.parameters()]
+        torch._foreach_lerp_(ema, self.params, 1.0 - d)
+        for b_ema, b in zip(self.ema_model.buffers(), self.model.buffers(), strict=True):
+            b_ema.copy_(b)
 
     # -- an epoch -----------------------------------------------------------------------------
 
@@ -460,13 +483,14 @@ class Trainer:
 
     def _eval_chunk(self, xb: torch.Tensor) -> torch.Tensor:
         with torch.no_grad(), autocast(self.device, self.precision):
-            return self.model(to_input(xb)).float()
+            return self.eval_model(to_input(xb)).float()
 
     def logits(self, x: torch.Tensor, view: Callable | None = None) -> torch.Tensor:
         """Eval-mode logits of uint8 images x, in chunks of eval_bs through one compiled
         function (the last chunk padded with zeros; views applied before it)."""
         was_training = self.model.training
         self.model.eval()
+        self.eval_model.eval()
         e = self.eval_bs
         out = torch.empty(len(x), 10, device=self.device)
         for i in range(0, len(x), e):
@@ -518,7 +542,10 @@ class Trainer:
         # copy=True: on the CPU .cpu() would alias the live tensors, which the next epoch
         # changes while the background writer is still reading them
         arrays = {f"weights/{k}": v.detach().to("cpu", copy=True).numpy()
-                  for k, v in self.model.state_dict().items()}
+                  for k, v in self.eval_model.state_dict().items()}
+        if self.ema_model is not None:  # the trained weights, for resuming
+            arrays.update({f"train_weights/{k}": v.detach().to("cpu", copy=True).numpy()
+                           for k, v in self.model.state_dict().items()})
         sd = self.opt.state_dict()
         for idx, st in sd["state"].items():
             for k, v in st.items():
@@ -527,9 +554,12 @@ class Trainer:
         return arrays, sd["param_groups"]
 
     def load_state(self, weights: dict[str, torch.Tensor], optim: dict[str, np.ndarray],
-                   groups: list) -> None:
-        """Weights and optimizer state from a checkpoint, into the tensors the step uses."""
-        self.model.load_state_dict(weights)
+                   groups: list, train_weights: dict[str, torch.Tensor] | None = None) -> None:
+        """Weights (and, with EMA, the trained weights) and optimizer state from a
+        checkpoint, into the tensors the step uses."""
+        self.eval_model.load_state_dict(weights)
+        if self.ema_model is not None:
+            self.model.load_state_dict(train_weights or weights)
         state: dict[int, dict[str, Any]] = {}
         for name, arr in optim.items():
             idx, key = name.split("/")

@@ -99,3 +99,24 @@ def test_quick_preset_plan(tmp_path):
     titles = [s.title for s in steps]
     assert len(titles) == 1 + 1 + 2 + 6 + 1
     assert sum(t.startswith("Problem 2") for t in titles) == 6
+
+
+def test_warmup_section_compares_recipes(cifar_root, tmp_path):
+    """A notebook and a page run side by side: one table row each (the page run with its TTA
+    accuracy) and one figure of both test-error curves."""
+    from hw0cli.report import warmup_section
+    from hw0cli.runs import list_runs
+    from hw0cli.train import make_config, run_train
+
+    small = dict(width=2, epochs=2, train_samples=200, data_dir=cifar_root, out=tmp_path,
+                 device="cpu", precision="fp32", compile=False)
+    run_train(make_config("notebook", batch_size=50, **small))
+    page = run_train(make_config("page", batch_size=100, tta=True, **small))
+    sec = warmup_section(list_runs(tmp_path), tmp_path / "fig")
+    header, rows = next(b.table for b in sec.blocks if b.kind == "table")
+    assert "TTA acc" in header and sorted(r[2] for r in rows) == ["notebook", "page"]
+    page_row = next(r for r in rows if r[2] == "page")
+    assert page_row[header.index("TTA acc")] == f"{100 * (1 - page.test_err_tta):.2f}%"
+    assert (tmp_path / "fig" / "recipes_compared.png").stat().st_size > 5000
+    assert any(b.kind == "figure" and b.image.name == "recipes_compared.png" for b in sec.blocks)
+    assert any("cutout 8" in " ".join(b.lines) for b in sec.blocks if b.kind == "text")

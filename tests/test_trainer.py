@@ -101,7 +101,7 @@ def test_compiled_resume_equals_uninterrupted(cifar_root, tmp_path):
     from tests.conftest import InterruptAt
 
     kw = dict(batch_size=64, compile=True, compile_mode="default", momentum=0.9,
-              augment="hflip+crop", cutout=4, pad_mode="reflect")
+              augment="hflip+crop", cutout=4, pad_mode="reflect", ema=0.9)
     full = run_train(tiny_config(cifar_root, tmp_path / "a", **kw))
     cfg_b = tiny_config(cifar_root, tmp_path / "b", **kw)
     with pytest.raises(Hw0Error, match="Interrupted"):
@@ -258,3 +258,49 @@ def test_notebook_run_ids_and_old_files_unchanged(cifar_root, tmp_path):
     x = torch.from_numpy(np.array(load_cifar10(cifar_root).test_x[:8]))
     assert torch.equal(model(to_input(x)).argmax(1), model(x.float() / 255).argmax(1))
     assert F.softmax(model(to_input(x)), 1).shape == (8, 10)
+
+
+def test_ema_is_the_moving_average_of_the_weights(cifar_root, tmp_path):
+    cfg = tiny_config(cifar_root, tmp_path, ema=0.9, momentum=0.9)
+    tr = Trainer(cfg, load_cifar10(cifar_root), torch.device("cpu"), "fp32", None)
+    tr.load_draws(1)
+    ref = [p.detach().clone() for p in tr.params]  # the average starts at the initial weights
+    for t in range(3):
+        tr.step_fn(cfg.batch_size)()
+        d = min(0.9, (1 + t) / (10 + t))
+        ref = [r + (1 - d) * (p.detach() - r) for r, p in zip(ref, tr.params, strict=True)]
+    ema = list(tr.ema_model.parameters())
+    for r, e, p in zip(ref, ema, tr.params, strict=True):
+        torch.testing.assert_close(e, r, atol=1e-6, rtol=1e-5)
+        assert not torch.equal(e, p)
+    for b_ema, b in zip(tr.ema_model.buffers(), tr.model.buffers(), strict=True):
+        assert torch.equal(b_ema, b)  # BatchNorm statistics are the trained model's
+    arrays, _ = tr.state_arrays()  # weights/ is what is evaluated; train_weights/ resumes
+    np.testing.assert_array_equal(arrays["weights/0.weight"], ema[0].numpy())
+    np.testing.assert_array_equal(arrays["train_weights/0.weight"], tr.params[0].detach().numpy())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recipe,extra", [("fast", {}),
+                                          ("page", {"optimizer": "adam", "lr": 1e-3})])
+def test_compiled_step_matches_eager(cifar_root, tmp_path, recipe, extra):
+    """The whole-step graph computes what the eager step computes (weight decay, Nesterov,
+    Adam, label smoothing, augmentation), to float rounding, over three updates."""
+    kw = dict(width=4, epochs=3, batch_size=64, train_samples=500, data_dir=cifar_root,
+              out=tmp_path, device="cpu", precision="fp32", warmup=0.01, **extra)
+    data = load_cifar10(cifar_root)
+    trs = [Trainer(make_config(recipe, **kw), data, torch.device("cpu"), "fp32", mode)
+           for mode in ("default", None)]
+    init = [p.detach().clone() for p in trs[1].params]
+    for tr in trs:
+        tr.load_draws(1)
+        for _ in range(3):
+            tr.step_fn(64)()
+    moved = max((p - q).abs().max().item() for p, q in zip(trs[1].params, init, strict=True))
+    diff = max((p - q).abs().max().item()
+               for p, q in zip(trs[0].params, trs[1].params, strict=True))
+    # Adam's first steps are about lr * sign(grad): a parameter whose gradient is at float
+    # noise level may step either way, so its bound is looser (a wrong update is ~lr * steps)
+    bound = 0.3 * moved if extra.get("optimizer") == "adam" else 1e-4 * max(1.0, moved / 1e-2)
+    assert moved > 1e-3 and diff < bound
+    assert float(trs[0].loss_sum) == pytest.approx(float(trs[1].loss_sum), rel=1e-4)
