@@ -8,17 +8,17 @@ from tests.conftest import tiny_config
 
 
 def stub_measure(speeds: dict[str, float], calls: list):
-    def measure(device, cfg, precision, compile_mode):
+    def make_timer(device, cfg, precision, compile_mode):
         calls.append((precision, compile_mode))
-        return speeds[precision]
-    return measure
+        return lambda: speeds[precision]
+    return make_timer
 
 
 def test_auto_precision_follows_the_probe(monkeypatch, tmp_path):
     monkeypatch.setenv("HW0_CACHE", str(tmp_path / "cache"))
     cpu, calls = torch.device("cpu"), []
     cfg = make_config(width=16, device="cpu", compile=False)
-    monkeypatch.setattr(probe, "measure", stub_measure({"fp32": 100.0, "bf16": 230.0}, calls))
+    monkeypatch.setattr(probe, "make_timer", stub_measure({"fp32": 100.0, "bf16": 230.0}, calls))
     ex = probe.choose_execution(cfg, cpu)
     assert ex.precision == "bf16" and ex.compile_mode is None
     assert ex.probe["images_per_s"] == {"fp32/eager": 100.0, "bf16/eager": 230.0}
@@ -27,7 +27,7 @@ def test_auto_precision_follows_the_probe(monkeypatch, tmp_path):
     again = probe.choose_execution(make_config(width=13, device="cpu", compile=False), cpu)
     assert again.precision == "bf16" and again.probe["cached"] and len(calls) == 2
     # where bf16 is slower, fp32 is chosen (another batch size: measured anew)
-    monkeypatch.setattr(probe, "measure", stub_measure({"fp32": 120.0, "bf16": 90.0}, calls))
+    monkeypatch.setattr(probe, "make_timer", stub_measure({"fp32": 120.0, "bf16": 90.0}, calls))
     slow = probe.choose_execution(make_config(width=16, batch_size=256, device="cpu",
                                               compile=False), cpu)
     assert slow.precision == "fp32" and len(calls) == 4
@@ -38,7 +38,7 @@ def test_auto_precision_follows_the_probe(monkeypatch, tmp_path):
 
 
 def test_cpu_compile_mode_auto_is_default_without_probe(monkeypatch):
-    monkeypatch.setattr(probe, "measure", lambda *a: (_ for _ in ()).throw(AssertionError))
+    monkeypatch.setattr(probe, "make_timer", lambda *a: (_ for _ in ()).throw(AssertionError))
     ex = probe.choose_execution(make_config(width=4, device="cpu", precision="fp32",
                                             compile=True), torch.device("cpu"))
     assert ex.compile_mode == "default" and ex.probe is None
@@ -47,7 +47,7 @@ def test_cpu_compile_mode_auto_is_default_without_probe(monkeypatch):
 def test_run_file_records_a_real_probe(cifar_root, tmp_path, monkeypatch):
     """On this machine: a real (eager, width 4) probe; its figures and choice in the run file."""
     monkeypatch.setenv("HW0_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(probe, "MIN_TIMED_S", 0.2)
+    monkeypatch.setattr(probe, "MIN_TIMED_S", 0.1)
     res = run_train(tiny_config(cifar_root, tmp_path, epochs=1, precision="auto"))
     ex = store.read_h5(res.path, attrs_only=True).attrs["execution"]
     speeds = ex["probe"]["images_per_s"]
