@@ -220,11 +220,7 @@ def result_group(model: str) -> str:
     return "eval" if model == "fp32" else f"eval_{model}"
 
 
-def run_eval(cfg: EvalConfig) -> EvalResult:
-    """Evaluate the run on every requested view in one batched pass; store under eval/<view>
-    (eval_int8/<view> or eval_fp16/<view> for a reduced-precision ONNX model)."""
-    from hw0cli.env import resolve_device
-
+def _check(cfg: EvalConfig) -> None:
     bad = [v for v in cfg.views if v not in VIEWS]
     check(not bad and bool(cfg.views), f"Unknown view(s) {', '.join(bad) or '(none)'}; "
           f"choose from {', '.join(VIEWS)}.")
@@ -238,6 +234,56 @@ def run_eval(cfg: EvalConfig) -> EvalResult:
     check(cfg.model == "fp32" or cfg.backend != "torch",
           f"--model {cfg.model} is an ONNX model: use it with --backend onnxruntime (the torch "
           "backend evaluates the run's fp32 weights).")
+
+
+@dataclass
+class _Inference:
+    """What ran and what it gave: logits of every view, seconds, backend, provider, files."""
+
+    logits: np.ndarray
+    seconds: float
+    backend: str
+    why: str
+    provider: str
+    onnx_file: Path | None = None
+    variant_info: dict[str, Any] | None = None
+
+
+def _infer_run(cfg: EvalConfig, run_path: Path, model: torch.nn.Module, x: np.ndarray,
+               data: Any, notes: list[str]) -> _Inference:
+    """Logits for x through the backend `auto` (or the user) chose; warm-up excluded."""
+    from hw0cli.env import resolve_device
+
+    backend, why = resolve_backend(cfg.backend, cfg.model, cfg.provider)
+    onnx_file, variant_info, session, provider = None, None, None, ""
+    if backend == "onnxruntime":
+        onnx_file, _, reused = ensure_onnx(run_path, notes=notes)
+        if not reused:
+            notes.append(f"exported {onnx_file.name} first")
+        if cfg.model != "fp32":
+            onnx_file, variant_info, v_reused = ensure_variant(run_path, cfg.model, onnx_file,
+                                                               data)
+            if not v_reused:
+                notes.append(f"built {onnx_file.name} first")
+        session, provider = open_session(onnx_file, cfg.provider)
+        if cfg.backend == "auto" and provider == "cpu" and gpu_present():
+            backend, why = "torch", "onnxruntime's GPU provider fell back to the CPU"
+    kw: dict[str, Any] = {"session": session}
+    if backend == "torch":
+        device = resolve_device(cfg.device)
+        provider = f"torch {device.type} fp32"
+        kw = {"model": model.to(device), "device": device}
+    infer(x[:cfg.batch_size], batch_size=cfg.batch_size, **kw)  # warm-up
+    t0 = time.perf_counter()
+    logits = infer(x, batch_size=cfg.batch_size, **kw)
+    return _Inference(logits, time.perf_counter() - t0, backend, why, provider, onnx_file,
+                      variant_info)
+
+
+def run_eval(cfg: EvalConfig) -> EvalResult:
+    """Evaluate the run on every requested view in one batched pass; store under eval/<view>
+    (eval_int8/<view> or eval_fp16/<view> for a reduced-precision ONNX model)."""
+    _check(cfg)
     run_path = runs.resolve_run(cfg.out, cfg.run)
     model, attrs = runs.load_model(run_path)
     run_id = str(attrs.get("run_id", run_path.stem))
@@ -246,46 +292,22 @@ def run_eval(cfg: EvalConfig) -> EvalResult:
     data = load_cifar10(data_dir)
     x = np.concatenate([make_view(data.test_x, v) for v in cfg.views])  # one batched pass
     notes: list[str] = []
-    variant_info: dict[str, Any] | None = None
-    backend, why = resolve_backend(cfg.backend, cfg.model, cfg.provider)
     with store.lock(run_path):
-        onnx_file = None
-        if backend == "onnxruntime":
-            onnx_file, _, reused = ensure_onnx(run_path, notes=notes)
-            if not reused:
-                notes.append(f"exported {onnx_file.name} first")
-            if cfg.model != "fp32":
-                onnx_file, variant_info, v_reused = ensure_variant(run_path, cfg.model,
-                                                                   onnx_file, data)
-                if not v_reused:
-                    notes.append(f"built {onnx_file.name} first")
-            session, provider = open_session(onnx_file, cfg.provider)
-            if cfg.backend == "auto" and provider == "cpu" and gpu_present():
-                backend, why = "torch", "onnxruntime's GPU provider fell back to the CPU"
-        if backend == "onnxruntime":
-            infer(x[:cfg.batch_size], session=session, batch_size=cfg.batch_size)  # warm-up
-            t0 = time.perf_counter()
-            logits = infer(x, session=session, batch_size=cfg.batch_size)
-        else:
-            device = resolve_device(cfg.device)
-            provider = f"torch {device.type} fp32"
-            model = model.to(device)
-            infer(x[:cfg.batch_size], model=model, device=device, batch_size=cfg.batch_size)
-            t0 = time.perf_counter()
-            logits = infer(x, model=model, device=device, batch_size=cfg.batch_size)
-        seconds = time.perf_counter() - t0
+        inf = _infer_run(cfg, run_path, model, x, data, notes)
         n = len(data.test_y)
-        views = {v: evaluate(logits[i * n:(i + 1) * n], data.test_y, len(data.classes))
+        views = {v: evaluate(inf.logits[i * n:(i + 1) * n], data.test_y, len(data.classes))
                  for i, v in enumerate(cfg.views)}
         arrays: dict[str, Any] = {}
         for i, (v, m) in enumerate(views.items()):
             g = f"{result_group(cfg.model)}/{v}"
             arrays.update({f"{g}/accuracy": m.accuracy,
                            f"{g}/per_class_accuracy": m.per_class_accuracy,
-                           f"{g}/confusion": m.confusion, f"{g}/provider": provider,
-                           f"{g}/backend": backend, f"{g}/model": cfg.model,
-                           f"{g}/seconds": seconds, f"{g}/images_per_s": len(x) / seconds,
-                           f"{g}/logits": logits[i * n:(i + 1) * n]})
+                           f"{g}/confusion": m.confusion, f"{g}/provider": inf.provider,
+                           f"{g}/backend": inf.backend, f"{g}/model": cfg.model,
+                           f"{g}/seconds": inf.seconds,
+                           f"{g}/images_per_s": len(x) / inf.seconds,
+                           f"{g}/logits": inf.logits[i * n:(i + 1) * n]})
         store.update_h5(run_path, arrays=arrays)
-    return EvalResult(run_id, run_path, backend, provider, seconds, len(x) / seconds, views,
-                      data.classes, onnx_file, notes, cfg.model, variant_info, why)
+    return EvalResult(run_id, run_path, inf.backend, inf.provider, inf.seconds,
+                      len(x) / inf.seconds, views, data.classes, inf.onnx_file, notes,
+                      cfg.model, inf.variant_info, inf.why)

@@ -25,7 +25,6 @@ import math
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -35,27 +34,32 @@ from torch import nn
 from torch.optim.adam import adam as adam_update
 from torch.optim.sgd import sgd as sgd_update
 
+from hw0cli.augment import (
+    AUGMENTS,
+    CROP_PAD,
+    PAD_MODES,
+    EpochDraws,
+    augment_batch,
+    cutout_mask,
+    epoch_draws,
+    hflip,
+    parse_augment,
+    to_input,
+    translate,
+    vflip,
+)
 from hw0cli.data import CifarData
 from hw0cli.errors import Hw0UsageError
 from hw0cli.models import Normalize, cnn_from_config
 
+__all__ = ["AUGMENTS", "CROP_PAD", "PAD_MODES", "EpochDraws", "Trainer", "augment_batch",
+           "autocast", "cutout_mask", "epoch_draws", "hflip", "lr_at", "parse_augment",
+           "predict_logits", "to_input", "translate", "vflip", "worst_view_loss"]
+
 if TYPE_CHECKING:
     from hw0cli.train import TrainConfig
 
-AUGMENTS = ("none", "hflip", "vflip", "crop")
-PAD_MODES = ("zeros", "reflect")
-CROP_PAD = 4  # pixels of translation for `crop` (pad 4 + random 32x32 crop, the CIFAR standard)
 ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam's defaults
-
-
-def parse_augment(spec: str) -> tuple[str, ...]:
-    """'hflip+crop' -> ('hflip', 'crop'); 'none' -> ()."""
-    parts = [p.strip() for p in spec.replace(",", "+").split("+") if p.strip()]
-    bad = [p for p in parts if p not in AUGMENTS]
-    if bad or not parts:
-        raise Hw0UsageError(f"Unknown augmentation '{spec}'. Use none, or any of hflip, vflip, "
-                            "crop joined by '+' (e.g. --augment hflip+crop).")
-    return tuple(p for p in parts if p != "none")
 
 
 def whole_step_capturable() -> bool:
@@ -65,90 +69,6 @@ def whole_step_capturable() -> bool:
 
 # ---------------------------------------------------------------------------------------------
 # pure pieces
-
-
-def vflip(x: torch.Tensor) -> torch.Tensor:
-    """Upside-down images: reverse the height axis of (N, C, H, W)."""
-    return x.flip(-2)
-
-
-def hflip(x: torch.Tensor) -> torch.Tensor:
-    """Mirror images: reverse the width axis of (N, C, H, W)."""
-    return x.flip(-1)
-
-
-@dataclass
-class EpochDraws:
-    """All random decisions of one epoch, aligned with the permutation's positions."""
-
-    perm: torch.Tensor  # (n,) int64
-    hflip: torch.Tensor | None  # (n,) bool
-    vflip: torch.Tensor | None
-    shift: torch.Tensor | None  # (n, 2) int64 crop offsets in [0, 2 * CROP_PAD]
-    cut: torch.Tensor | None = None  # (n, 2) int64 top-left corner of the cutout square
-
-
-def epoch_draws(n: int, seed: int, epoch: int, ops: tuple[str, ...], device: torch.device,
-                cutout: int = 0, size: int = 32) -> EpochDraws:
-    """One epoch's draws from a CPU generator seeded by (seed, epoch); cutout's come last, so
-    runs without cutout draw exactly what they always did."""
-    g = torch.Generator().manual_seed(seed * 100_003 + epoch)
-    perm = torch.randperm(n, generator=g)
-    hf = torch.rand(n, generator=g) < 0.5 if "hflip" in ops else None
-    vf = torch.rand(n, generator=g) < 0.5 if "vflip" in ops else None
-    sh = torch.randint(0, 2 * CROP_PAD + 1, (n, 2), generator=g) if "crop" in ops else None
-    cut = torch.randint(0, size - cutout + 1, (n, 2), generator=g) if cutout else None
-    return EpochDraws(*(t.to(device) if t is not None else None
-                        for t in (perm, hf, vf, sh, cut)))
-
-
-def pad_source(size: int, pad: int, mode: str, device: torch.device | None = None
-               ) -> torch.Tensor:
-    """For each coordinate of a `pad`-padded axis, the source pixel (-1: zero padding)."""
-    p = torch.arange(-pad, size + pad, device=device)
-    if mode == "reflect":  # mirror without repeating the edge pixel, like F.pad(mode="reflect")
-        p = p.abs()
-        return torch.where(p > size - 1, 2 * (size - 1) - p, p)
-    return torch.where((p >= 0) & (p < size), p, -1)
-
-
-def augment_batch(x: torch.Tensor, hf: torch.Tensor | None, vf: torch.Tensor | None,
-                  shift: torch.Tensor | None, pad_mode: str = "zeros") -> torch.Tensor:
-    """Per-image flips (bool masks (B,)) and crops (offsets (B, 2) into the padded image) of x
-    (B, C, H, W); the crop pads with zeros or by reflection."""
-    if hf is not None:
-        x = torch.where(hf[:, None, None, None], hflip(x), x)
-    if vf is not None:
-        x = torch.where(vf[:, None, None, None], vflip(x), x)
-    if shift is not None:
-        b, c, h, w = x.shape
-        rows = pad_source(h, CROP_PAD, pad_mode, x.device)[shift[:, 0:1]
-                                                           + torch.arange(h, device=x.device)]
-        cols = pad_source(w, CROP_PAD, pad_mode, x.device)[shift[:, 1:2]
-                                                           + torch.arange(w, device=x.device)]
-        bidx = torch.arange(b, device=x.device)[:, None, None, None]
-        cidx = torch.arange(c, device=x.device)[None, :, None, None]
-        out = x[bidx, cidx, rows.clamp(min=0)[:, None, :, None],
-                cols.clamp(min=0)[:, None, None, :]]
-        if pad_mode == "zeros":
-            inside = (rows >= 0)[:, None, :, None] & (cols >= 0)[:, None, None, :]
-            out = out * inside.to(out.dtype)
-        x = out
-    return x
-
-
-def cutout_mask(corner: torch.Tensor, k: int, h: int = 32, w: int = 32) -> torch.Tensor:
-    """(B, 1, H, W) bool: the k x k square at each image's top-left `corner` (B, 2)."""
-    r = torch.arange(h, device=corner.device)[None, :]
-    c = torch.arange(w, device=corner.device)[None, :]
-    rin = (r >= corner[:, 0:1]) & (r < corner[:, 0:1] + k)
-    cin = (c >= corner[:, 1:2]) & (c < corner[:, 1:2] + k)
-    return (rin[:, :, None] & cin[:, None, :])[:, None]
-
-
-def to_input(xb_uint8: torch.Tensor) -> torch.Tensor:
-    """uint8 (B, 3, 32, 32) -> float in [0, 1], channels_last (the notebook's x / 255)."""
-    return (xb_uint8.float() * (1.0 / 255.0)).contiguous(memory_format=torch.channels_last)
 
 
 def autocast(device: torch.device, precision: str) -> torch.autocast:
@@ -566,14 +486,6 @@ class Trainer:
             state.setdefault(int(idx), {})[key] = torch.from_numpy(np.array(arr))
         self.opt.load_state_dict({"state": state, "param_groups": groups})
         self.bind_optimizer_state()
-
-
-def translate(x: torch.Tensor, d: tuple[int, int]) -> torch.Tensor:
-    """Images moved by d = (rows, cols) pixels, the uncovered border filled by reflection."""
-    p = max(abs(d[0]), abs(d[1]))
-    padded = F.pad(x.float(), (p, p, p, p), mode="reflect").to(x.dtype)
-    h, w = x.shape[-2:]
-    return padded[..., p - d[0]:p - d[0] + h, p - d[1]:p - d[1] + w]
 
 
 class Progress:
