@@ -159,6 +159,8 @@ def recipe_settings(recipe: str) -> dict[str, Any]:
         return page
     return {
         **page,
+        "cutout": 0,  # measured: c = 16, 10 epochs, 80.10% without; cutout regularizes a net
+        # that still underfits at this budget (train error 20%)
         "label_smoothing": 0.2,  # airbench's value: calmer logits, better test error
         "tta": True,  # flip TTA reported beside the plain accuracy
     }
