@@ -299,8 +299,12 @@ def test_compiled_step_matches_eager(cifar_root, tmp_path, recipe, extra):
     moved = max((p - q).abs().max().item() for p, q in zip(trs[1].params, init, strict=True))
     diff = max((p - q).abs().max().item()
                for p, q in zip(trs[0].params, trs[1].params, strict=True))
-    # Adam's first steps are about lr * sign(grad): a parameter whose gradient is at float
-    # noise level may step either way, so its bound is looser (a wrong update is ~lr * steps)
-    bound = 0.3 * moved if extra.get("optimizer") == "adam" else 1e-4 * max(1.0, moved / 1e-2)
+    # inductor's CPU kernels (BatchNorm backward above all) round differently from eager:
+    # gradients differ by ~4e-3 relative, so after three updates the weights differ by a few
+    # percent of how far they moved (module-only compilation does the same); the miscompiled
+    # weight decay this guards against was off by more than a third of it after one update.
+    # Adam's first steps are about lr * sign(grad), so a gradient at noise level may step
+    # either way: a looser bound there (a wrong update is ~lr per step)
+    bound = (0.3 if extra.get("optimizer") == "adam" else 0.1) * moved
     assert moved > 1e-3 and diff < bound
     assert float(trs[0].loss_sum) == pytest.approx(float(trs[1].loss_sum), rel=1e-4)
