@@ -286,6 +286,47 @@ def download(data_dir: Path, which: tuple[str, ...] = ("cifar10", "mnist")) -> l
     return done
 
 
+def _file_md5(path: Path) -> str:
+    h = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@functools.lru_cache(maxsize=4)
+def _cifar_identity(folder: str, _stamp: tuple) -> dict[str, object]:
+    from torchvision.datasets import CIFAR10
+    official = dict(CIFAR10.train_list + CIFAR10.test_list)
+    files = {n: _file_md5(Path(folder) / n) for n in (*CIFAR_TRAIN_FILES, CIFAR_TEST_FILE)}
+    return {"dataset": "cifar10", "folder": folder, "md5": files,
+            "official": all(files[n] == official[n] for n in files)}
+
+
+def cifar_identity(data_dir: Path) -> dict[str, object]:
+    """Which CIFAR-10 files a run read: their MD5s and whether all match the official release
+    (a re-encoded copy gives different accuracies). Empty when the files are not there."""
+    folder = cifar_dir(Path(data_dir))
+    names = (*CIFAR_TRAIN_FILES, CIFAR_TEST_FILE)
+    if not all((folder / n).is_file() for n in names):
+        return {}
+    return _cifar_identity(str(folder.resolve()), _stamp(folder, names))
+
+
+def mnist_identity(data_dir: Path) -> dict[str, object]:
+    """The MNIST files a result used: MD5 of each uncompressed IDX file, and whether all match
+    the official release."""
+    files = {}
+    for stem in MNIST_FILES.values():
+        p = _mnist_file(Path(data_dir), stem)
+        if p is None:
+            return {}
+        raw = gzip.decompress(p.read_bytes()) if p.suffix == ".gz" else p.read_bytes()
+        files[stem] = _md5(raw)
+    return {"dataset": "mnist", "folder": str((Path(data_dir) / MNIST_RAW).resolve()),
+            "md5": files, "official": all(files[k] == MNIST_RAW_MD5[k] for k in files)}
+
+
 @dataclass(frozen=True)
 class FileInfo:
     dataset: str
