@@ -253,29 +253,10 @@ class RichReporter:
                                  description=f"epoch {row['epoch'] + 1}/{self.epochs}")
 
 
-class Fanout:
-    """Several training displays as one (the progress display and the trackers)."""
-
-    def __init__(self, *reporters: Any) -> None:
-        self.reporters = [r for r in reporters if r is not None]
-
-    def on_start(self, info: dict[str, Any]) -> None:
-        for r in self.reporters:
-            r.on_start(info)
-
-    def on_step(self, *args: Any) -> None:
-        for r in self.reporters:
-            r.on_step(*args)
-
-    def on_epoch(self, row: dict[str, Any]) -> None:
-        for r in self.reporters:
-            r.on_epoch(row)
-
-
 def run_with_display(cfg: Any, lines: Console | None, tc: Any = None) -> Any:
     """`run_train` with the progress display (None: quiet) and the trackers of `tc`."""
     from hw0cli.data import load_cifar10
-    from hw0cli.tracking import TrackingReporter
+    from hw0cli.tracking import Fanout, TrackingReporter
     from hw0cli.train import run_train, validate
     validate(cfg)  # bad options are reported before the data is read
     with contextlib.ExitStack() as stack:
@@ -285,8 +266,7 @@ def run_with_display(cfg: Any, lines: Console | None, tc: Any = None) -> Any:
             display.status(f"loading CIFAR-10 from {cfg.data_dir}")
         data = load_cifar10(cfg.data_dir)
         if display is not None:
-            display.status("preparing the run (the first run on a machine measures the "
-                           "fastest precision and compile mode: one-time)")
+            display.status("preparing (once per machine: measuring precision, compile mode)")
         reporter = Fanout(display, tracking) if display or tracking else None
         return run_train(cfg, reporter=reporter, data=data)
 
@@ -803,6 +783,114 @@ def _print_linreg(res: Any) -> None:
 # ---------------------------------------------------------------------------------------------
 # grid
 
+class GridProgress:
+    """Cells done / running / left with an ETA, and each running cell's epoch.
+
+    On a terminal: a live display on stderr, refreshed from the running cells' run files (each
+    checkpoint records `epochs_done`). Otherwise: one line per cell start and end, on stdout.
+    """
+
+    def __init__(self, total: int) -> None:
+        import threading
+        self.total, self.finished, self.failed = total, 0, 0
+        self.running: dict[int, tuple[Any, float]] = {}  # index -> (config, start time)
+        self.durations: list[float] = []  # cells that trained (not skipped), for the ETA
+        self.lock = threading.Lock()
+        self.stop_event = threading.Event()
+        self.live = err_console.is_terminal
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(bar_width=24),
+            TextColumn("{task.fields[info]}"), console=err_console, transient=True,
+            redirect_stdout=False, redirect_stderr=False) if self.live else None
+        self.cell_tasks: dict[int, Any] = {}
+        self.thread = threading.Thread(target=self._poll, daemon=True, name="hw0-grid-progress")
+
+    def __enter__(self) -> GridProgress:
+        if self.progress is not None:
+            self.progress.start()
+            self.overall = self.progress.add_task("cells", total=self.total, info="")
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop_event.set()
+        if self.progress is not None:
+            self.thread.join(timeout=5)
+            self.progress.stop()
+
+    def counts(self) -> str:
+        left = self.total - self.finished - len(self.running)
+        eta = ""
+        if self.durations and left + len(self.running):
+            # running cells count as half done; they share the slots with the ones left
+            slots = max(1, len(self.running))
+            rest = float(np.mean(self.durations)) * (left + 0.5 * len(self.running)) / slots
+            eta = f", ETA ~{_duration(rest)}"
+        return f"{self.finished} done, {len(self.running)} running, {left} left{eta}"
+
+    def _print(self, text: str) -> None:
+        if self.progress is not None:
+            self.progress.console.print(text, highlight=False, soft_wrap=True)
+        else:
+            out_console.print(text, highlight=False, soft_wrap=True)
+
+    def start(self, index: int, cfg: Any) -> None:
+        import time
+        with self.lock:
+            self.running[index] = (cfg, time.monotonic())
+            if self.progress is not None:
+                self.cell_tasks[index] = self.progress.add_task(
+                    f"  cell {index} (c {cfg.width}, p {cfg.noise:g}, seed {cfg.seed})",
+                    total=cfg.epochs, info="starting")
+            else:
+                self._print(f"cell {index} started (c {cfg.width}, p {cfg.noise:g}, seed "
+                            f"{cfg.seed}); {self.counts()}")
+            self._refresh()
+
+    def done(self, r: Any) -> None:
+        import time
+        with self.lock:
+            _, t0 = self.running.pop(r.index)
+            seconds = time.monotonic() - t0
+            self.finished += 1
+            if seconds > 5:  # a skipped (already finished) cell says nothing about the pace
+                self.durations.append(seconds)
+            if self.progress is not None:
+                self.progress.remove_task(self.cell_tasks.pop(r.index))
+            ok = "[green]ok[/]" if r.returncode == 0 else f"[red]exit {r.returncode}[/]"
+            self._print(f"cell {r.index} {r.run_id}: {ok} in {_duration(seconds)} (log {r.log});"
+                        f" {self.counts()}")
+            self._refresh()
+
+    def _refresh(self) -> None:
+        if self.progress is not None:
+            self.progress.update(self.overall, completed=self.finished, info=self.counts())
+
+    def _poll(self) -> None:
+        from hw0cli import runs, store
+        from hw0cli.train import run_id_for
+        while not self.stop_event.wait(1.0):
+            with self.lock:
+                cells = dict(self.running)
+            for i, (cfg, _) in cells.items():
+                try:
+                    a = store.read_h5(runs.run_path(cfg.out, run_id_for(cfg)),
+                                      attrs_only=True).attrs
+                except Hw0Error:
+                    continue  # not written yet
+                with self.lock:
+                    if i in self.cell_tasks and self.progress is not None:
+                        done = int(a.get("epochs_done", 0))
+                        self.progress.update(self.cell_tasks[i], completed=done,
+                                             info=f"epoch {done}/{cfg.epochs} (cap)")
+            with self.lock:
+                self._refresh()
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
+
+
 GRID_CONTEXT = {"allow_extra_args": True, "ignore_unknown_options": True}
 Widths = Annotated[str, typer.Option("--widths", help="Comma-separated widths c")]
 Noises = Annotated[str, typer.Option("--noise", help="Comma-separated noise levels p")]
@@ -831,6 +919,9 @@ def _grid_config(ctx: typer.Context, widths: str, noise: str, seeds: str) -> Any
         given["batchnorm"] = False
     recipe = given.pop("recipe", "notebook")
     data_dir, out = given.pop("data_dir", None), given.pop("out", None)
+    from hw0cli.tracking import parse_backends, require
+    log, log_group = parse_backends(given.pop("log", None)), given.pop("log_group", None)
+    require(log)
     ws = parse_list(widths, int, "--widths")
     ps = parse_list(noise, float, "--noise")
     for p in ps:
@@ -838,7 +929,8 @@ def _grid_config(ctx: typer.Context, widths: str, noise: str, seeds: str) -> Any
             raise Hw0UsageError(f"--noise values are probabilities in [0, 1] (got {p}).")
     return GridConfig(widths=ws, noises=ps, seeds=parse_list(seeds, int, "--seeds"),
                       recipe=recipe, train_options=tuple(sorted(given.items())),
-                      data_dir=data_dir or _default_data(), out=out or _default_out())
+                      data_dir=data_dir or _default_data(), out=out or _default_out(),
+                      log=log, log_group=log_group)
 
 
 @grid_app.command("list", context_settings=GRID_CONTEXT)
@@ -870,27 +962,24 @@ def grid_run(ctx: typer.Context, widths: Widths = "4,64", noise: Noises = "0,0.5
     """Run one cell (--index) or every unfinished cell (--jobs in parallel)."""
     from hw0cli.errors import Hw0UsageError
     from hw0cli.grid import cells, run_cells
-    from hw0cli.train import run_train
+    from hw0cli.tracking import TrackingConfig
     cfg = _grid_config(ctx, widths, noise, seeds)
     all_cells = cells(cfg)
     if index is not None:
         if not 0 <= index < len(all_cells):
             raise Hw0UsageError(f"--index {index} is outside the grid (0 to "
                                 f"{len(all_cells) - 1}; see `hw0 grid list`).")
-        with RichReporter(out_console) as reporter:
-            res = run_train(all_cells[index], reporter=reporter)
+        tc = TrackingConfig(cfg.log, cfg.out, cfg.group())
+        res = run_with_display(all_cells[index], out_console, tc)
         verb = "already finished" if res.status == "skipped" else "finished"
         out_console.print(f"cell {index} ({res.run_id}) {verb}: train error "
                           f"{100 * res.train_err:.2f}%, test error {100 * res.test_err:.2f}%",
-                          highlight=False)
+                          highlight=False, soft_wrap=True)
         return
-
-    def done(r: Any) -> None:
-        ok = "[green]ok[/]" if r.returncode == 0 else f"[red]exit {r.returncode}[/]"
-        out_console.print(f"cell {r.index} {r.run_id}: {ok} (log {r.log})", highlight=False)
-
-    out_console.print(f"{len(all_cells)} cells, {jobs} at a time; finished cells are skipped")
-    results = run_cells(cfg, jobs, on_done=done)
+    out_console.print(f"{len(all_cells)} cells, {jobs} at a time; finished cells are skipped; "
+                      f"logs in {Path(cfg.out) / 'grid_logs'}", highlight=False, soft_wrap=True)
+    with GridProgress(len(all_cells)) as progress:
+        results = run_cells(cfg, jobs, on_done=progress.done, on_start=progress.start)
     failed = [r for r in results if r.returncode != 0]
     if failed:
         raise Hw0Error(f"{len(failed)} of {len(results)} cells failed: "
@@ -990,13 +1079,19 @@ def all_cmd(
     preset: Annotated[str, typer.Option(help="quick (laptop CPU, reduced: see README) | full "
                                         "(the assignment's settings, for a GPU)")] = "quick",
     device: Annotated[str, typer.Option(help="auto | cuda | cpu")] = "auto",
+    log: Log = None,
     data_dir: DataDir = None,
     out: OutDir = None,
 ) -> None:
     """Run every experiment of the homework in order (resumably), then write the report."""
+    import time
+
     from hw0cli.pipeline import PRESETS, AllConfig, run_all
+    from hw0cli.tracking import parse_backends, require
+    backends = parse_backends(log)
+    require(backends)
     cfg = AllConfig(preset=preset, data_dir=data_dir or _default_data(),
-                    out=out or _default_out(), device=device)
+                    out=out or _default_out(), device=device, log=backends)
     if preset in PRESETS:
         out_console.print(f"[bold]hw0 all --preset {preset}[/]: {PRESETS[preset]['description']}"
                           f"; results in {cfg.out}", highlight=False)
@@ -1004,10 +1099,19 @@ def all_cmd(
                                                      if k != "description"}, default=list),
                           highlight=False)
 
+    ran: list[float] = []  # seconds of the steps that did work, for the ETA
+    started = time.monotonic()
+
     def step(i: int, n: int, title: str) -> None:
+        eta = f", ETA ~{_duration(float(np.mean(ran)) * (n - i))}" if ran else ""
         out_console.rule(f"[{i + 1}/{n}] {title}")
+        out_console.print(f"{i} done, 1 running, {n - i - 1} left; "
+                          f"{_duration(time.monotonic() - started)} so far{eta}",
+                          highlight=False, soft_wrap=True, style="dim")
 
     def result(r: Any) -> None:
+        if r.status == "done":
+            ran.append(r.seconds)
         color = {"done": "green", "skipped": "cyan", "failed": "red"}[r.status]
         out_console.print(f"[{color}]{r.status}[/] in {r.seconds:.0f} s: {r.detail}",
                           highlight=False)

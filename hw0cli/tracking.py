@@ -220,6 +220,25 @@ class TrackingReporter:
                 t.close(ok)
 
 
+class Fanout:
+    """Several training displays as one (the progress display and the trackers)."""
+
+    def __init__(self, *reporters: Any) -> None:
+        self.reporters = [r for r in reporters if r is not None]
+
+    def on_start(self, info: dict[str, Any]) -> None:
+        for r in self.reporters:
+            r.on_start(info)
+
+    def on_step(self, *args: Any) -> None:
+        for r in self.reporters:
+            r.on_step(*args)
+
+    def on_epoch(self, row: dict[str, Any]) -> None:
+        for r in self.reporters:
+            r.on_epoch(row)
+
+
 def history_rows(rec: store.H5Record) -> list[dict[str, float]]:
     """A run file's history as one dict per epoch (integer epoch, NaN kept)."""
     h = rec.group("history")
