@@ -140,8 +140,11 @@ def data_info(data_dir: DataDir = None, as_json: Json = False) -> None:
     from hw0cli.data import info
     data_dir = data_dir or _default_data()
     rows = info(data_dir)
+    missing = sorted({r.dataset for r in rows if not r.present})
     if as_json:
         _print_json([r.__dict__ for r in rows])
+        if missing:  # scripts can test the exit code
+            raise typer.Exit(1)
         return
     t = Table(title=f"Data in {data_dir}")
     for c in ("dataset", "file", "present", "size", "official checksum"):
@@ -155,8 +158,9 @@ def data_info(data_dir: DataDir = None, as_json: Json = False) -> None:
     if any(r.md5_ok is False for r in rows):
         err_console.print("[yellow]Warning:[/] some files differ from the official release "
                           "(a re-encoded or modified copy); results may differ slightly.")
-    if any(not r.present for r in rows):
-        err_console.print(f"Missing files: run `hw0 data download --data-dir {data_dir}`.")
+    if missing:
+        raise Hw0Error(f"Missing files of {', '.join(missing)}: run `hw0 data download "
+                       f"--which {','.join(missing)} --data-dir {data_dir}`.")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -256,9 +260,11 @@ class RichReporter:
 def run_with_display(cfg: Any, lines: Console | None, tc: Any = None) -> Any:
     """`run_train` with the progress display (None: quiet) and the trackers of `tc`."""
     from hw0cli.data import load_cifar10
+    from hw0cli.env import resolve_device
     from hw0cli.tracking import Fanout, TrackingReporter
     from hw0cli.train import run_train, validate
-    validate(cfg)  # bad options are reported before the data is read
+    validate(cfg)  # bad options are reported before the data is read, as run_train does
+    resolve_device(cfg.device)
     with contextlib.ExitStack() as stack:
         display = stack.enter_context(RichReporter(lines)) if lines is not None else None
         tracking = stack.enter_context(TrackingReporter(tc)) if tc else None
