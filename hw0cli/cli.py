@@ -253,8 +253,9 @@ class RichReporter:
                    f"{row['test_loss']:>9.4f} {100 * row['test_err']:>7.2f}% {row['lr']:>8.4g} "
                    f"{row['seconds']:>7.1f}{extra}")
         if self.progress is not None and row["epoch"] < self.epochs:
-            self.progress.update(self.epoch_task, completed=0, info="",
-                                 description=f"epoch {row['epoch'] + 1}/{self.epochs}")
+            # reset, not update: the epoch's ETA must not use the last epoch's step times
+            self.progress.reset(self.epoch_task, total=self.steps, info="",
+                                description=f"epoch {row['epoch'] + 1}/{self.epochs}")
 
 
 def run_with_display(cfg: Any, lines: Console | None, tc: Any = None) -> Any:

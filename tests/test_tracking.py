@@ -157,3 +157,21 @@ def test_history_csv_reads_in_pandas(tb_run: Path) -> None:
     rows = json.loads(r.stdout)
     assert [row["epoch"] for row in rows] == list(h["epoch"])
     assert rows[0]["test_err_tta"] is None and rows[-1]["test_err"] == h["test_err"][-1]
+
+
+def test_all_groups_grid_cells_like_grid_run(tmp_path: Path) -> None:
+    """`hw0 all --log`: the grid's cells share the group `hw0 grid run --log` gives them."""
+    from hw0cli import pipeline
+    from hw0cli.grid import GridConfig, log_group
+    steps = pipeline.plan(pipeline.AllConfig(preset="quick", data_dir=tmp_path, out=tmp_path,
+                                             log=("tensorboard",)))
+    groups = {s.group for s in steps if s.title.startswith("Problem 2")}
+    g = pipeline.PRESETS["quick"]["grid"]
+    grid = GridConfig(widths=g["widths"], noises=g["noises"], seeds=g["seeds"],
+                      train_options=tuple(sorted({**g["train_options"],
+                                                  "device": "auto"}.items())),
+                      data_dir=tmp_path, out=tmp_path)
+    assert groups == {log_group(grid)}
+    assert {s.group for s in steps if s.title.startswith("Warm-up")} == {"all-quick"}
+    assert [s.group for s in steps if "evaluation" in s.title or "Problem 3" in s.title] == \
+        [None, None]
