@@ -7,6 +7,7 @@ or 2 (usage); no traceback.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
@@ -18,7 +19,8 @@ from typing import Annotated, Any, TypeVar
 import numpy as np
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -57,6 +59,13 @@ OutDir = Annotated[Path | None, typer.Option(
     "--out", help="Output folder for run files, ONNX models, plots and reports "
     "[default: $HW0_OUT or ./artifacts]", show_default=False)]
 Json = Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")]
+Log = Annotated[list[str] | None, typer.Option(
+    "--log", help="Also log to wandb or tensorboard (repeatable); wandb runs offline unless "
+    "you configured it. Needs `pip install 'hw0[wandb]'` / `'hw0[tensorboard]'`",
+    show_default=False)]
+LogGroup = Annotated[str | None, typer.Option(
+    "--log-group", help="wandb group / TensorBoard subfolder for --log [default: none]",
+    show_default=False)]
 
 
 def handle_errors(fn: F) -> F:
@@ -66,7 +75,9 @@ def handle_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except Hw0Error as exc:
-            err_console.print(f"[bold red]Error:[/] {exc}", highlight=False, soft_wrap=True)
+            # escaped: messages name extras like hw0[wandb], which rich would read as markup
+            err_console.print(f"[bold red]Error:[/] {escape(str(exc))}", highlight=False,
+                              soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             err_console.print("[bold red]Interrupted.[/]")
@@ -129,8 +140,11 @@ def data_info(data_dir: DataDir = None, as_json: Json = False) -> None:
     from hw0cli.data import info
     data_dir = data_dir or _default_data()
     rows = info(data_dir)
+    missing = sorted({r.dataset for r in rows if not r.present})
     if as_json:
         _print_json([r.__dict__ for r in rows])
+        if missing:  # scripts can test the exit code
+            raise typer.Exit(1)
         return
     t = Table(title=f"Data in {data_dir}")
     for c in ("dataset", "file", "present", "size", "official checksum"):
@@ -144,8 +158,9 @@ def data_info(data_dir: DataDir = None, as_json: Json = False) -> None:
     if any(r.md5_ok is False for r in rows):
         err_console.print("[yellow]Warning:[/] some files differ from the official release "
                           "(a re-encoded or modified copy); results may differ slightly.")
-    if any(not r.present for r in rows):
-        err_console.print(f"Missing files: run `hw0 data download --data-dir {data_dir}`.")
+    if missing:
+        raise Hw0Error(f"Missing files of {', '.join(missing)}: run `hw0 data download "
+                       f"--which {','.join(missing)} --data-dir {data_dir}`.")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -153,42 +168,80 @@ def data_info(data_dir: DataDir = None, as_json: Json = False) -> None:
 
 
 class RichReporter:
-    """One live progress bar for the run, and a line printed above it per finished epoch."""
+    """Training progress a person can follow, in a terminal and in a log file.
 
-    def __init__(self, console: Console) -> None:
-        self.console = console
-        self.progress = Progress(
-            TextColumn("epoch {task.fields[epoch]}/{task.fields[epochs]}"), BarColumn(),
-            TextColumn("{task.completed}/{task.total} steps  loss {task.fields[loss]:.3f}  "
-                       "acc {task.fields[acc]:.1%}  {task.fields[ips]:,.0f} img/s"),
-            TimeElapsedColumn(), console=console, transient=True)
-        self.task: Any = None
-        self.epochs = 0
+    The live bar (this epoch's steps and the whole run, each with an ETA) is drawn on stderr,
+    and only when stderr is a terminal; status lines say what happens before the first step
+    (loading data, one-time compilation). One line per finished epoch goes to `lines` (stdout,
+    or stderr with --json), never wrapped, without escape codes when redirected; while the bar
+    is up and stdout is the same terminal, the lines are printed above the bar instead.
+    """
+
+    def __init__(self, lines: Console, status: Console | None = None) -> None:
+        self.lines = lines
+        self.status_console = status or err_console
+        self.progress: Progress | None = None
+        if self.status_console.is_terminal:
+            self.progress = Progress(
+                TextColumn("{task.description}"), BarColumn(bar_width=30),
+                TextColumn("{task.fields[info]}"), TextColumn("[dim]ETA[/]"),
+                TimeRemainingColumn(), console=self.status_console, transient=True,
+                redirect_stdout=False, redirect_stderr=False)
+        self.epoch_task: Any = None
+        self.run_task: Any = None
+        self.epochs = self.steps = self.start = 0
 
     def __enter__(self) -> RichReporter:
-        self.progress.start()
+        if self.progress is not None:
+            self.progress.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
+        if self.progress is not None:
+            self.progress.stop()
+
+    def _line(self, text: str) -> None:
+        if self.progress is not None and self.lines.is_terminal:
+            self.progress.console.print(text, highlight=False, soft_wrap=True)
+        else:
+            self.lines.print(text, highlight=False, soft_wrap=True)
+
+    def status(self, text: str) -> None:
+        """What is happening before the bar moves (data loading, compilation)."""
+        if self.progress is None:
+            self.status_console.print(f"{text} ...", highlight=False, soft_wrap=True)
+        elif self.epoch_task is None:
+            self.epoch_task = self.progress.add_task(text, total=None, info="")
+        else:
+            self.progress.update(self.epoch_task, description=text, info="")
 
     def on_start(self, info: dict[str, Any]) -> None:
-        self.epochs = info["epochs"]
+        self.epochs, self.steps = info["epochs"], info["steps_per_epoch"]
+        self.start = info["start_epoch"]
+        first = self.start + 1
         resumed = f", resuming after epoch {info['start_epoch']}" if info["start_epoch"] else ""
-        self.progress.console.print(
-            f"run [bold]{info['run_id']}[/] on {info['device']} ({info['precision']}, "
-            f"{_mode(info.get('compile_mode'))}), {info['n_train']} training images, "
-            f"realized label noise {100 * info['realized_noise']:.1f}%{resumed}", highlight=False)
-        self.progress.console.print(f"{'epoch':>5} {'train loss':>10} {'train err':>9} "
-                                    f"{'test loss':>9} {'test err':>8} {'lr':>8} {'seconds':>7}")
-        self.task = self.progress.add_task("train", total=info["steps_per_epoch"],
-                                           epoch=info["start_epoch"] + 1, epochs=self.epochs,
-                                           loss=float("nan"), acc=0.0, ips=0.0)
+        self._line(f"run [bold]{info['run_id']}[/] on {info['device']} ({info['precision']}, "
+                   f"{_mode(info.get('compile_mode'))}), {info['n_train']} training images, "
+                   f"realized label noise {100 * info['realized_noise']:.1f}%{resumed}")
+        self._line(f"{'epoch':>5} {'train loss':>10} {'train err':>9} {'test loss':>9} "
+                   f"{'test err':>8} {'lr':>8} {'seconds':>7}")
+        waiting = ("compiling the training step (one-time, cached for later runs)"
+                   if info.get("compile_mode") else "first steps")
+        self.status(f"epoch {first}/{self.epochs}: {waiting}")
+        if self.progress is not None:
+            self.progress.update(self.epoch_task, total=self.steps, completed=0)
+            self.run_task = self.progress.add_task(
+                "run", total=(self.epochs - self.start) * self.steps, info="")
 
     def on_step(self, epoch: int, step: int, nsteps: int, loss: float, acc: float,
                 images_per_s: float) -> None:
-        self.progress.update(self.task, total=nsteps, completed=step, epoch=epoch, loss=loss,
-                             acc=acc, ips=images_per_s)
+        if self.progress is None:
+            return
+        text = f"loss {loss:.3f}  acc {acc:.1%}  {images_per_s:,.0f} img/s"
+        self.progress.update(self.epoch_task, description=f"epoch {epoch}/{self.epochs}",
+                             total=nsteps, completed=step, info=text)
+        self.progress.update(self.run_task,
+                             completed=(epoch - 1 - self.start) * self.steps + step)
 
     def on_epoch(self, row: dict[str, Any]) -> None:
         extra = ""
@@ -196,11 +249,33 @@ class RichReporter:
             extra += f"  full-train err {100 * row['train_eval_err']:.2f}%"
         if not math.isnan(row.get("test_err_tta", math.nan)):
             extra += f"  test err (flip TTA) {100 * row['test_err_tta']:.2f}%"
-        self.progress.console.print(
-            f"{row['epoch']:>5} {row['train_loss']:>10.4f} {100 * row['train_err']:>8.2f}% "
-            f"{row['test_loss']:>9.4f} {100 * row['test_err']:>7.2f}% {row['lr']:>8.4g} "
-            f"{row['seconds']:>7.1f}{extra}", highlight=False)
-        self.progress.update(self.task, completed=0, epoch=row["epoch"] + 1)
+        self._line(f"{row['epoch']:>5} {row['train_loss']:>10.4f} {100 * row['train_err']:>8.2f}% "
+                   f"{row['test_loss']:>9.4f} {100 * row['test_err']:>7.2f}% {row['lr']:>8.4g} "
+                   f"{row['seconds']:>7.1f}{extra}")
+        if self.progress is not None and row["epoch"] < self.epochs:
+            # reset, not update: the epoch's ETA must not use the last epoch's step times
+            self.progress.reset(self.epoch_task, total=self.steps, info="",
+                                description=f"epoch {row['epoch'] + 1}/{self.epochs}")
+
+
+def run_with_display(cfg: Any, lines: Console | None, tc: Any = None) -> Any:
+    """`run_train` with the progress display (None: quiet) and the trackers of `tc`."""
+    from hw0cli.data import load_cifar10
+    from hw0cli.env import resolve_device
+    from hw0cli.tracking import Fanout, TrackingReporter
+    from hw0cli.train import run_train, validate
+    validate(cfg)  # bad options are reported before the data is read, as run_train does
+    resolve_device(cfg.device)
+    with contextlib.ExitStack() as stack:
+        display = stack.enter_context(RichReporter(lines)) if lines is not None else None
+        tracking = stack.enter_context(TrackingReporter(tc)) if tc else None
+        if display is not None:
+            display.status(f"loading CIFAR-10 from {cfg.data_dir}")
+        data = load_cifar10(cfg.data_dir)
+        if display is not None:
+            display.status("preparing (once per machine: measuring precision, compile mode)")
+        reporter = Fanout(display, tracking) if display or tracking else None
+        return run_train(cfg, reporter=reporter, data=data)
 
 
 def _mode(compile_mode: str | None) -> str:
@@ -283,12 +358,15 @@ def train(
                                          "automatic for the same settings)")] = False,
     force: Annotated[bool, typer.Option(help="Retrain even if this run already finished")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress output")] = False,
+    log: Log = None,
+    log_group: LogGroup = None,
     as_json: Json = False,
     data_dir: DataDir = None,
     out: OutDir = None,
 ) -> None:
     """Train Myrtle5 on CIFAR-10 (defaults: the course notebook's recipe)."""
-    from hw0cli.train import make_config, run_train
+    from hw0cli.tracking import TrackingConfig, parse_backends, require
+    from hw0cli.train import make_config
     cfg = make_config(
         recipe, width=width, noise=noise, epochs=epochs, batch_size=batch_size, lr=lr,
         momentum=momentum, nesterov=nesterov, weight_decay=weight_decay, optimizer=optimizer,
@@ -301,12 +379,10 @@ def train(
         device=device, precision=precision, compile_mode=compile_mode,
         compile=compile, data_dir=data_dir or _default_data(), out=out or _default_out(),
         run_id=run_id, resume=resume, force=force)
+    tc = TrackingConfig(parse_backends(log), cfg.out, log_group)
+    require(tc.backends)
     console = err_console if as_json else out_console
-    if quiet:
-        result = run_train(cfg)
-    else:
-        with RichReporter(console) as reporter:
-            result = run_train(cfg, reporter=reporter)
+    result = run_with_display(cfg, None if quiet else console, tc)
     if as_json:
         _print_json(result.to_json())
         return
@@ -314,7 +390,9 @@ def train(
         return
     if result.status == "skipped":
         console.print(f"run [bold]{result.run_id}[/] already finished ({result.path}); "
-                      "pass --force to train it again.", highlight=False)
+                      "pass --force to train it again"
+                      + (", or `hw0 runs sync` to log it." if tc else "."), highlight=False,
+                      soft_wrap=True)
     views = result.test_acc_views
     flip = (f", vertically flipped {100 * views['vflip']:.2f}%" if "vflip" in views else "")
     console.print(
@@ -323,22 +401,29 @@ def train(
         f"({result.images_per_s:,.0f} images/s, {result.device}, {result.precision}, "
         f"{_mode(result.compile_mode)}) + {result.one_time_s:.1f} s one-time (compile, "
         "autotune, capture). "
-        f"Saved {result.path}", highlight=False)
+        f"Saved {result.path}", highlight=False, soft_wrap=True)
 
 
 # ---------------------------------------------------------------------------------------------
 # runs
 
 
-@app.command("runs")
+runs_app = typer.Typer(help="List the training runs; `history`, `sync` for one or more.")
+app.add_typer(runs_app, name="runs")
+
+
+@runs_app.callback(invoke_without_command=True)
 @handle_errors
 def runs_cmd(
+    ctx: typer.Context,
     out: OutDir = None,
     views: Annotated[bool, typer.Option("--views", help="Rank by min(original, flipped) "
                                         "test accuracy (flip robustness)")] = False,
     as_json: Json = False,
 ) -> None:
-    """List the training runs under the output folder."""
+    """List the training runs under the output folder (or: hw0 runs history|sync ...)."""
+    if ctx.invoked_subcommand is not None:
+        return
     from hw0cli.runs import list_runs
     out = out or _default_out()
     found = list_runs(out)
@@ -376,6 +461,64 @@ def runs_cmd(
                          f"{r.seconds:.0f} s"])
     out_console.print(_compact_table(title, cols, rows, left=("id", "status", "trained with"),
                                      fold=("trained with",)))
+
+
+RunsArg = Annotated[list[str] | None, typer.Argument(
+    help="Run ids or .h5 files [default: every run under --out]", show_default=False)]
+
+
+@runs_app.command("history")
+@handle_errors
+def runs_history(
+    run: Annotated[str | None, typer.Argument(help="Run id or .h5 file [default: the most "
+                                              "recently finished run]", show_default=False)]
+    = None,
+    csv: Annotated[bool, typer.Option("--csv", help="CSV with a header (the default)")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per epoch, as a "
+                                          "list")] = False,
+    out: OutDir = None,
+) -> None:
+    """Print a run's per-epoch history (CSV or JSON) for pandas, spreadsheets, plotting."""
+    from hw0cli.errors import Hw0UsageError
+    from hw0cli.runs import history_table, resolve_run
+    if csv and as_json:
+        raise Hw0UsageError("Choose one of --csv and --json.")
+    table = history_table(resolve_run(out or _default_out(), run))
+    if as_json:
+        _print_json(table.rows())
+    else:
+        print(table.to_csv(), end="")
+
+
+@runs_app.command("sync")
+@handle_errors
+def runs_sync(
+    runs: RunsArg = None,
+    to: Annotated[list[str] | None, typer.Option(
+        "--to", help="wandb and/or tensorboard (repeatable)", show_default=False)] = None,
+    log_group: LogGroup = None,
+    out: OutDir = None,
+) -> None:
+    """Replay stored runs' histories into wandb or TensorBoard (runs made without --log)."""
+    from hw0cli.errors import Hw0UsageError
+    from hw0cli.runs import list_runs, resolve_run
+    from hw0cli.tracking import TrackingConfig, parse_backends, require, sync_run
+    out = out or _default_out()
+    backends = parse_backends(to)
+    if not backends:
+        raise Hw0UsageError("Say where to sync with --to wandb or --to tensorboard.")
+    require(backends)
+    paths = [resolve_run(out, r) for r in runs] if runs else [r.path for r in list_runs(out)]
+    if not paths:
+        raise Hw0UsageError(f"No runs under {out}/runs to sync. Train one with `hw0 train`.")
+    tc = TrackingConfig(backends, out, log_group)
+    for p in paths:
+        n = sync_run(tc, p)
+        out_console.print(f"synced {p.stem}: {n} epochs to {', '.join(backends)}",
+                          highlight=False, soft_wrap=True)
+    if "tensorboard" in backends:
+        out_console.print(f"view: tensorboard --logdir {Path(out) / 'tensorboard'}",
+                          highlight=False, soft_wrap=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -647,6 +790,114 @@ def _print_linreg(res: Any) -> None:
 # ---------------------------------------------------------------------------------------------
 # grid
 
+class GridProgress:
+    """Cells done / running / left with an ETA, and each running cell's epoch.
+
+    On a terminal: a live display on stderr, refreshed from the running cells' run files (each
+    checkpoint records `epochs_done`). Otherwise: one line per cell start and end, on stdout.
+    """
+
+    def __init__(self, total: int) -> None:
+        import threading
+        self.total, self.finished, self.failed = total, 0, 0
+        self.running: dict[int, tuple[Any, float]] = {}  # index -> (config, start time)
+        self.durations: list[float] = []  # cells that trained (not skipped), for the ETA
+        self.lock = threading.Lock()
+        self.stop_event = threading.Event()
+        self.live = err_console.is_terminal
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(bar_width=24),
+            TextColumn("{task.fields[info]}"), console=err_console, transient=True,
+            redirect_stdout=False, redirect_stderr=False) if self.live else None
+        self.cell_tasks: dict[int, Any] = {}
+        self.thread = threading.Thread(target=self._poll, daemon=True, name="hw0-grid-progress")
+
+    def __enter__(self) -> GridProgress:
+        if self.progress is not None:
+            self.progress.start()
+            self.overall = self.progress.add_task("cells", total=self.total, info="")
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop_event.set()
+        if self.progress is not None:
+            self.thread.join(timeout=5)
+            self.progress.stop()
+
+    def counts(self) -> str:
+        left = self.total - self.finished - len(self.running)
+        eta = ""
+        if self.durations and left + len(self.running):
+            # running cells count as half done; they share the slots with the ones left
+            slots = max(1, len(self.running))
+            rest = float(np.mean(self.durations)) * (left + 0.5 * len(self.running)) / slots
+            eta = f", ETA ~{_duration(rest)}"
+        return f"{self.finished} done, {len(self.running)} running, {left} left{eta}"
+
+    def _print(self, text: str) -> None:
+        if self.progress is not None:
+            self.progress.console.print(text, highlight=False, soft_wrap=True)
+        else:
+            out_console.print(text, highlight=False, soft_wrap=True)
+
+    def start(self, index: int, cfg: Any) -> None:
+        import time
+        with self.lock:
+            self.running[index] = (cfg, time.monotonic())
+            if self.progress is not None:
+                self.cell_tasks[index] = self.progress.add_task(
+                    f"  cell {index} (c {cfg.width}, p {cfg.noise:g}, seed {cfg.seed})",
+                    total=cfg.epochs, info="starting")
+            else:
+                self._print(f"cell {index} started (c {cfg.width}, p {cfg.noise:g}, seed "
+                            f"{cfg.seed}); {self.counts()}")
+            self._refresh()
+
+    def done(self, r: Any) -> None:
+        import time
+        with self.lock:
+            _, t0 = self.running.pop(r.index)
+            seconds = time.monotonic() - t0
+            self.finished += 1
+            if seconds > 5:  # a skipped (already finished) cell says nothing about the pace
+                self.durations.append(seconds)
+            if self.progress is not None:
+                self.progress.remove_task(self.cell_tasks.pop(r.index))
+            ok = "[green]ok[/]" if r.returncode == 0 else f"[red]exit {r.returncode}[/]"
+            self._print(f"cell {r.index} {r.run_id}: {ok} in {_duration(seconds)} (log {r.log});"
+                        f" {self.counts()}")
+            self._refresh()
+
+    def _refresh(self) -> None:
+        if self.progress is not None:
+            self.progress.update(self.overall, completed=self.finished, info=self.counts())
+
+    def _poll(self) -> None:
+        from hw0cli import runs, store
+        from hw0cli.train import run_id_for
+        while not self.stop_event.wait(1.0):
+            with self.lock:
+                cells = dict(self.running)
+            for i, (cfg, _) in cells.items():
+                try:
+                    a = store.read_h5(runs.run_path(cfg.out, run_id_for(cfg)),
+                                      attrs_only=True).attrs
+                except Hw0Error:
+                    continue  # not written yet
+                with self.lock:
+                    if i in self.cell_tasks and self.progress is not None:
+                        done = int(a.get("epochs_done", 0))
+                        self.progress.update(self.cell_tasks[i], completed=done,
+                                             info=f"epoch {done}/{cfg.epochs} (cap)")
+            with self.lock:
+                self._refresh()
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
+
+
 GRID_CONTEXT = {"allow_extra_args": True, "ignore_unknown_options": True}
 Widths = Annotated[str, typer.Option("--widths", help="Comma-separated widths c")]
 Noises = Annotated[str, typer.Option("--noise", help="Comma-separated noise levels p")]
@@ -675,6 +926,9 @@ def _grid_config(ctx: typer.Context, widths: str, noise: str, seeds: str) -> Any
         given["batchnorm"] = False
     recipe = given.pop("recipe", "notebook")
     data_dir, out = given.pop("data_dir", None), given.pop("out", None)
+    from hw0cli.tracking import parse_backends, require
+    log, log_group = parse_backends(given.pop("log", None)), given.pop("log_group", None)
+    require(log)
     ws = parse_list(widths, int, "--widths")
     ps = parse_list(noise, float, "--noise")
     for p in ps:
@@ -682,7 +936,8 @@ def _grid_config(ctx: typer.Context, widths: str, noise: str, seeds: str) -> Any
             raise Hw0UsageError(f"--noise values are probabilities in [0, 1] (got {p}).")
     return GridConfig(widths=ws, noises=ps, seeds=parse_list(seeds, int, "--seeds"),
                       recipe=recipe, train_options=tuple(sorted(given.items())),
-                      data_dir=data_dir or _default_data(), out=out or _default_out())
+                      data_dir=data_dir or _default_data(), out=out or _default_out(),
+                      log=log, log_group=log_group)
 
 
 @grid_app.command("list", context_settings=GRID_CONTEXT)
@@ -714,27 +969,24 @@ def grid_run(ctx: typer.Context, widths: Widths = "4,64", noise: Noises = "0,0.5
     """Run one cell (--index) or every unfinished cell (--jobs in parallel)."""
     from hw0cli.errors import Hw0UsageError
     from hw0cli.grid import cells, run_cells
-    from hw0cli.train import run_train
+    from hw0cli.tracking import TrackingConfig
     cfg = _grid_config(ctx, widths, noise, seeds)
     all_cells = cells(cfg)
     if index is not None:
         if not 0 <= index < len(all_cells):
             raise Hw0UsageError(f"--index {index} is outside the grid (0 to "
                                 f"{len(all_cells) - 1}; see `hw0 grid list`).")
-        with RichReporter(out_console) as reporter:
-            res = run_train(all_cells[index], reporter=reporter)
+        tc = TrackingConfig(cfg.log, cfg.out, cfg.group())
+        res = run_with_display(all_cells[index], out_console, tc)
         verb = "already finished" if res.status == "skipped" else "finished"
         out_console.print(f"cell {index} ({res.run_id}) {verb}: train error "
                           f"{100 * res.train_err:.2f}%, test error {100 * res.test_err:.2f}%",
-                          highlight=False)
+                          highlight=False, soft_wrap=True)
         return
-
-    def done(r: Any) -> None:
-        ok = "[green]ok[/]" if r.returncode == 0 else f"[red]exit {r.returncode}[/]"
-        out_console.print(f"cell {r.index} {r.run_id}: {ok} (log {r.log})", highlight=False)
-
-    out_console.print(f"{len(all_cells)} cells, {jobs} at a time; finished cells are skipped")
-    results = run_cells(cfg, jobs, on_done=done)
+    out_console.print(f"{len(all_cells)} cells, {jobs} at a time; finished cells are skipped; "
+                      f"logs in {Path(cfg.out) / 'grid_logs'}", highlight=False, soft_wrap=True)
+    with GridProgress(len(all_cells)) as progress:
+        results = run_cells(cfg, jobs, on_done=progress.done, on_start=progress.start)
     failed = [r for r in results if r.returncode != 0]
     if failed:
         raise Hw0Error(f"{len(failed)} of {len(results)} cells failed: "
@@ -834,13 +1086,19 @@ def all_cmd(
     preset: Annotated[str, typer.Option(help="quick (laptop CPU, reduced: see README) | full "
                                         "(the assignment's settings, for a GPU)")] = "quick",
     device: Annotated[str, typer.Option(help="auto | cuda | cpu")] = "auto",
+    log: Log = None,
     data_dir: DataDir = None,
     out: OutDir = None,
 ) -> None:
     """Run every experiment of the homework in order (resumably), then write the report."""
+    import time
+
     from hw0cli.pipeline import PRESETS, AllConfig, run_all
+    from hw0cli.tracking import parse_backends, require
+    backends = parse_backends(log)
+    require(backends)
     cfg = AllConfig(preset=preset, data_dir=data_dir or _default_data(),
-                    out=out or _default_out(), device=device)
+                    out=out or _default_out(), device=device, log=backends)
     if preset in PRESETS:
         out_console.print(f"[bold]hw0 all --preset {preset}[/]: {PRESETS[preset]['description']}"
                           f"; results in {cfg.out}", highlight=False)
@@ -848,10 +1106,19 @@ def all_cmd(
                                                      if k != "description"}, default=list),
                           highlight=False)
 
+    ran: list[float] = []  # seconds of the steps that did work, for the ETA
+    started = time.monotonic()
+
     def step(i: int, n: int, title: str) -> None:
+        eta = f", ETA ~{_duration(float(np.mean(ran)) * (n - i))}" if ran else ""
         out_console.rule(f"[{i + 1}/{n}] {title}")
+        out_console.print(f"{i} done, 1 running, {n - i - 1} left; "
+                          f"{_duration(time.monotonic() - started)} so far{eta}",
+                          highlight=False, soft_wrap=True, style="dim")
 
     def result(r: Any) -> None:
+        if r.status == "done":
+            ran.append(r.seconds)
         color = {"done": "green", "skipped": "cyan", "failed": "red"}[r.status]
         out_console.print(f"[{color}]{r.status}[/] in {r.seconds:.0f} s: {r.detail}",
                           highlight=False)

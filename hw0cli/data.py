@@ -247,12 +247,53 @@ def _load_mnist_cached(key: tuple) -> MnistData:
 # download and info
 
 
+def _fetch_mnist(data_dir: Path) -> None:
+    """Each MNIST file not already present (raw or .gz), from the first mirror that serves it."""
+    from torchvision.datasets import MNIST
+    from torchvision.datasets.utils import download_and_extract_archive
+
+    raw = data_dir / MNIST_RAW
+    for filename, md5 in MNIST.resources:
+        if _mnist_file(data_dir, filename.removesuffix(".gz")) is not None:
+            continue  # the loader reads the .gz or the extracted file alike
+        causes = []
+        for mirror in MNIST.mirrors:
+            try:
+                download_and_extract_archive(mirror + filename, str(raw), filename=filename,
+                                             md5=md5)
+                break
+            except (OSError, RuntimeError) as exc:  # RuntimeError: torchvision's MD5 check
+                causes.append(f"{mirror}: {_cause(exc)}")
+                (raw / filename).unlink(missing_ok=True)  # a partial or corrupt download
+        else:
+            raise OSError(f"no mirror served {filename} ({'; '.join(causes)})")
+
+
+def _cause(exc: BaseException) -> str:
+    """The innermost reason of a download error (urllib wraps socket errors in URLError)."""
+    reason = getattr(exc, "reason", None)
+    text = str(reason if reason is not None else exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
+
+
+def _remove_new_empty_folders(folders: list[Path], existed: set[Path]) -> None:
+    for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
+        if folder not in existed and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+
+
 def download(data_dir: Path, which: tuple[str, ...] = ("cifar10", "mnist")) -> list[str]:
-    """Fetch the data sets with torchvision's download utilities; return what was done."""
-    from torchvision.datasets import CIFAR10, MNIST
+    """Fetch the data sets with torchvision's download utilities; return what was done.
+
+    On failure the error names each cause, and folders this call created and left empty are
+    removed, so a failed download leaves the data folder as it was.
+    """
+    from torchvision.datasets import CIFAR10
     from torchvision.datasets.utils import download_and_extract_archive
 
     data_dir = Path(data_dir)
+    folders = [data_dir, data_dir / "MNIST", data_dir / MNIST_RAW, cifar_dir(data_dir)]
+    existed = {f for f in folders if f.is_dir()}
     done = []
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -260,30 +301,65 @@ def download(data_dir: Path, which: tuple[str, ...] = ("cifar10", "mnist")) -> l
             if all((cifar_dir(data_dir) / n).is_file() for n in CIFAR_TRAIN_FILES):
                 done.append(f"CIFAR-10 already present in {cifar_dir(data_dir)}")
             else:
-                download_and_extract_archive(CIFAR10.url, str(data_dir),
-                                             filename=CIFAR10.filename, md5=CIFAR10.tgz_md5)
+                archive = data_dir / CIFAR10.filename
+                try:
+                    download_and_extract_archive(CIFAR10.url, str(data_dir),
+                                                 filename=CIFAR10.filename, md5=CIFAR10.tgz_md5)
+                except (OSError, RuntimeError) as exc:
+                    archive.unlink(missing_ok=True)
+                    raise OSError(f"{CIFAR10.url}: {_cause(exc)}") from None
                 done.append(f"CIFAR-10 downloaded to {cifar_dir(data_dir)}")
         if "mnist" in which:
-            raw = data_dir / MNIST_RAW
-            for filename, md5 in MNIST.resources:
-                if (raw / filename.removesuffix(".gz")).is_file():
-                    continue
-                for mirror in MNIST.mirrors:
-                    try:
-                        download_and_extract_archive(mirror + filename, str(raw),
-                                                     filename=filename, md5=md5)
-                        break
-                    except OSError:
-                        continue
-                else:
-                    raise OSError(f"no mirror served {filename}")
-            done.append(f"MNIST present in {raw}")
+            _fetch_mnist(data_dir)
+            done.append(f"MNIST present in {data_dir / MNIST_RAW}")
     except OSError as exc:
+        _remove_new_empty_folders(folders, existed)
         raise Hw0Error(
-            f"Download failed ({exc}). Check the network connection, or copy the files by hand "
-            f"into {data_dir} (layouts: {CIFAR_DIRNAME}/ and {MNIST_RAW}/)."
+            f"Download failed: {_cause(exc)}. Check the network connection, or copy the files "
+            f"by hand into {data_dir} (layouts: {CIFAR_DIRNAME}/ and {MNIST_RAW}/)."
         ) from None
     return done
+
+
+def _file_md5(path: Path) -> str:
+    h = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@functools.lru_cache(maxsize=4)
+def _cifar_identity(folder: str, _stamp: tuple) -> dict[str, object]:
+    from torchvision.datasets import CIFAR10
+    official = dict(CIFAR10.train_list + CIFAR10.test_list)
+    files = {n: _file_md5(Path(folder) / n) for n in (*CIFAR_TRAIN_FILES, CIFAR_TEST_FILE)}
+    return {"dataset": "cifar10", "folder": folder, "md5": files,
+            "official": all(files[n] == official[n] for n in files)}
+
+
+def cifar_identity(data_dir: Path) -> dict[str, object]:
+    """Which CIFAR-10 files a run read: their MD5s and whether all match the official release
+    (a re-encoded copy gives different accuracies). Empty when the files are not there."""
+    folder = cifar_dir(Path(data_dir))
+    names = (*CIFAR_TRAIN_FILES, CIFAR_TEST_FILE)
+    if not all((folder / n).is_file() for n in names):
+        return {}
+    return _cifar_identity(str(folder.resolve()), _stamp(folder, names))
+
+
+def mnist_identity(data_dir: Path) -> dict[str, object]:
+    """The MNIST files a result used: MD5 of each uncompressed IDX file, and whether all match
+    the official release."""
+    files = {}
+    for stem in MNIST_FILES.values():
+        p = _mnist_file(Path(data_dir), stem)
+        if p is None:
+            return {}
+        raw = gzip.decompress(p.read_bytes()) if p.suffix == ".gz" else p.read_bytes()
+        files[stem] = _md5(raw)
+    return {"dataset": "mnist", "folder": str((Path(data_dir) / MNIST_RAW).resolve()),
+            "md5": files, "official": all(files[k] == MNIST_RAW_MD5[k] for k in files)}
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ provider it really uses, since onnxruntime can fall back to the CPU silently.
 from __future__ import annotations
 
 import contextlib
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,6 +71,33 @@ def gpu_present() -> bool:
     return torch.cuda.is_available()
 
 
+TENSORRT_LIBS = ("libnvinfer.so", "libnvinfer_plugin.so", "libnvonnxparser.so")
+
+
+def preload_tensorrt() -> list[str]:
+    """Load the TensorRT libraries that `pip install 'hw0[tensorrt]'` put in site-packages.
+
+    onnxruntime's TensorRT provider links libnvinfer.so.10 and libnvonnxparser.so.10 but only
+    looks on the loader path, where a pip install does not put them; loading them first, by
+    full path and globally, lets the provider find them. Returns the files loaded (none when
+    the extra is not installed).
+    """
+    import ctypes
+    import importlib.util
+    spec = importlib.util.find_spec("tensorrt_libs")
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    loaded = []
+    for stem in TENSORRT_LIBS:
+        for lib in sorted(folder.glob(f"{stem}.*")):
+            with contextlib.suppress(OSError):
+                ctypes.CDLL(str(lib), mode=ctypes.RTLD_GLOBAL)
+                loaded.append(lib.name)
+                break
+    return loaded
+
+
 def _session(path: Path, provider: str, cache_dir: Path) -> Any:
     import onnxruntime as ort
     so = ort.SessionOptions()
@@ -99,6 +127,8 @@ def open_session(path: Path, provider: str = "auto") -> tuple[Any, str]:
         # the provider check below tells the truth either way
         with contextlib.suppress(Exception):
             ort.preload_dlls()
+    if gpu and sys.platform.startswith("linux"):
+        preload_tensorrt()
     cache = path.parent / "trt_cache"
     if provider == "auto":
         chain = [p for p in ("tensorrt", "cuda") if gpu and PROVIDERS[p] in available] + ["cpu"]
@@ -110,7 +140,9 @@ def open_session(path: Path, provider: str = "auto") -> tuple[Any, str]:
             raise Hw0UsageError(
                 f"Provider '{provider}' is not usable here (onnxruntime {ort.__version__}; "
                 f"usable: {installed}; CUDA GPU present: {'yes' if gpu else 'no'}). Use "
-                "--provider auto, or install onnxruntime-gpu with CUDA on a GPU machine.")
+                "--provider auto, or install onnxruntime-gpu with CUDA on a GPU machine"
+                + (" (TensorRT: `pip install 'hw0[tensorrt]'`)." if provider == "tensorrt"
+                   else "."))
         chain = [provider]
     errors = []
     for p in chain:

@@ -9,6 +9,7 @@ SHA-256 fingerprint of its weights, so an ONNX file that does not belong to a ru
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import time
@@ -22,7 +23,7 @@ import torch
 from torch import nn
 
 from hw0cli import runs, store
-from hw0cli.data import default_data_dir, load_cifar10
+from hw0cli.data import CIFAR_CLASSES, default_data_dir, load_cifar10
 from hw0cli.errors import Hw0Error
 
 OPSET = 18  # >= 17 as required; 18 is what torch's dynamo exporter emits natively
@@ -97,12 +98,34 @@ def export_onnx_file(model: nn.Module, path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _set_metadata(path: Path, meta: dict[str, str]) -> None:
+def describe_model(attrs: dict, run_id: str, fingerprint: str,
+                   variant: str = "fp32") -> tuple[dict[str, str], str, int]:
+    """(metadata, doc string, model_version) of a run's ONNX file.
+
+    The metadata carries the class names in output order; model_version counts the epochs of
+    training behind the weights (onnxruntime shows it as `version`).
+    """
+    config = attrs.get("config") or {}
+    classes = list(attrs.get("classes") or CIFAR_CLASSES)
+    epochs = int(attrs.get("epochs_done", 0))
+    meta = {"hw0_run_id": run_id, "hw0_weights_sha256": fingerprint,
+            "hw0_classes": json.dumps(classes), **IO_METADATA}
+    if variant != "fp32":
+        meta["hw0_variant"] = variant
+    doc = (f"Myrtle5 CNN of width {config.get('width')} trained by hw0 on CIFAR-10 (run "
+           f"{run_id}, {epochs} epochs, label noise {config.get('noise')}). Input: uint8 "
+           f"pixels (N, 3, 32, 32), RGB, 0-255. Output: logits (N, {len(classes)}) for the "
+           f"classes {', '.join(classes)}; argmax is the prediction. Variant: {variant}.")
+    return meta, doc, epochs
+
+
+def _set_metadata(path: Path, meta: dict[str, str], doc: str = "", version: int = 0) -> None:
     import onnx
     m = onnx.load(str(path))
     del m.metadata_props[:]
     for k, v in meta.items():
         m.metadata_props.add(key=k, value=v)
+    m.doc_string, m.model_version = doc, version
     onnx.checker.check_model(m, full_check=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     onnx.save(m, str(tmp))
@@ -202,8 +225,7 @@ def ensure_onnx(run_path: Path, force: bool = False,
             if notes is not None:
                 notes.append(f"replaced {path.name}: {str(exc).split('. ')[0]}")
     export_onnx_file(model, path)
-    _set_metadata(path, {"hw0_run_id": run_id, "hw0_weights_sha256": fp,
-                         **IO_METADATA})
+    _set_metadata(path, *describe_model(attrs, run_id, fp))
     # validate: onnxruntime vs torch on the same test images (or random pixels without data)
     config = attrs.get("config") or {}
     try:
@@ -242,7 +264,8 @@ def ensure_variant(run_path: Path, variant: str, fp32_path: Path, data: Any,
     """
     dst = onnx_path(run_path, variant)
     fp = read_metadata(fp32_path).get("hw0_weights_sha256", "")
-    run_id = str(store.read_h5(run_path, attrs_only=True).attrs.get("run_id", run_path.stem))
+    attrs = store.read_h5(run_path, attrs_only=True).attrs
+    run_id = str(attrs.get("run_id", run_path.stem))
     if dst.exists() and not force:
         try:
             check_matches_run(dst, run_id, fp)
@@ -261,8 +284,7 @@ def ensure_variant(run_path: Path, variant: str, fp32_path: Path, data: Any,
             fp16_variant(fp32_path, tmp)
         else:
             int8_variant(fp32_path, tmp, np.ascontiguousarray(data.train_x[:512]))
-        _set_metadata(tmp, {"hw0_run_id": run_id, "hw0_weights_sha256": fp,
-                            "hw0_variant": variant, **IO_METADATA})
+        _set_metadata(tmp, *describe_model(attrs, run_id, fp, variant))
         acc = _accuracy(_cpu_session(tmp), x, y)
         os.replace(tmp, dst)
     except Exception as exc:  # a converter or kernel gap: say so, keep the fp32

@@ -55,6 +55,26 @@ class GridConfig:
     train_options: tuple[tuple[str, Any], ...] = ()  # explicit `hw0 train` settings
     data_dir: Path = field(default_factory=default_data_dir)
     out: Path = Path("artifacts")
+    log: tuple[str, ...] = ()  # wandb / tensorboard: every cell logs, grouped by the grid
+    log_group: str | None = None  # None: `log_group(cfg)`
+
+    def group(self) -> str:
+        """The wandb group / TensorBoard folder of this grid's cells."""
+        return self.log_group or log_group(self)
+
+
+def log_group(cfg: GridConfig) -> str:
+    """'grid-<hash>': the same axes and options always give the same group."""
+    from hw0cli.tracking import group_name
+    return group_name("grid", (cfg.widths, cfg.noises, cfg.seeds, cfg.recipe,
+                               cfg.train_options))
+
+
+def log_args(cfg: GridConfig) -> list[str]:
+    """The `hw0 train` options that log a cell to the grid's trackers, grouped."""
+    if not cfg.log:
+        return []
+    return [*(a for b in cfg.log for a in ("--log", b)), "--log-group", cfg.group()]
 
 
 def parse_list(text: str, kind: type, name: str) -> tuple:
@@ -122,7 +142,7 @@ def train_args(c: TrainConfig) -> list[str]:
 
 def grid_commands(cfg: GridConfig) -> list[str]:
     """One complete shell command per cell."""
-    return [shlex.join(["hw0", "train", *train_args(c)]) for c in cells(cfg)]
+    return [shlex.join(["hw0", "train", *train_args(c), *log_args(cfg)]) for c in cells(cfg)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -209,7 +229,8 @@ class CellRun:
 
 
 def run_cells(cfg: GridConfig, jobs: int, indices: list[int] | None = None,
-              on_done: Callable[[CellRun], None] | None = None) -> list[CellRun]:
+              on_done: Callable[[CellRun], None] | None = None,
+              on_start: Callable[[int, TrainConfig], None] | None = None) -> list[CellRun]:
     """Run cells as `python -m hw0cli train ...` processes, `jobs` at a time.
 
     GPU machine: one process per visible GPU (CUDA_VISIBLE_DEVICES set per process, jobs
@@ -239,9 +260,11 @@ def run_cells(cfg: GridConfig, jobs: int, indices: list[int] | None = None,
             else:
                 env["OMP_NUM_THREADS"] = str(threads)
             log = log_dir / f"{run_id_for(c)}.log"
+            if on_start:
+                on_start(i, c)
             with open(log, "a") as fh:
                 rc = subprocess.run([sys.executable, "-m", "hw0cli", "train", "--quiet",
-                                     *train_args(c)], env=env, stdout=fh,
+                                     *train_args(c), *log_args(cfg)], env=env, stdout=fh,
                                     stderr=subprocess.STDOUT).returncode
             res = CellRun(i, run_id_for(c), rc, log)
             if on_done:

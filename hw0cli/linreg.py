@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from hw0cli import kernels, store
-from hw0cli.data import MNIST_TRAIN_SIZE, default_data_dir, load_mnist
+from hw0cli.data import MNIST_TRAIN_SIZE, default_data_dir, load_mnist, mnist_identity
 from hw0cli.env import environment, resolve_device
 from hw0cli.errors import Hw0Error, check
 
@@ -539,6 +539,7 @@ def run_linreg(cfg: LinregConfig, progress: Callable[[str], None] | None = None)
     cfg_json = {**cfg.science(), "data_dir": str(cfg.data_dir), "device": cfg.device}
     store.write_h5(path, {"kind": "linreg", "id": rid, "config": cfg_json, "summary": summary,
                           "env": environment(device), "notes": notes,
+                          "data": mnist_identity(cfg.data_dir),
                           "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, arrays)
     from hw0cli.plots import linreg_plots
     plots = linreg_plots(summary, arrays, Path(cfg.out) / "plots", rid)

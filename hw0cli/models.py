@@ -108,3 +108,24 @@ def flops_per_image(c: int = 64, train: bool = False, num_classes: int = 10) -> 
     if not train:
         return sum(fwd)
     return 2 * sum(fwd) + sum(fwd[1:])  # forward + weight grads + input grads past layer 1
+
+
+def readable_names(model: nn.Module) -> dict[str, str]:
+    """state_dict key -> a name that says which layer it is ("0.weight" -> "conv1.weight").
+
+    Stored beside the weights (the `weight_names` attribute), not in place of the keys, so a
+    run file keeps loading with `load_state_dict` by the nn.Sequential's own keys.
+    """
+    kinds = {nn.Conv2d: "conv", nn.BatchNorm2d: "bn", nn.Linear: "linear"}
+    counts: dict[str, int] = {}
+    prefix: dict[str, str] = {}
+    for name, module in model.named_children():
+        kind = kinds.get(type(module))
+        if kind is not None:
+            counts[kind] = counts.get(kind, 0) + 1
+            prefix[name] = "classifier" if kind == "linear" else f"{kind}{counts[kind]}"
+    out = {}
+    for key in model.state_dict():
+        module, _, rest = key.partition(".")
+        out[key] = f"{prefix.get(module, module)}.{rest}"
+    return out

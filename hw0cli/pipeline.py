@@ -7,6 +7,7 @@ so running `hw0 all` again only finishes what is missing and rewrites the report
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -52,6 +53,7 @@ class AllConfig:
     data_dir: Path = field(default_factory=default_data_dir)
     out: Path = Path("artifacts")
     device: str = "auto"
+    log: tuple[str, ...] = ()  # wandb / tensorboard for every training step
 
 
 @dataclass
@@ -73,6 +75,7 @@ class AllResult:
 class Step:
     title: str
     run: Callable[[TrainReporter | None], str]  # a detail line; "skipped..." if nothing ran
+    group: str | None = None  # the tracking group of a training step
 
 
 def _train_step(cfg: TrainConfig) -> Callable[[TrainReporter | None], str]:
@@ -87,7 +90,7 @@ def _train_step(cfg: TrainConfig) -> Callable[[TrainReporter | None], str]:
 def plan(cfg: AllConfig) -> list[Step]:
     """The steps of the preset, in order."""
     from hw0cli.evaluate import EvalConfig, run_eval
-    from hw0cli.grid import GridConfig, cells
+    from hw0cli.grid import GridConfig, cells, log_group
     from hw0cli.linreg import LinregConfig, linreg_id, run_linreg
 
     check(cfg.preset in PRESETS, f"Unknown preset '{cfg.preset}'. Choose one of: "
@@ -100,7 +103,7 @@ def plan(cfg: AllConfig) -> list[Step]:
             for w in p["warmup"]]
     for c in warm:
         steps.append(Step(f"Warm-up: width {c.width}, {c.epochs} epochs, {c.recipe} recipe",
-                          _train_step(c)))
+                          _train_step(c), f"all-{cfg.preset}"))
 
     def flip_eval(_: TrainReporter | None) -> str:
         path = runs.run_path(cfg.out, run_id_for(warm[0]))
@@ -116,7 +119,8 @@ def plan(cfg: AllConfig) -> list[Step]:
     for r in p["robust"]:
         c = make_config("notebook", **r, **common)
         how = f"augment {c.augment}" if c.augment != "none" else f"objective {c.objective}"
-        steps.append(Step(f"Problem 1: flip-robust training ({how})", _train_step(c)))
+        steps.append(Step(f"Problem 1: flip-robust training ({how})", _train_step(c),
+                          f"all-{cfg.preset}"))
     g = p["grid"]
     grid_cfg = GridConfig(widths=g["widths"], noises=g["noises"], seeds=g["seeds"],
                           train_options=tuple(sorted({**g["train_options"],
@@ -124,7 +128,7 @@ def plan(cfg: AllConfig) -> list[Step]:
                           data_dir=cfg.data_dir, out=cfg.out)
     for c in cells(grid_cfg):
         steps.append(Step(f"Problem 2: width {c.width}, p = {c.noise:g}, seed {c.seed}",
-                          _train_step(c)))
+                          _train_step(c), log_group(grid_cfg)))
     lcfg = LinregConfig(**p["linreg"], data_dir=cfg.data_dir, out=cfg.out, device=cfg.device)
 
     def linreg_step(_: TrainReporter | None) -> str:
@@ -139,6 +143,18 @@ def plan(cfg: AllConfig) -> list[Step]:
 
     steps.append(Step(f"Problem 3: hw0 linreg --method all --n {lcfg.n}", linreg_step))
     return steps
+
+
+def _run_step(cfg: AllConfig, step: Step, reporter_factory: Callable[[], Any] | None) -> str:
+    """One step, with the progress display and (for training steps) the trackers."""
+    from hw0cli.tracking import Fanout, TrackingConfig, TrackingReporter
+    with contextlib.ExitStack() as stack:
+        display = stack.enter_context(reporter_factory()) if reporter_factory else None
+        tracking = (stack.enter_context(TrackingReporter(TrackingConfig(cfg.log, cfg.out,
+                                                                        step.group)))
+                    if cfg.log and step.group else None)
+        rep = Fanout(display, tracking) if display or tracking else None
+        return step.run(rep)
 
 
 def run_all(cfg: AllConfig, on_step: Callable[[int, int, str], None] | None = None,
@@ -162,11 +178,7 @@ def run_all(cfg: AllConfig, on_step: Callable[[int, int, str], None] | None = No
             on_step(i, len(steps), step.title)
         t = time.perf_counter()
         try:
-            if reporter_factory is not None:
-                with reporter_factory() as rep:
-                    detail = step.run(rep)
-            else:
-                detail = step.run(None)
+            detail = _run_step(cfg, step, reporter_factory)
             status = "skipped" if detail.startswith("skipped") else "done"
         except Hw0Error as exc:
             if exc.exit_code == 130:  # Ctrl-C: stop here, everything done so far is kept

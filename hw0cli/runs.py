@@ -141,3 +141,38 @@ def load_model(path: Path, device: torch.device | str = "cpu") -> tuple[nn.Modul
         raise Hw0Error(f"The weights in {path} do not fit a width-{cfg['width']} Myrtle5: "
                        f"{str(exc).splitlines()[0]}") from None
     return model.to(device).eval(), rec.attrs
+
+
+@dataclass(frozen=True)
+class HistoryTable:
+    """A run's per-epoch history: column names and one row of values per epoch."""
+
+    run_id: str
+    columns: tuple[str, ...]
+    values: tuple[tuple[float | int, ...], ...]
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One dict per epoch; NaN (not measured) becomes None, null in JSON."""
+        return [{c: (None if isinstance(v, float) and np.isnan(v) else v)
+                 for c, v in zip(self.columns, row, strict=True)} for row in self.values]
+
+    def to_csv(self) -> str:
+        """CSV with a header; a value not measured that epoch is an empty field."""
+        lines = [",".join(self.columns)]
+        for row in self.values:
+            lines.append(",".join("" if isinstance(v, float) and np.isnan(v) else repr(v)
+                                  for v in row))
+        return "\n".join(lines) + "\n"
+
+
+def history_table(path: Path) -> HistoryTable:
+    """The history group of a run file (any schema version) as a table, epoch first."""
+    rec = store.read_h5(path, prefixes=("history/",))
+    h = rec.group("history")
+    if "epoch" not in h or not len(h["epoch"]):
+        raise Hw0Error(f"{path} has no history yet (no epoch finished).")
+    n = len(h["epoch"])
+    cols = ("epoch", *sorted(k for k in h if k != "epoch" and len(h[k]) == n))
+    values = tuple(tuple(int(h[c][i]) if c == "epoch" else float(h[c][i]) for c in cols)
+                   for i in range(n))
+    return HistoryTable(str(rec.attrs.get("run_id", path.stem)), cols, values)

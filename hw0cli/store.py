@@ -2,15 +2,19 @@
 
 Every file carries a `schema_version` attribute. Files are written atomically: a temporary file
 in the same folder, fsync, then `os.replace`, so a reader (or a crash) never sees half a file.
-Dict and list attributes are stored as JSON strings and decoded on read. Weights are plain
-datasets named like state_dict keys under `weights/`, so loading a model needs no pickle.
+Dict and list attributes are stored as JSON strings and decoded on read; an attribute whose
+value is None is not written (schema 1 wrote the string "null", still read as None). Datasets
+that `hw0cli.schema` knows get `units` and `description` attributes. Weights are plain datasets
+named like state_dict keys under `weights/`, so loading a model needs no pickle.
+
+Schema versions: 1 (the first); 2 adds dataset units and descriptions, integer epochs, absent
+instead of "null" attributes, the data's identity and readable weight names. Readers accept both.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import json
 import os
 import shutil
@@ -20,12 +24,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import filelock
 import h5py
 import numpy as np
 
 from hw0cli.errors import Hw0Error
+from hw0cli.schema import meaning
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 @dataclass
@@ -44,8 +50,6 @@ class H5Record:
 def _encode_attr(value: Any) -> Any:
     if isinstance(value, (dict, list, tuple)):
         return json.dumps(value, default=str)
-    if value is None:
-        return "null"
     if isinstance(value, Path):
         return str(value)
     return value
@@ -81,15 +85,24 @@ def _check_writable(folder: Path) -> None:
 
 def _fill(f: h5py.File, attrs: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
     for k, v in attrs.items():
+        if v is None:  # absent, not a placeholder string
+            if k in f.attrs:
+                del f.attrs[k]
+            continue
         f.attrs[k] = _encode_attr(v)
+    kind = _decode_attr(f.attrs.get("kind"))
     for name, arr in arrays.items():
         if name in f:
             del f[name]
         a = np.asarray(arr)
         if a.dtype.kind == "U":
-            f.create_dataset(name, data=a.astype(object), dtype=h5py.string_dtype())
+            ds = f.create_dataset(name, data=a.astype(object), dtype=h5py.string_dtype())
         else:
-            f.create_dataset(name, data=a)
+            ds = f.create_dataset(name, data=a)
+        m = meaning(name, kind if isinstance(kind, str) else None)
+        if m is not None:
+            ds.attrs["units"] = m.units
+            ds.attrs["description"] = m.description
 
 
 def _commit(tmp: Path, path: Path) -> None:
@@ -223,44 +236,51 @@ def has_dataset(path: Path, name: str) -> bool:
         return False
 
 
+def _lock_path(path: Path) -> Path:
+    return Path(path).with_name(Path(path).name + ".lock")
+
+
 @contextlib.contextmanager
 def lock(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock beside `path` (`<path>.lock`); a second holder gets Hw0Error."""
-    lock_path = Path(path).with_name(Path(path).name + ".lock")
+    """Hold an exclusive lock beside `path` (`<path>.lock`); a second holder gets Hw0Error.
+
+    `filelock` picks the OS primitive (flock on POSIX, msvcrt on Windows), so this works
+    wherever Python does; the holder's pid is written into the lock file for the message.
+    """
+    path = Path(path)
+    lock_path = _lock_path(path)
     _check_writable(lock_path.parent)
-    fh = open(lock_path, "a+")  # noqa: SIM115 (held for the whole with-block of the caller)
-    acquired = False
+    fl = filelock.FileLock(str(lock_path), timeout=0)
     try:
+        fl.acquire()
+    except filelock.Timeout:
         try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.seek(0)
-            holder = fh.read().strip() or "another process"
-            raise Hw0Error(f"{path.name} is being written by {holder}. Wait for it to finish "
-                           "(or stop it), then run the command again.") from None
-        acquired = True
+            holder = lock_path.read_text().strip() or "another process"
+        except OSError:  # Windows: the holder's byte-range lock blocks reading
+            holder = "another process"
+        raise Hw0Error(f"{path.name} is being written by {holder}. Wait for it to finish "
+                       "(or stop it), then run the command again.") from None
+    try:
         for stale in path.parent.glob(f".{path.name}.tmp*"):  # left by a killed writer
             stale.unlink(missing_ok=True)
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"pid {os.getpid()}")
-        fh.flush()
+        with contextlib.suppress(OSError):  # the pid is only for the message above
+            lock_path.write_text(f"pid {os.getpid()}")
         yield
     finally:
-        if acquired:
-            lock_path.unlink(missing_ok=True)
-        fh.close()
+        with contextlib.suppress(OSError):  # while held, as a waiter re-checks the inode
+            lock_path.unlink()
+        fl.release()
 
 
 def is_locked(path: Path) -> bool:
     """Whether some process holds the lock of `path` right now."""
-    lock_path = Path(path).with_name(Path(path).name + ".lock")
+    lock_path = _lock_path(path)
     if not lock_path.exists():
         return False
-    with open(lock_path, "a+") as fh:
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+    fl = filelock.FileLock(str(lock_path), timeout=0)
+    try:
+        fl.acquire()
+    except filelock.Timeout:
+        return True
+    fl.release()
     return False

@@ -25,10 +25,10 @@ import numpy as np
 import torch
 
 from hw0cli import runs, store
-from hw0cli.data import CIFAR_TRAIN_SIZE, CifarData, default_data_dir, load_cifar10
+from hw0cli.data import CIFAR_TRAIN_SIZE, CifarData, cifar_identity, default_data_dir, load_cifar10
 from hw0cli.env import PRECISIONS, environment, resolve_device, setup_compile_cache
 from hw0cli.errors import Hw0Error, Hw0UsageError, check
-from hw0cli.models import MAX_WIDTH
+from hw0cli.models import MAX_WIDTH, readable_names
 from hw0cli.probe import Execution, choose_execution
 from hw0cli.trainer import (  # re-exported: the trainer's pure pieces are part of this API
     PAD_MODES,
@@ -401,6 +401,8 @@ class _Run:
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "n_train": tr.n, "realized_noise": tr.realized_noise, "epochs_done": 0,
             "reached_train_error_epoch": None, "test_acc_views": {}, "message": "",
+            "data": cifar_identity(cfg.data_dir), "classes": list(data.classes),
+            "weight_names": readable_names(tr.model),
         }
         self.earlier_one_time = {"train_s": 0.0, "total_s": 0.0}
         self.resumed = rec is not None
@@ -429,7 +431,8 @@ class _Run:
         tr = self.tr
         arrays, groups = tr.state_arrays()
         arrays.update(self.labels)
-        arrays.update({f"history/{k}": np.asarray(v, dtype=np.float64)
+        arrays.update({f"history/{k}": np.asarray(v, dtype=np.int64 if k == "epoch"
+                                                  else np.float64)
                        for k, v in self.history.items()})
         steps = sum(f.one_time_s for f in tr._steps.values())
         self.attrs.update(

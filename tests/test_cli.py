@@ -132,7 +132,8 @@ def test_truncated_batch_via_cli(tmp_path):
 
 
 def test_data_info_and_runs_empty(cifar_root, tmp_path):
-    r = run("data", "info", "--data-dir", cifar_root)
-    assert r.exit_code == 0 and "differs" in r.output and "missing" in r.output
+    r = run("data", "info", "--data-dir", cifar_root)  # MNIST missing: exit 1, says the fix
+    assert r.exit_code == 1 and "differs" in r.output and "missing" in r.output
+    assert "hw0 data download --which mnist" in r.output
     r = run("runs", "--out", tmp_path)
     assert r.exit_code == 0 and "No runs" in r.output

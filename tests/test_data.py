@@ -1,6 +1,8 @@
 import gzip
+import json
 import os
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -121,3 +123,44 @@ def test_download_failure_is_clear(tmp_path, monkeypatch):
     monkeypatch.setattr(tvu, "download_and_extract_archive", offline)
     with pytest.raises(Hw0Error, match=r"Download failed.*copy the files by hand"):
         data.download(tmp_path, ("cifar10",))
+
+
+def test_info_exits_0_only_when_every_file_is_there(tmp_path):
+    from typer.testing import CliRunner
+
+    from hw0cli.cli import app
+    runner = CliRunner()
+    root = write_cifar(tmp_path)
+    r = runner.invoke(app, ["data", "info", "--data-dir", str(root), "--json"])
+    assert r.exit_code == 1 and json.loads(r.stdout)[0]["dataset"] == "cifar10"
+    write_mnist(root)
+    r = runner.invoke(app, ["data", "info", "--data-dir", str(root)])
+    assert r.exit_code == 0, r.output
+
+
+def test_offline_download_names_the_cause_and_leaves_no_empty_folder(tmp_path, monkeypatch):
+    import urllib.error
+
+    import torchvision.datasets.utils as tvu
+
+    def offline(url, download_root, filename=None, md5=None):
+        Path(download_root).mkdir(parents=True, exist_ok=True)  # as torchvision does first
+        (Path(download_root) / filename).write_bytes(b"partial")
+        raise urllib.error.URLError(OSError(101, "Network is unreachable"))
+
+    monkeypatch.setattr(tvu, "download_and_extract_archive", offline)
+    for which in (("mnist",), ("cifar10",)):
+        with pytest.raises(Hw0Error, match="Network is unreachable") as e:
+            data.download(tmp_path / "d", which)
+        assert "no mirror served" in str(e.value) or "cifar" in str(e.value)
+        assert not (tmp_path / "d").exists()  # nothing created is left behind
+
+
+def test_download_skips_mnist_present_as_gz(tmp_path, monkeypatch):
+    import torchvision.datasets.utils as tvu
+
+    calls = []
+    monkeypatch.setattr(tvu, "download_and_extract_archive", lambda *a, **k: calls.append(a))
+    root = write_mnist(tmp_path, gz=True)
+    assert data.download(root, ("mnist",)) == [f"MNIST present in {root / 'MNIST' / 'raw'}"]
+    assert calls == []

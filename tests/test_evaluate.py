@@ -206,3 +206,24 @@ def test_backend_auto_never_picks_the_onnxruntime_cpu_provider_beside_a_gpu(monk
         "onnxruntime", f"onnxruntime {ort.__version__} has the cuda provider here")
     assert ev.resolve_backend("onnxruntime", "fp32", "auto") == ("onnxruntime", "asked for")
     assert ev.resolve_backend("auto", "int8", "auto")[0] == "onnxruntime"  # an ONNX file
+
+
+def test_tensorrt_preload_loads_the_pip_libraries(tmp_path, monkeypatch):
+    """The libraries of the tensorrt extra are loaded by full path (none without the extra)."""
+    import ctypes
+
+    from hw0cli import evaluate
+    loaded = []
+    monkeypatch.setattr(ctypes, "CDLL", lambda path, mode=0: loaded.append((path, mode)))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert evaluate.preload_tensorrt() == []  # extra not installed
+    pkg = tmp_path / "tensorrt_libs"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    for name in ("libnvinfer.so.10", "libnvonnxparser.so.10", "libnvinfer_plugin.so.10"):
+        (pkg / name).write_bytes(b"")
+    import importlib
+    importlib.invalidate_caches()
+    assert evaluate.preload_tensorrt() == ["libnvinfer.so.10", "libnvinfer_plugin.so.10",
+                                           "libnvonnxparser.so.10"]
+    assert all(mode == ctypes.RTLD_GLOBAL and path.startswith(str(pkg)) for path, mode in loaded)

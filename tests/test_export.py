@@ -101,3 +101,17 @@ def test_failed_variant_build_leaves_nothing_behind(trained, cifar_root, monkeyp
         run_export(ExportConfig(run=res.run_id, out=out, data_dir=cifar_root, int8=True))
     assert fp32.read_bytes() == before
     assert sorted(p.name for p in fp32.parent.iterdir() if "int8" in p.name) == []
+
+
+def test_onnx_file_describes_itself(trained, cifar_root):
+    """Class names, a doc string, the run id and model_version, as onnxruntime reports them."""
+    import json
+
+    from hw0cli.data import CIFAR_CLASSES
+    res, out = trained
+    r = run_export(ExportConfig(run=res.run_id, out=out, data_dir=cifar_root))
+    meta = ort.InferenceSession(str(r.onnx_path)).get_modelmeta()
+    assert json.loads(meta.custom_metadata_map["hw0_classes"]) == list(CIFAR_CLASSES)
+    assert meta.custom_metadata_map["hw0_run_id"] == res.run_id
+    assert res.run_id in meta.description and "airplane" in meta.description
+    assert meta.version == res.epochs_done == 2
