@@ -391,7 +391,8 @@ class Trainer:
         train_err = 1.0 - self.correct.item() / seen
         last = (epoch - 1) * self.steps_per_epoch + len(sizes) - 1
         return {"train_loss": train_loss, "train_err": train_err,
-                "lr": float(self.lr_table[min(last, self.total_steps)]), "images": seen,
+                "lr": lr_at(last, self.total_steps, self.cfg.lr, self.cfg.schedule,
+                            self.cfg.warmup), "images": seen,
                 "seconds": time.perf_counter() - t0}
 
     @property
