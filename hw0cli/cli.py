@@ -273,7 +273,8 @@ def run_with_display(cfg: Any, lines: Console | None, tc: Any = None) -> Any:
             display.status(f"loading CIFAR-10 from {cfg.data_dir}")
         data = load_cifar10(cfg.data_dir)
         if display is not None:
-            display.status("preparing (once per machine: measuring precision, compile mode)")
+            display.status("preparing the trainer (with --precision/--compile-mode auto, "
+                           "the first run on a machine also times the candidates)")
         reporter = Fanout(display, tracking) if display or tracking else None
         return run_train(cfg, reporter=reporter, data=data)
 
