@@ -37,15 +37,17 @@ from hw0cli.trainer import (  # re-exported: the trainer's pure pieces are part 
     epoch_draws,
     hflip,
     lr_at,
+    noisy_labels,
     parse_augment,
     predict_logits,
+    subset_indices,
     vflip,
     worst_view_loss,
 )
 
 __all__ = ["TrainConfig", "Trainer", "augment_batch", "epoch_draws", "hflip", "lr_at",
-           "make_config", "parse_augment", "predict_logits", "run_train", "vflip",
-           "worst_view_loss"]
+           "make_config", "noisy_labels", "parse_augment", "predict_logits", "run_train",
+           "subset_indices", "vflip", "worst_view_loss"]
 
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("constant", "step", "cosine", "onecycle", "triangle")
@@ -113,9 +115,7 @@ class TrainConfig:
     force: bool = False  # retrain even when a finished run with this id exists
 
     def science(self) -> dict[str, Any]:
-        defaults = {f.name: f.default for f in dataclasses.fields(self)}
-        return {k: getattr(self, k) for k in SCIENCE_FIELDS
-                if k not in LATER_FIELDS or getattr(self, k) != defaults[k]}
+        return science_of({k: getattr(self, k) for k in SCIENCE_FIELDS})
 
 
 def science_of(stored: dict[str, Any]) -> dict[str, Any]:
@@ -216,8 +216,6 @@ def validate(cfg: TrainConfig) -> None:
           f"or 0 for off (got {cfg.ema}); 0.99 averages about the last 100 steps.")
     check(0 <= cfg.tta_shift <= 8, f"--tta-shift must be 0 to 8 pixels (got {cfg.tta_shift}).")
     check(cfg.tta_shift == 0 or cfg.tta, "--tta-shift adds views to the flip TTA: add --tta.")
-    check(not cfg.drop_last or cfg.batch_size <= cfg.train_samples // 1,
-          "--drop-last needs at least one full batch of training images.")
     check(cfg.run_id is None or runs.valid_run_id(cfg.run_id), "--run-id may use letters, "
           "digits, '.', '_' and '-' only (it names a file).")
 
@@ -226,31 +224,6 @@ def run_id_for(cfg: TrainConfig) -> str:
     """Readable and stable: same science settings, same id."""
     digest = hashlib.sha256(json.dumps(cfg.science(), sort_keys=True).encode()).hexdigest()[:8]
     return f"c{cfg.width}-p{cfg.noise:g}-e{cfg.epochs}-s{cfg.seed}-{digest}"
-
-
-# ---------------------------------------------------------------------------------------------
-# pure pieces
-
-
-def subset_indices(n_total: int, n: int, seed: int) -> np.ndarray:
-    """The first n of a seeded permutation, sorted (all indices when n == n_total)."""
-    if n >= n_total:
-        return np.arange(n_total)
-    return np.sort(np.random.default_rng([seed, 1]).permutation(n_total)[:n])
-
-
-def noisy_labels(y: np.ndarray, p: float, seed: int,
-                 num_classes: int = 10) -> tuple[np.ndarray, np.ndarray]:
-    """The assignment's label noise: with probability p, replace y_i by a uniform draw.
-
-    Returns (labels_used, mask) where mask[i] says label i was redrawn; the draw may equal the
-    true label, so the realized changed fraction is about p * (1 - 1/num_classes).
-    Fixed by (seed, p): the same pair always gives the same labels.
-    """
-    rng = np.random.default_rng([seed, 2, round(p * 1_000_000)])
-    mask = rng.random(len(y)) < p
-    draws = rng.integers(0, num_classes, len(y))
-    return np.where(mask, draws, y).astype(np.int64), mask
 
 
 # ---------------------------------------------------------------------------------------------
@@ -434,10 +407,9 @@ class _Run:
         arrays.update({f"history/{k}": np.asarray(v, dtype=np.int64 if k == "epoch"
                                                   else np.float64)
                        for k, v in self.history.items()})
-        steps = sum(f.one_time_s for f in tr._steps.values())
         self.attrs.update(
             status=status, optim_param_groups=groups, epochs_done=len(self.history["epoch"]),
-            one_time={"train_s": self.earlier_one_time["train_s"] + steps,
+            one_time={"train_s": self.earlier_one_time["train_s"] + tr.one_time_train_s,
                       "total_s": self.earlier_one_time["total_s"] + tr.one_time_s})
         if status == "finished":
             self.attrs["ended"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
