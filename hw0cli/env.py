@@ -79,10 +79,10 @@ def setup_compile_cache() -> Path:
 
 
 def resolve_precision(name: str, device: torch.device) -> str:
-    """Check a precision name for the device; `auto` here is only the unmeasured guess (bf16
-    on GPUs that have it, fp16 on older ones, fp32 on CPUs): runs resolve `auto` by measuring
-    (`hw0cli.probe`), since CPU flags do not tell which is faster (bf16 ran slower than fp32 on
-    a Xeon without AMX, and 1.9x faster on a Zen 4, both with AVX512-BF16)."""
+    """Check a precision name for the device; `auto` here is the unmeasured choice (bf16 on
+    GPUs that have it, else fp32): runs resolve `auto` on a CPU by measuring (`hw0cli.probe`),
+    since CPU flags do not tell which is faster (bf16 ran slower than fp32 on a Xeon without
+    AMX, and 1.9x faster on a Zen 4, both with AVX512-BF16)."""
     if name not in PRECISIONS:
         raise Hw0UsageError(f"Unknown precision '{name}'. Choose one of: "
                             f"{', '.join(PRECISIONS)}.")
@@ -91,7 +91,7 @@ def resolve_precision(name: str, device: torch.device) -> str:
             raise Hw0UsageError("fp16 autocast is for GPUs; on the CPU use bf16 or fp32.")
         return name
     if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
     return "fp32"
 
 

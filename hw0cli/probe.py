@@ -8,10 +8,12 @@ attribute), so a run says what was measured and what it chose.
 
 Candidates. On a CPU: fp32 and bf16, timed eagerly (a CPU step is dominated by its
 convolutions, so eager timings rank the kernels; compiling each candidate would cost more than
-the probe saves); torch.compile's only CPU mode is `default`. On CUDA: bf16 (fp16 on GPUs
-without bf16) and fp32, in `default` and `reduce-overhead` (CUDA graphs) compile modes, timed
-compiled, since eager GPU timings measure the host rather than the kernels. The compiled
-candidates fill the compile cache, so the winner's first compile in the run itself is a hit.
+the probe saves); torch.compile's only CPU mode is `default`. On CUDA nothing is probed: `auto`
+is bf16 (tensor cores at twice TF32's rate and half the bytes; fp32 on GPUs without bf16, since
+fp16's loss scaling needs a host sync per step) with `reduce-overhead` (the whole step as one
+CUDA graph: a step of this small net is shorter than its launches). Timing candidates there
+would mean compiling each, tens of seconds per candidate, more than any choice could save;
+`scripts/bench_train.py --variants` measures them side by side instead.
 """
 
 from __future__ import annotations
@@ -51,13 +53,13 @@ class Execution:
 
 
 def precision_candidates(device: torch.device) -> list[str]:
-    if device.type == "cuda":
-        return ["bf16" if torch.cuda.is_bf16_supported() else "fp16", "fp32"]
+    if device.type == "cuda":  # one: the rule of the module docstring
+        return ["bf16" if torch.cuda.is_bf16_supported() else "fp32"]
     return ["fp32", "bf16"]
 
 
 def mode_candidates(device: torch.device) -> list[str]:
-    return ["default", "reduce-overhead"] if device.type == "cuda" else ["default"]
+    return ["reduce-overhead"] if device.type == "cuda" else ["default"]
 
 
 def width_class(width: int) -> int:
@@ -66,7 +68,8 @@ def width_class(width: int) -> int:
 
 
 def choose_execution(cfg: TrainConfig, device: torch.device) -> Execution:
-    """The run's precision and compile mode: as given, or measured (cached) where `auto`."""
+    """The run's precision and compile mode: as given, or where `auto` measured (cached) on
+    a CPU and by rule on CUDA."""
     precisions = ([resolve_precision(cfg.precision, device)] if cfg.precision != "auto"
                   else precision_candidates(device))
     compiled = resolve_compile(cfg.compile, device)

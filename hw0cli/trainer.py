@@ -6,15 +6,16 @@ decisions (the permutation, flips, crop offsets, cutout squares) are drawn on th
 generator seeded by (seed, epoch), so an epoch's randomness does not depend on what ran before
 it and a resumed run equals an uninterrupted one; they are copied into buffers allocated once.
 A training step reads everything it needs from device tensors: its batch is `perm[pos + i]`,
-its learning rate `lr_table[k]`, and it advances `pos` and `k` itself. So the step has no
+its learning rate `lr_epoch[j]`, and it advances `pos`, `j` and `k` itself. So the step has no
 Python arguments and no host synchronization: gather, augmentation, uint8 -> float,
 forward, loss, backward, the optimizer's update (torch.optim's functional kernels), BatchNorm
 statistics and metric accumulation are one function that torch.compile captures whole
-(`fullgraph=True`; with `compile_mode="reduce-overhead"` also as one CUDA graph). A partial last
-batch is a second function of its own (static shapes: one more graph, compiled once), so every
-image is seen every epoch, as with the notebook's DataLoader. Evaluation runs one compiled
-function over fixed-size chunks, the last chunk padded, so no new graph appears after the first
-epoch whatever is evaluated.
+(`fullgraph=True`; with `compile_mode="reduce-overhead"` also as one CUDA graph). Its shapes
+depend on the width, batch size and augmentation only, so the compile cache serves every run
+of those. A partial last batch (every image is seen every epoch, as with the notebook's
+DataLoader) runs the same step eagerly: one eager step per epoch costs milliseconds, a second
+compiled graph tens of seconds of one-time cost. Evaluation runs eagerly too, in large
+fixed-size chunks whose kernels dwarf the launch overhead. So one graph is compiled per run.
 """
 
 from __future__ import annotations
@@ -216,7 +217,7 @@ class Trainer:
         # evaluation chunk: 20,000 flip-eval images in two launches on a GPU (~1.3 GB of
         # activations per layer at c = 64); small on the CPU for cache-friendly blocks
         self.eval_bs = min(10_000 if device.type == "cuda" else 500, len(self.y_test))
-        self._eval = FirstCalls(self._compile(self._eval_chunk), device)
+        self._eval = FirstCalls(self._eval_chunk, device)
 
     def _build_model(self, cfg: TrainConfig, device: torch.device) -> None:
         torch.manual_seed(cfg.seed)
@@ -258,9 +259,11 @@ class Trainer:
         self.cut = torch.zeros(n, 2, dtype=long, device=device) if cfg.cutout else None
         self.pos = torch.zeros((), dtype=long, device=device)  # next position in perm
         self.k = torch.zeros((), dtype=long, device=device)  # global optimizer step
-        lrs = [lr_at(s, self.total_steps, cfg.lr, cfg.schedule, cfg.warmup)
-               for s in range(self.total_steps + 1)]
-        self.lr_table = torch.tensor(lrs, dtype=torch.float32, device=device)
+        self.j = torch.zeros((), dtype=long, device=device)  # step within the epoch
+        # the epoch's learning rates, loaded with its draws: the graph's shapes do not depend
+        # on the number of epochs or the schedule, so one compiled step serves every run of
+        # this width, batch size and augmentation (compile-cache hits across recipes/epochs)
+        self.lr_epoch = torch.zeros(max(1, self.steps_per_epoch), device=device)
         self.loss_sum = torch.zeros((), device=device)
         self.correct = torch.zeros((), dtype=long, device=device)
         norm = next((m for m in self.model.modules() if isinstance(m, Normalize)), None)
@@ -280,7 +283,8 @@ class Trainer:
         if self.device.type == "cuda" and self.compile_mode is not None:
             for t in [*self.bufs, *self.exp_avgs, *self.exp_avg_sqs, *self.adam_steps,
                       self.perm, self.hf, self.vf, self.shift, self.cut, self.pos, self.k,
-                      self.lr_table, self.loss_sum, self.correct, self.x_train, self.y_train]:
+                      self.j, self.lr_epoch, self.loss_sum, self.correct, self.x_train,
+                      self.y_train]:
                 if t is not None:
                     torch._dynamo.mark_static_address(t)
 
@@ -297,11 +301,14 @@ class Trainer:
         return torch.compile(fn, fullgraph=self.fullgraph, dynamic=False, mode=mode)
 
     def step_fn(self, size: int) -> FirstCalls:
-        """The compiled training step for batches of `size` images (built on first use)."""
+        """The training step for batches of `size` images (built on first use): compiled for
+        the full batch, eager for a partial last one."""
         if size not in self._steps:
             if not hasattr(self, "bufs"):
                 self.bind_optimizer_state()
-            self._steps[size] = FirstCalls(self._compile(self._make_step(size)), self.device)
+            step = self._make_step(size)
+            self._steps[size] = FirstCalls(
+                self._compile(step) if size == self.sizes[0] else step, self.device)
         return self._steps[size]
 
     def _make_step(self, size: int) -> Callable[[], None]:
@@ -326,6 +333,7 @@ class Trainer:
                 self.correct.add_((out.argmax(1) == yb).sum())
                 self.pos.add_(size)
                 self.k.add_(1)
+                self.j.add_(1)
 
         return step
 
@@ -340,20 +348,23 @@ class Trainer:
             return F.cross_entropy(out, yb, label_smoothing=ls), out.detach()
 
     def _update(self, loss: torch.Tensor) -> None:
-        """Backward and the optimizer's update at lr_table[k], through torch.optim's functional
+        """Backward and the optimizer's update at lr_epoch[j], through torch.optim's functional
         kernels (the Optimizer.step wrapper breaks torch.compile graphs on purpose)."""
         cfg = self.cfg
         if self.loss_scaling:  # fp16: dynamic loss scaling through the optimizer object
             self.scaler.scale(loss).backward()
             for g in self.opt.param_groups:
-                g["lr"] = float(self.lr_table[self.k])
+                g["lr"] = float(self.lr_epoch[self.j])
             self.scaler.step(self.opt)
             self.scaler.update()
             self.opt.zero_grad(set_to_none=True)
             return
         loss.backward()
         with torch.no_grad():
-            lr, grads = self.lr_table[self.k], [p.grad for p in self.params]
+            # index_select, not lr_epoch[j]: torch 2.11's AOTAutograd reads a 0-d index as a
+            # data-dependent Python int and fails to compile the whole step
+            lr = self.lr_epoch.index_select(0, self.j.view(1)).squeeze(0)
+            grads = [p.grad for p in self.params]
             if cfg.weight_decay:
                 # the L2 term added here, as torch.optim does (grad + wd * param): inductor
                 # (torch 2.14, CPU) miscompiles the single-tensor kernels' own weight-decay add
@@ -386,8 +397,13 @@ class Trainer:
     # -- an epoch -----------------------------------------------------------------------------
 
     def load_draws(self, epoch: int) -> None:
+        """The epoch's random decisions and learning rates, into the step's buffers."""
         cfg = self.cfg
         d = epoch_draws(self.n, cfg.seed, epoch, self.ops, torch.device("cpu"), cfg.cutout)
+        k0 = (epoch - 1) * self.steps_per_epoch
+        lrs = [lr_at(k0 + s, self.total_steps, cfg.lr, cfg.schedule, cfg.warmup)
+               for s in range(len(self.lr_epoch))]
+        self.lr_epoch.copy_(torch.tensor(lrs, dtype=torch.float32))
         for buf, new in ((self.perm, d.perm), (self.hf, d.hflip), (self.vf, d.vflip),
                          (self.shift, d.shift), (self.cut, d.cut)):
             if buf is not None:
@@ -402,6 +418,7 @@ class Trainer:
         self.model.train()
         self.pos.zero_()
         self.k.fill_((epoch - 1) * self.steps_per_epoch)
+        self.j.zero_()
         self.loss_sum.zero_()
         self.correct.zero_()
         t0 = time.perf_counter()
@@ -434,8 +451,7 @@ class Trainer:
             return self.eval_model(to_input(xb)).float()
 
     def logits(self, x: torch.Tensor, view: Callable | None = None) -> torch.Tensor:
-        """Eval-mode logits of uint8 images x, in chunks of eval_bs through one compiled
-        function (the last chunk padded with zeros; views applied before it)."""
+        """Eval-mode logits of uint8 images x, in chunks of eval_bs (views applied to each)."""
         was_training = self.model.training
         self.model.eval()
         self.eval_model.eval()
@@ -443,12 +459,7 @@ class Trainer:
         out = torch.empty(len(x), 10, device=self.device)
         for i in range(0, len(x), e):
             xb = x[i:i + e]
-            m = len(xb)
-            if view is not None:
-                xb = view(xb)
-            if m < e:
-                xb = torch.cat([xb, xb.new_zeros((e - m, *xb.shape[1:]))])
-            out[i:i + m].copy_(self._eval(xb)[:m])
+            out[i:i + len(xb)].copy_(self._eval(xb if view is None else view(xb)))
         self.model.train(was_training)
         return out
 

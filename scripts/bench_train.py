@@ -11,10 +11,14 @@ interleaved, compared by their medians; on CUDA the windows are timed with CUDA 
 images/s of each and the ratio, with device, precision and versions; the compute ceiling (FLOPs
 per training image against this device's measured matmul rate in the precision ours trains in);
 on CUDA also the share of our window the GPU was busy (torch profiler: kernel time / wall).
+--variants times other executions of our trainer in the same interleaved windows (e.g.
+`fp32/reduce-overhead,bf16/default,bf16/eager`), each with its one-time cost: the evidence
+behind the CUDA rule of `--precision auto --compile-mode auto`.
 
     python scripts/bench_train.py --data-dir data --width 64 --batches 50
     python scripts/bench_train.py --data-dir data --width 4 --batches 0 --repeats 3  # epochs
     python scripts/bench_train.py --data-dir data --width 64 --batches 0 --epochs 2  # on a GPU
+    python scripts/bench_train.py --data-dir data --batches 0 --variants bf16/default,fp32/eager
 """
 
 from __future__ import annotations
@@ -116,10 +120,10 @@ class Ours:
     """Our trainer, built and warmed up once (compile, autotuning: the one-time cost)."""
 
     def __init__(self, data, width: int, device: torch.device, precision: str, compile_: str,
-                 batches: int, warmup: int, epochs: int) -> None:
+                 batches: int, warmup: int, epochs: int, mode: str = "auto") -> None:
         cfg = make_config("notebook", width=width, device=device.type, precision=precision,
                           compile=None if compile_ == "auto" else compile_ == "on",
-                          train_samples=len(data.train_y))
+                          compile_mode=mode, train_samples=len(data.train_y))
         self.execution = choose_execution(cfg, device)
         self.batches, self.epochs, self.epoch = batches, epochs, 1
         t = time.perf_counter()
@@ -158,6 +162,9 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=4, help="notebook DataLoader workers")
     ap.add_argument("--repeats", type=int, default=1,
                     help="timed windows of each, interleaved; the medians are compared")
+    ap.add_argument("--variants", default="",
+                    help="other executions of ours, comma-separated PRECISION/MODE (MODE: "
+                    "default, reduce-overhead, max-autotune or eager)")
     ap.add_argument("--json", type=Path, help="also write the results here")
     a = ap.parse_args()
     setup_compile_cache()
@@ -165,18 +172,33 @@ def main() -> None:
     data = load_cifar10(a.data_dir)
     ours = Ours(data, a.width, device, a.precision, a.compile, a.batches, a.warmup, a.epochs)
     precision, mode = ours.execution.precision, ours.execution.compile_mode
+    variants = {v: variant(data, a, device, v) for v in a.variants.split(",") if v}
     nb_all, our_all = [], []
+    var_all: dict[str, list[float]] = {v: [] for v in variants}
     for _ in range(a.repeats):  # interleaved, so a slow spell of the machine hits both
         s, n = notebook_loop(data, a.width, device, a.batches, a.warmup, a.workers, a.epochs)
         nb_all.append(n / s)
         s, n = timed(device, ours.run)
         our_all.append(n / s)
+        for v, o in variants.items():
+            s, n = timed(device, o.run)
+            var_all[v].append(n / s)
     busy = gpu_busy_share(ours.run) if device.type == "cuda" else None
-    report(a, device, ours, nb_all, our_all, busy, precision, mode)
+    report(a, device, ours, nb_all, our_all, busy, precision, mode,
+           {v: (float(np.median(var_all[v])), o.one_time) for v, o in variants.items()})
+
+
+def variant(data, a, device: torch.device, spec: str) -> Ours:
+    """Our trainer in the execution PRECISION/MODE (MODE eager: not compiled)."""
+    precision, _, mode = spec.partition("/")
+    eager = mode == "eager"
+    return Ours(data, a.width, device, precision, "off" if eager else "on", a.batches,
+                a.warmup, a.epochs, "default" if eager else mode)
 
 
 def report(a, device: torch.device, ours: Ours, nb_all: list[float], our_all: list[float],
-           busy: float | None, precision: str, mode: str | None) -> None:
+           busy: float | None, precision: str, mode: str | None,
+           variants: dict[str, tuple[float, float]]) -> None:
     nb_ips, our_ips = float(np.median(nb_all)), float(np.median(our_all))
     # the compute budget: conv/linear FLOPs per training image against this device's own
     # measured matmul rate in the precision ours trains in (the best conv kernels reach about
@@ -194,6 +216,8 @@ def report(a, device: torch.device, ours: Ours, nb_all: list[float], our_all: li
         "gpu_busy_share": busy, "train_gflop_per_image": step_flops / 1e9,
         "matmul_peak_gflops": peak, "matmul_precision": precision,
         "ceiling_images_per_s": peak * 1e9 / step_flops,
+        "variants": {v: {"images_per_s": ips, "one_time_s": ot, "ratio": ips / nb_ips}
+                     for v, (ips, ot) in variants.items()},
         "torch": torch.__version__, "python": platform.python_version(),
         "numpy": np.__version__, "cuda": torch.version.cuda,
     }
@@ -208,6 +232,9 @@ def report(a, device: torch.device, ours: Ours, nb_all: list[float], our_all: li
           f"{gf(nb_ips)}")
     print(f"hw0 trainer ({precision}, {mode or 'eager'}):{'':>11}{our_ips:10.1f} images/s  "
           f"{gf(our_ips)}  (one-time warm-up {ours.one_time:.1f} s)")
+    for v, (ips, ot) in variants.items():
+        print(f"  variant {v:<24}{ips:10.1f} images/s  {gf(ips)}  ({ips / nb_ips:.2f}x the "
+              f"notebook; one-time warm-up {ot:.1f} s)")
     if ours.execution.probe:
         print(f"  chosen by the probe: {ours.execution.probe['images_per_s']}")
     if a.repeats > 1:

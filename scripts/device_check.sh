@@ -1,22 +1,23 @@
 #!/usr/bin/env bash
 # Every GPU check and benchmark of the project in one call, for a lent GPU machine.
 #
-#   scripts/device_check.sh               # on the GPU machine (fits one 8-minute call)
+#   scripts/device_check.sh               # on the GPU machine (fits one 10-minute call)
 #   scripts/device_check.sh --cpu-smoke   # the same steps at toy sizes on the CPU
 #
 # Installs nothing: runs from the source tree (PYTHONPATH) with the machine's torch, onnx,
 # onnxruntime, h5py, typer, rich, scikit-learn and matplotlib. Data: the carried CIFAR-10 npz
 # and MNIST files in .devdata/ (copy ../shared/data/{cifar10_jpeg_q75.npz,
 # make_cifar10_batches.py,mnist/} there and name .devdata in the device call's carry); in
-# --cpu-smoke mode without them, small synthetic files in the real formats. Full logs and
-# JSON results go to $OUT (default /tmp/hw0_device_check); a table is printed last.
+# --cpu-smoke mode without them, small synthetic files in the real formats. Steps run most
+# wanted first, each cut at its own limit and at the script's deadline. Full logs and JSON
+# results go to $OUT (default /tmp/hw0_device_check); a table is printed last.
 set -uo pipefail
 
 smoke=0
 for a in "$@"; do
   case "$a" in
     --cpu-smoke) smoke=1 ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
     *) echo "device_check.sh: unknown argument $a" >&2; exit 2 ;;
   esac
 done
@@ -31,16 +32,30 @@ data="$work/data"
 art="$work/artifacts"
 failures=0
 
-step() {  # step NAME CMD...: run, log to $OUT/NAME.log, remember failures
-  local name=$1; shift
-  echo "== $name: $*"
+step() {  # step NAME LIMIT_S CMD...: run (cut at LIMIT_S and at the deadline), log to
+          # $OUT/NAME.log, count failures; skipped when under 20 s of the budget is left
+  local name=$1 limit=$2; shift 2
+  local left=$(( deadline - SECONDS ))
+  if [ "$left" -lt 20 ]; then echo "== $name: skipped (budget spent)"; return 1; fi
+  [ "$limit" -gt "$left" ] && limit=$left
+  echo "== $name (<= $limit s): $*"
   local t0=$SECONDS
-  if "$@" > "$OUT/$name.log" 2>&1; then
+  if timeout "$limit" "$@" > "$OUT/$name.log" 2>&1; then
     echo "   ok ($(( SECONDS - t0 )) s)"
   else
-    echo "   FAILED ($(( SECONDS - t0 )) s), tail of $OUT/$name.log:"; tail -5 "$OUT/$name.log"
+    echo "   FAILED or cut ($(( SECONDS - t0 )) s), tail of $OUT/$name.log:"
+    tail -5 "$OUT/$name.log"
     failures=$(( failures + 1 ))
+    return 1
   fi
+}
+
+train() {  # train NAME LIMIT_S [hw0 train options]: a training step; its JSON result kept
+  local name=$1 limit=$2; shift 2
+  step "$name" "$limit" $HW0 train "$@" $common $FALLBACK
+  local rc=$?
+  grep -h '^{' "$OUT/$name.log" > "$OUT/$name.json" 2>/dev/null || rm -f "$OUT/$name.json"
+  return $rc
 }
 
 if [ "$smoke" = 1 ]; then
@@ -48,14 +63,18 @@ if [ "$smoke" = 1 ]; then
   # eager: the smoke checks the script's steps and table, not the compiler (the test suite
   # compiles the whole step on the CPU)
   W=4; EPOCHS=1; TRAIN="--train-samples 1000 --no-compile --precision fp32"
-  BENCH="--batches 3 --compile off --precision fp32"; KSIZES=200; KEXTRA=""
-  DEV="--device cpu"; EEXTRA=""; SEEDS="0"; BUDGET=600; ALL_PRESET=quick; ALL_CAP=10
+  BENCH="--batches 3 --compile off --precision fp32"; VARIANTS="fp32/eager"; KSIZES=200
+  KEXTRA=""; DEV="--device cpu"; EEXTRA=""; SEEDS="0"; BUDGET=600; ALL_PRESET=quick
+  ALL_CAP=10; COLD=300; WARM=120; E10=2
 else
   W=64; EPOCHS=20; TRAIN=""; BENCH="--batches 0 --epochs 2"; KSIZES=60000; KEXTRA="--no-sklearn"
-  DEV="--device cuda"; SEEDS="0 1 2"; BUDGET=470; ALL_PRESET=full; ALL_CAP=600
+  VARIANTS="bf16/eager,bf16/default,fp32/reduce-overhead"
+  DEV="--device cuda"; SEEDS="0 1 2"; BUDGET=555; ALL_PRESET=full; ALL_CAP=300
+  COLD=200; WARM=75; E10=0  # 0: from the measured speed
   EEXTRA="--no-int8"  # an int8 TensorRT engine build is not worth this call's minutes
 fi
-deadline=$(( SECONDS + BUDGET ))  # the whole script fits one 8-minute device call
+FALLBACK=""  # becomes --no-compile when the first compiled run fails: accuracy still measured
+deadline=$(( SECONDS + BUDGET ))  # the whole script fits one device call
 export HW0_CACHE="$work/cache"  # cold: the first run pays every one-time cost
 
 table() {  # the table of every measured point; printed on exit, even after a cut
@@ -75,24 +94,36 @@ def train_row(label, r):
                  + (f" ({100 * (1 - r['test_err_tta']):.2f}%)" if r.get("test_err_tta") else "")
                  + f" / {r['seconds']:.1f} s ({r['images_per_s']:,.0f} img/s) / "
                  f"{r['one_time_s']:.1f} s", f"{r['precision']}, {r.get('compile_mode')}", ""))
-for name, label in (("train_notebook.json", "notebook recipe, cold cache"),
-                    ("train_notebook_warm.json", "notebook recipe, warm cache")):
+for name, label in (("train_notebook_s0.json", "notebook recipe, cold cache"),
+                    ("train_notebookwarm_s0.json", "notebook recipe, warm cache")):
     if load(name):
         train_row(label, load(name))
-for recipe in ("fast", "page"):
-    rs = [r for r in (load(p.name) for p in sorted(out.glob(f"train_{recipe}_s*.json"))) if r]
-    for i, r in enumerate(rs):
-        train_row(f"{recipe} recipe seed {i}", r)
+groups = {}
+for p in sorted(out.glob("train_*_s*.json")):
+    r = load(p.name)
+    if r and not p.name.startswith("train_notebook"):
+        groups.setdefault(p.name[len("train_"):].rsplit("_s", 1)[0], []).append(r)
+for group, rs in groups.items():
+    recipe, _, tag = group.partition("_")
+    label = f"{recipe} recipe" + (f", {rs[0]['epochs_done']} epochs (10 s)" if tag else "")
+    for r in rs:
+        train_row(f"{label} seed {r['run_id'].split('-s')[-1].split('-')[0]}", r)
     if len(rs) > 1:
         accs = [100 * (1 - r["test_err"]) for r in rs]
-        rows.append((rs[0]["device"], f"{recipe} recipe over {len(rs)} seeds: mean / min acc",
-                     f"{statistics.mean(accs):.2f}% / {min(accs):.2f}%", "", ""))
+        secs = [r["seconds"] for r in rs]
+        rows.append((rs[0]["device"], f"{label} over {len(rs)} seeds: mean / min acc, "
+                     "mean steady s", f"{statistics.mean(accs):.2f}% / {min(accs):.2f}%, "
+                     f"{statistics.mean(secs):.1f} s", "", ""))
 b = load("bench_train.json")
 if b:
     busy = f", GPU busy {b['gpu_busy_share']:.0%}" if b.get("gpu_busy_share") else ""
     rows.append((b["device"], f"train images/s, width {b['width']}, {b['window']}",
                  f"{b['ours_images_per_s']:,.0f} ({b['ours_precision']}{busy})",
                  f"{b['notebook_images_per_s']:,.0f}", f"{b['ratio']:.2f}x"))
+    for v, r in (b.get("variants") or {}).items():
+        rows.append((b["device"], f"train images/s, variant {v} (one-time s)",
+                     f"{r['images_per_s']:,.0f} ({r['one_time_s']:.1f} s)",
+                     f"{b['notebook_images_per_s']:,.0f}", f"{r['ratio']:.2f}x"))
 for name, label in (("eval_default.json", "hw0 eval --flip (defaults)"),
                     ("eval_torch.json", "hw0 eval --flip --backend torch")):
     r = load(name)
@@ -130,24 +161,24 @@ trap finish EXIT
 trap 'exit 124' TERM INT
 
 # 1. environment
-step env $PY - <<'EOF'
-import platform, torch, onnxruntime as ort, numpy, sklearn
+step env 60 $PY - <<'EOF'
+import os, platform, torch, onnxruntime as ort, numpy, sklearn
 print("python", platform.python_version(), "torch", torch.__version__, "cuda", torch.version.cuda,
       "cudnn", torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None)
 print("cuda available", torch.cuda.is_available(),
       torch.cuda.get_device_name(0) if torch.cuda.is_available() else "")
 print("onnxruntime", ort.__version__, "providers", ort.get_available_providers())
-print("numpy", numpy.__version__, "scikit-learn", sklearn.__version__)
+print("numpy", numpy.__version__, "scikit-learn", sklearn.__version__, "cpus", os.cpu_count())
 EOF
 cat "$OUT/env.log"
 command -v nvidia-smi > /dev/null && nvidia-smi > "$OUT/nvidia-smi.log" 2>&1
 
 # 2. data
 if [ -f "$repo/.devdata/cifar10_jpeg_q75.npz" ]; then
-  step data_cifar $PY "$repo/.devdata/make_cifar10_batches.py" "$data"
+  step data_cifar 120 $PY "$repo/.devdata/make_cifar10_batches.py" "$data"
   mkdir -p "$data/MNIST/raw" && cp "$repo"/.devdata/mnist/* "$data/MNIST/raw/" 2>/dev/null
 elif [ "$smoke" = 1 ]; then
-  step data_synthetic $PY -c "
+  step data_synthetic 120 $PY -c "
 from pathlib import Path
 from tests.conftest import write_cifar, write_mnist
 write_cifar(Path('$data'), n_per_batch=200, n_test=500); write_mnist(Path('$data'), 600, 300)"
@@ -155,33 +186,50 @@ else
   echo "device_check.sh: no .devdata/cifar10_jpeg_q75.npz (see the header)" >&2; exit 2
 fi
 
-# 3. training: the course recipe cold (empty compile cache) and warm, then the fast and page
-#    recipes over seeds
-common="--width $W --epochs $EPOCHS $TRAIN $DEV --data-dir $data --out $art --json --quiet"
-step train_notebook $HW0 train $common
-step train_notebook_warm $HW0 train $common --force
+# 3. training, most wanted first: the course recipe with an empty compile cache; the fast and
+#    page recipes (their first runs compile their own graphs); the trainer's executions side by
+#    side; the course recipe again with a warm cache; more seeds; then the fast recipe at as
+#    many epochs as fit in 10 s of steady training at the speed its first run measured, and the
+#    page recipe at that length (cutout vs label smoothing over a longer budget)
+common="--width $W $TRAIN $DEV --data-dir $data --out $art --json --quiet"
+train train_notebook_s0 "$COLD" --epochs $EPOCHS || FALLBACK="--no-compile"
+train train_fast_s0 "$COLD" --recipe fast --epochs $EPOCHS
+train train_page_s0 "$COLD" --recipe page --epochs $EPOCHS
+step bench_train 150 $PY "$repo/scripts/bench_train.py" --data-dir "$data" --width $W $BENCH \
+  --variants "$VARIANTS" $DEV --json "$OUT/bench_train.json"
+train train_notebookwarm_s0 "$WARM" --epochs $EPOCHS --force
 for s in $SEEDS; do
-  step "train_fast_s$s" $HW0 train --recipe fast --seed "$s" $common
-  step "train_page_s$s" $HW0 train --recipe page --seed "$s" $common
+  [ "$s" = 0 ] && continue
+  train "train_fast_s$s" "$WARM" --recipe fast --epochs $EPOCHS --seed "$s"
+  train "train_page_s$s" "$WARM" --recipe page --epochs $EPOCHS --seed "$s"
 done
-for f in "$OUT"/train_*.log; do grep -h '^{' "$f" > "${f%.log}.json" 2>/dev/null; done
+e10=$($PY -c "
+import json
+r = json.load(open('$OUT/train_fast_s0.json'))
+print($E10 or max(1, int(10.0 * r['epochs_done'] / r['seconds'])))" 2>/dev/null)
+if [ -n "$e10" ]; then
+  echo "== the fast recipe's speed fits $e10 epochs in 10 s of steady training"
+  for s in $SEEDS; do
+    train "train_fast_10s_s$s" "$WARM" --recipe fast --epochs "$e10" --seed "$s"
+  done
+  train train_page_10s_s0 "$WARM" --recipe page --epochs "$e10"
+fi
 
 # 4. Problem 1 on the device: export + flip evaluation, each backend
-run=$($PY -c "import json; print(json.load(open('$OUT/train_notebook.json'))['run_id'])" 2>/dev/null)
+run=$($PY -c "import json; print(json.load(open('$OUT/train_notebook_s0.json'))['run_id'])" \
+  2>/dev/null)
 if [ -n "$run" ]; then
-  step eval_default $HW0 eval "$run" --flip --out "$art" --data-dir "$data" --json --no-plot
-  step eval_torch $HW0 eval "$run" --flip --backend torch $DEV --out "$art" --data-dir "$data" \
-    --json --no-plot
+  step eval_default 90 $HW0 eval "$run" --flip --out "$art" --data-dir "$data" --json --no-plot
+  step eval_torch 90 $HW0 eval "$run" --flip --backend torch $DEV --out "$art" \
+    --data-dir "$data" --json --no-plot
   for f in eval_default eval_torch; do grep -h '^{' "$OUT/$f.log" > "$OUT/$f.json" 2>/dev/null; done
 fi
 
-# 5. benchmarks of every issue
-step bench_train $PY "$repo/scripts/bench_train.py" --data-dir "$data" --width $W $BENCH \
-  $DEV --json "$OUT/bench_train.json"
-step bench_eval $PY "$repo/scripts/bench_eval.py" --data-dir "$data" --width $W $DEV \
-  $EEXTRA --json "$OUT/bench_eval.json"
-step bench_kernels $PY "$repo/scripts/bench_kernels.py" --data-dir "$data" --sizes $KSIZES \
+# 5. the other benchmarks
+step bench_kernels 90 $PY "$repo/scripts/bench_kernels.py" --data-dir "$data" --sizes $KSIZES \
   $KEXTRA $DEV --json "$OUT/bench_kernels.json"
+step bench_eval 90 $PY "$repo/scripts/bench_eval.py" --data-dir "$data" --width $W $DEV \
+  $EEXTRA --json "$OUT/bench_eval.json"
 
 # 6. `hw0 all` wall-clock from a cold process, last, cut at the deadline (the table still prints)
 left=$(( deadline - SECONDS )); cap=$(( left < ALL_CAP ? left : ALL_CAP ))
