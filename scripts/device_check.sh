@@ -114,8 +114,9 @@ for group, rs in groups.items():
         rows.append((rs[0]["device"], f"{label} over {len(rs)} seeds: mean / min acc, "
                      "mean steady s", f"{statistics.mean(accs):.2f}% / {min(accs):.2f}%, "
                      f"{statistics.mean(secs):.1f} s", "", ""))
-b = load("bench_train.json")
-if b:
+for b in (load("bench_train.json"), load("bench_variants.json")):
+    if not b:
+        continue
     busy = f", GPU busy {b['gpu_busy_share']:.0%}" if b.get("gpu_busy_share") else ""
     rows.append((b["device"], f"train images/s, width {b['width']}, {b['window']}",
                  f"{b['ours_images_per_s']:,.0f} ({b['ours_precision']}{busy})",
@@ -187,33 +188,34 @@ else
 fi
 
 # 3. training, most wanted first: the course recipe with an empty compile cache; the fast and
-#    page recipes (their first runs compile their own graphs); the trainer's executions side by
-#    side; the course recipe again with a warm cache; more seeds; then the fast recipe at as
-#    many epochs as fit in 10 s of steady training at the speed its first run measured, and the
-#    page recipe at that length (cutout vs label smoothing over a longer budget)
+#    page recipes (their first runs compile their own graphs); the fast recipe at as many epochs
+#    as fit in 10 s of steady training at the speed its first run measured, over the seeds;
+#    the page recipe over the seeds; the course recipe again with a warm cache; the benchmark
+#    against the notebook's loop; the page recipe at the 10 s length (cutout vs label smoothing
+#    over a longer budget); the trainer's other executions side by side
 common="--width $W $TRAIN $DEV --data-dir $data --out $art --json --quiet"
 train train_notebook_s0 "$COLD" --epochs $EPOCHS || FALLBACK="--no-compile"
 train train_fast_s0 "$COLD" --recipe fast --epochs $EPOCHS
 train train_page_s0 "$COLD" --recipe page --epochs $EPOCHS
-step bench_train 150 $PY "$repo/scripts/bench_train.py" --data-dir "$data" --width $W $BENCH \
-  --variants "$VARIANTS" $DEV --json "$OUT/bench_train.json"
-train train_notebookwarm_s0 "$WARM" --epochs $EPOCHS --force
-for s in $SEEDS; do
-  [ "$s" = 0 ] && continue
-  train "train_fast_s$s" "$WARM" --recipe fast --epochs $EPOCHS --seed "$s"
-  train "train_page_s$s" "$WARM" --recipe page --epochs $EPOCHS --seed "$s"
-done
 e10=$($PY -c "
 import json
 r = json.load(open('$OUT/train_fast_s0.json'))
-print($E10 or max(1, int(10.0 * r['epochs_done'] / r['seconds'])))" 2>/dev/null)
+print($E10 or min(100, max(1, int(10.0 * r['epochs_done'] / r['seconds']))))" 2>/dev/null)
 if [ -n "$e10" ]; then
   echo "== the fast recipe's speed fits $e10 epochs in 10 s of steady training"
   for s in $SEEDS; do
     train "train_fast_10s_s$s" "$WARM" --recipe fast --epochs "$e10" --seed "$s"
   done
-  train train_page_10s_s0 "$WARM" --recipe page --epochs "$e10"
 fi
+for s in $SEEDS; do
+  [ "$s" = 0 ] || train "train_page_s$s" "$WARM" --recipe page --epochs $EPOCHS --seed "$s"
+done
+train train_notebookwarm_s0 "$WARM" --epochs $EPOCHS --force
+step bench_train 90 $PY "$repo/scripts/bench_train.py" --data-dir "$data" --width $W $BENCH \
+  $DEV --json "$OUT/bench_train.json"
+[ -n "$e10" ] && train train_page_10s_s0 "$WARM" --recipe page --epochs "$e10"
+step bench_variants 150 $PY "$repo/scripts/bench_train.py" --data-dir "$data" --width $W \
+  $BENCH --variants "$VARIANTS" $DEV --json "$OUT/bench_variants.json"
 
 # 4. Problem 1 on the device: export + flip evaluation, each backend
 run=$($PY -c "import json; print(json.load(open('$OUT/train_notebook_s0.json'))['run_id'])" \
