@@ -109,10 +109,12 @@ def error_rate(logits: torch.Tensor, y: torch.Tensor) -> float:
 
 class FirstCalls:
     """Times the first few calls of a function (synchronized) to separate the one-time cost of
-    its first call (compile, autotune, CUDA-graph capture) from its steady cost."""
+    its first calls (compile, autotune; with CUDA graphs the second call records the graph)
+    from its steady cost: the excess of the first `first` calls over the median of the next."""
 
-    def __init__(self, fn: Callable[[], Any], device: torch.device, calls: int = 4) -> None:
-        self.fn, self.device, self.calls = fn, device, calls
+    def __init__(self, fn: Callable[[], Any], device: torch.device, first: int = 2,
+                 steady: int = 3) -> None:
+        self.fn, self.device, self.first, self.calls = fn, device, first, first + steady
         self.times: list[float] = []
 
     def _sync(self) -> None:
@@ -131,10 +133,9 @@ class FirstCalls:
 
     @property
     def one_time_s(self) -> float:
-        if not self.times:
-            return 0.0
-        steady = statistics.median(self.times[1:]) if len(self.times) > 1 else 0.0
-        return max(0.0, self.times[0] - steady)
+        later = self.times[self.first:]
+        steady = statistics.median(later) if later else 0.0
+        return sum(max(0.0, t - steady) for t in self.times[:self.first])
 
 
 def subset_indices(n_total: int, n: int, seed: int) -> np.ndarray:

@@ -105,6 +105,7 @@ def timed(device: torch.device, fn: Callable[[], int]) -> tuple[float, int]:
 
 def gpu_busy_share(fn: Callable[[], int]) -> float:
     """Share of fn()'s wall time the GPU spent running kernels (torch profiler)."""
+    from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
     torch.cuda.synchronize()
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
@@ -112,7 +113,9 @@ def gpu_busy_share(fn: Callable[[], int]) -> float:
         fn()
         torch.cuda.synchronize()
         wall_us = (time.perf_counter() - t) * 1e6
-    busy_us = sum(e.self_device_time_total for e in prof.key_averages())
+    # kernels and copies only: a CPU op's row repeats the device time of what it launched
+    busy_us = sum(e.self_device_time_total for e in prof.key_averages()
+                  if e.device_type == DeviceType.CUDA)
     return busy_us / wall_us
 
 

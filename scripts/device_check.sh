@@ -3,24 +3,37 @@
 #
 #   scripts/device_check.sh               # on the GPU machine (fits one 10-minute call)
 #   scripts/device_check.sh --cpu-smoke   # the same steps at toy sizes on the CPU
+#   scripts/device_check.sh --only notebook,bench,all   # some groups of steps (below)
 #
 # Installs nothing: runs from the source tree (PYTHONPATH) with the machine's torch, onnx,
 # onnxruntime, h5py, typer, rich, scikit-learn and matplotlib. Data: the carried CIFAR-10 npz
 # and MNIST files in .devdata/ (copy ../shared/data/{cifar10_jpeg_q75.npz,
 # make_cifar10_batches.py,mnist/} there and name .devdata in the device call's carry); in
 # --cpu-smoke mode without them, small synthetic files in the real formats. Steps run most
-# wanted first, each cut at its own limit and at the script's deadline. Full logs and JSON
-# results go to $OUT (default /tmp/hw0_device_check); a table is printed last.
+# wanted first, each cut at its own limit and at the script's deadline. Groups (all by
+# default): notebook (the course recipe, cold and warm compile cache), recipes (fast and
+# page over seeds, the fast recipe at its 10 s length), bench (bench_train.py and its
+# variants), eval (hw0 eval, bench_eval.py; needs notebook), kernels, all (hw0 all). Full logs
+# and JSON results go to $OUT (default /tmp/hw0_device_check); a table is printed last.
 set -uo pipefail
 
 smoke=0
-for a in "$@"; do
-  case "$a" in
+only=""
+GROUPS_KNOWN=",notebook,recipes,bench,eval,kernels,all,"
+while [ $# -gt 0 ]; do
+  case "$1" in
     --cpu-smoke) smoke=1 ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
-    *) echo "device_check.sh: unknown argument $a" >&2; exit 2 ;;
+    --only) only=${2:-}; shift
+      for g in ${only//,/ }; do
+        [[ "$GROUPS_KNOWN" == *",$g,"* ]] || {
+          echo "device_check.sh: unknown group '$g' (groups:${GROUPS_KNOWN//,/ })" >&2; exit 2; }
+      done ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    *) echo "device_check.sh: unknown argument $1" >&2; exit 2 ;;
   esac
+  shift
 done
+want() { [ -z "$only" ] || [[ ",$only," == *",$1,"* ]]; }
 repo=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${OUT:-/tmp/hw0_device_check}
 mkdir -p "$OUT"
@@ -33,8 +46,10 @@ art="$work/artifacts"
 failures=0
 
 step() {  # step NAME LIMIT_S CMD...: run (cut at LIMIT_S and at the deadline), log to
-          # $OUT/NAME.log, count failures; skipped when under 20 s of the budget is left
+          # $OUT/NAME.log, count failures; skipped outside the chosen groups ($group) and
+          # when under 20 s of the budget is left
   local name=$1 limit=$2; shift 2
+  want "$group" || return 1
   local left=$(( deadline - SECONDS ))
   if [ "$left" -lt 20 ]; then echo "== $name: skipped (budget spent)"; return 1; fi
   [ "$limit" -gt "$left" ] && limit=$left
@@ -162,6 +177,7 @@ trap finish EXIT
 trap 'exit 124' TERM INT
 
 # 1. environment
+group=always; only=${only:+$only,always}
 step env 60 $PY - <<'EOF'
 import os, platform, torch, onnxruntime as ort, numpy, sklearn
 print("python", platform.python_version(), "torch", torch.__version__, "cuda", torch.version.cuda,
@@ -194,7 +210,11 @@ fi
 #    against the notebook's loop; the page recipe at the 10 s length (cutout vs label smoothing
 #    over a longer budget); the trainer's other executions side by side
 common="--width $W $TRAIN $DEV --data-dir $data --out $art --json --quiet"
-train train_notebook_s0 "$COLD" --epochs $EPOCHS || FALLBACK="--no-compile"
+group=notebook
+if want notebook; then
+  train train_notebook_s0 "$COLD" --epochs $EPOCHS || FALLBACK="--no-compile"
+fi
+group=recipes
 train train_fast_s0 "$COLD" --recipe fast --epochs $EPOCHS
 train train_page_s0 "$COLD" --recipe page --epochs $EPOCHS
 e10=$($PY -c "
@@ -210,14 +230,19 @@ fi
 for s in $SEEDS; do
   [ "$s" = 0 ] || train "train_page_s$s" "$WARM" --recipe page --epochs $EPOCHS --seed "$s"
 done
+group=notebook
 train train_notebookwarm_s0 "$WARM" --epochs $EPOCHS --force
+group=bench
 step bench_train 90 $PY "$repo/scripts/bench_train.py" --data-dir "$data" --width $W $BENCH \
   $DEV --json "$OUT/bench_train.json"
+group=recipes
 [ -n "$e10" ] && train train_page_10s_s0 "$WARM" --recipe page --epochs "$e10"
+group=bench
 step bench_variants 150 $PY "$repo/scripts/bench_train.py" --data-dir "$data" --width $W \
   $BENCH --variants "$VARIANTS" $DEV --json "$OUT/bench_variants.json"
 
 # 4. Problem 1 on the device: export + flip evaluation, each backend
+group=eval
 run=$($PY -c "import json; print(json.load(open('$OUT/train_notebook_s0.json'))['run_id'])" \
   2>/dev/null)
 if [ -n "$run" ]; then
@@ -228,14 +253,16 @@ if [ -n "$run" ]; then
 fi
 
 # 5. the other benchmarks
+group=kernels
 step bench_kernels 90 $PY "$repo/scripts/bench_kernels.py" --data-dir "$data" --sizes $KSIZES \
   $KEXTRA $DEV --json "$OUT/bench_kernels.json"
+group=eval
 step bench_eval 90 $PY "$repo/scripts/bench_eval.py" --data-dir "$data" --width $W $DEV \
   $EEXTRA --json "$OUT/bench_eval.json"
 
 # 6. `hw0 all` wall-clock from a cold process, last, cut at the deadline (the table still prints)
 left=$(( deadline - SECONDS )); cap=$(( left < ALL_CAP ? left : ALL_CAP ))
-if [ "$cap" -gt 5 ]; then
+if [ "$cap" -gt 5 ] && want all; then
   echo "== hw0_all: hw0 all --preset $ALL_PRESET (cut after $cap s)"
   t0=$SECONDS
   timeout "$cap" $HW0 all --preset $ALL_PRESET $DEV --data-dir "$data" --out "$work/all" \
