@@ -26,17 +26,19 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 import torch
 
 from hw0cli import kernels, store
-from hw0cli.data import MNIST_TRAIN_SIZE, default_data_dir, load_mnist, mnist_identity
+from hw0cli.choices import LinregMethod
+from hw0cli.data import MNIST_TRAIN_SIZE, load_mnist, mnist_identity
 from hw0cli.env import environment, resolve_device
-from hw0cli.errors import Hw0Error, check
+from hw0cli.errors import Hw0Error, Hw0UsageError, check
+from hw0cli.paths import default_data_dir, default_out_dir
 
-METHODS = ("rank", "pinv", "lstsq", "solve", "gd", "sgd", "overparam", "rf", "kernel", "all")
+METHODS = get_args(LinregMethod)
 MIN_NORM = ("pinv", "lstsq", "solve")
 DEFAULT_RF_D = (50, 100, 200, 300, 400, 450, 500, 550, 600, 800, 1000, 2000, 5000, 10000, 20000)
 DEFAULT_BW_MULT = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)  # multiples of the median distance
@@ -65,13 +67,22 @@ class LinregConfig:
     device: str = "auto"  # for the torch parts (overparam, rf, kernel)
     dtype: str = "float64"  # float32 | float64 for the torch parts
     data_dir: Path = field(default_factory=default_data_dir)
-    out: Path = Path("artifacts")
-
+    out: Path = field(default_factory=default_out_dir)
     def science(self) -> dict[str, Any]:
         d = asdict(self)
         for k in ("data_dir", "out", "device"):
             d.pop(k)
         return d
+
+
+def parse_floats(text: str | None, name: str, kind: type = float, default: tuple = ()) -> tuple:
+    """'0.5,1,2' -> (0.5, 1.0, 2.0); None or '' -> `default`."""
+    if not text:
+        return default
+    try:
+        return tuple(kind(float(t)) for t in text.split(","))  # an empty item fails too
+    except ValueError:
+        raise Hw0UsageError(f"{name} takes comma-separated numbers (got '{text}').") from None
 
 
 def validate(cfg: LinregConfig) -> None:
@@ -575,6 +586,39 @@ def format_factor(f: float | None) -> str:
     if f is None or math.isnan(f):
         return "converged"
     return f"1 - {1 - f:.4g}" if f > 0.5 else f"{f:.4g}"
+
+
+GD_FINDING = (
+    "GD from b = 0 stays in the row space of X and converges to the min-norm solution, but "
+    "each singular direction i shrinks by its own factor per iteration; the smallest sigma "
+    "needs ~cond(X^T X) iterations, so in practice GD stops far from b_pinv, at a "
+    "smaller-norm solution that generalizes better.")
+
+
+def problem_lines(s: dict[str, Any]) -> list[str]:
+    """The problem and the spectrum of X, in two lines."""
+    sp = s["spectrum"]
+    return [f"Problem 3 on MNIST: n = {s['n']} training images (seed {s['seed']}), d = "
+            f"{s['d']}, labels {s['labels']}; test: 10,000 images",
+            f"rank(X) = {sp['rank']} (tolerance {sp['tol']:.3g} = sigma_max * max(n, d) * "
+            f"eps); sigma_max = {sp['sigma_max']:.4g}, smallest nonzero sigma = "
+            f"{sp['sigma_min_nonzero']:.4g}; cond(X) = {sp['cond_X']:.4g}, cond(X^T X) = "
+            f"{sp['cond_XtX']:.4g}; L = 2 sigma_max^2 = {sp['L']:.4g}"]
+
+
+def solution_rows(s: dict[str, Any]) -> list[tuple[str, dict[str, Any], str]]:
+    """(label, figures, distance to b_pinv in words) per solution found: the min-norm
+    solvers, then GD, SGD and the factorized model."""
+    rows = []
+    for how, r in s.get("min_norm", {}).items():
+        agree = s["min_norm_agreement"].get(how)
+        rows.append((f"min-norm ({how})", r,
+                     "-" if agree is None else f"{agree:.1e} (relative)"))
+    labels = {"gd": "GD, {} its", "sgd": "SGD, {} steps", "overparam": "W1 b1, {} steps"}
+    for m, label in labels.items():
+        if m in s:
+            rows.append((label.format(s[m]["iters"]), s[m], f"{s[m]['dist_pinv']:.4g}"))
+    return rows
 
 
 def describe(s: dict[str, Any]) -> dict[str, str]:

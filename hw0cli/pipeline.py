@@ -70,6 +70,33 @@ class AllResult:
     report: Any
     seconds: float
 
+    def count(self, status: str) -> int:
+        return sum(s.status == status for s in self.steps)
+
+    @property
+    def failed(self) -> list[StepResult]:
+        return [s for s in self.steps if s.status == "failed"]
+
+
+@dataclass
+class StepClock:
+    """Elapsed time and an ETA for a sequence of steps, from the steps that did work (a
+    skipped step, already done, says nothing about the pace)."""
+
+    started: float = field(default_factory=time.monotonic)
+    ran: list[float] = field(default_factory=list)
+
+    def record(self, r: StepResult) -> None:
+        if r.status == "done":
+            self.ran.append(r.seconds)
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def eta(self, done: int, total: int) -> float | None:
+        """Seconds left after `done` of `total` steps; None before any step did work."""
+        return sum(self.ran) / len(self.ran) * (total - done) if self.ran else None
+
 
 @dataclass
 class Step:

@@ -207,8 +207,8 @@ def problem1_section(all_runs: list[runs.RunSummary], figdir: Path) -> Section:
                                     figdir / f"per_class_{r.run_id}.png",
                                     f"Per-class test accuracy, run {r.run_id}")
         sec.figure(png, "Per-class accuracy on original and vertically flipped test images.")
-    ranked = sorted([r for r in all_runs if len(r.test_acc_views) == 2 and not _is_grid(r)],
-                    key=lambda r: -min(r.test_acc_views.values()))
+    ranked = runs.rank_by_views([r for r in all_runs
+                                 if len(r.test_acc_views) == 2 and not _is_grid(r)])
     if ranked:
         sec.text("Every finished run, ranked by min(original, upside-down) test accuracy (the "
                  "assignment's robustness criterion), with its training procedure:")

@@ -176,3 +176,22 @@ def history_table(path: Path) -> HistoryTable:
     values = tuple(tuple(int(h[c][i]) if c == "epoch" else float(h[c][i]) for c in cols)
                    for i in range(n))
     return HistoryTable(str(rec.attrs.get("run_id", path.stem)), cols, values)
+
+
+def view_robustness(r: RunSummary) -> float:
+    """The smallest test accuracy over the views evaluated (original, flipped); -1 if none."""
+    return min(r.test_acc_views.values(), default=-1.0)
+
+
+def rank_by_views(found: list[RunSummary]) -> list[RunSummary]:
+    """Most flip-robust first: by min(original, flipped) test accuracy."""
+    return sorted(found, key=lambda r: -view_robustness(r))
+
+
+def trained_with(config: dict[str, Any]) -> str:
+    """How a run trained, in words, as far as flip robustness goes: 'plain' or its
+    augmentation and objective."""
+    how = [f"augment {config.get('augment')}" if config.get("augment") not in (None, "none")
+           else "", f"{config.get('objective')} objective"
+           if config.get("objective") not in (None, "standard") else ""]
+    return ", ".join(x for x in how if x) or "plain"
