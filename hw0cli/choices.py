@@ -37,5 +37,6 @@ OnnxModel = Literal["fp32", "int8", "fp16"]
 LinregMethod = Literal["rank", "pinv", "lstsq", "solve", "gd", "sgd", "overparam", "rf",
                        "kernel", "all"]
 SgdSchedule = Literal["constant", "invsqrt"]
+RfKind = Literal["rff", "relu"]
 Dtype = Literal["float32", "float64"]
 Preset = Literal["quick", "full"]

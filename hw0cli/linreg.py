@@ -24,93 +24,24 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
 import numpy as np
 import torch
 
 from hw0cli import kernels, store
-from hw0cli.choices import LinregMethod
 from hw0cli.data import MNIST_TRAIN_SIZE, load_mnist, mnist_identity
 from hw0cli.env import environment, resolve_device
-from hw0cli.errors import Hw0Error, Hw0UsageError, check
-from hw0cli.paths import default_data_dir, default_out_dir
-
-METHODS = get_args(LinregMethod)
-MIN_NORM = ("pinv", "lstsq", "solve")
-DEFAULT_RF_D = (50, 100, 200, 300, 400, 450, 500, 550, 600, 800, 1000, 2000, 5000, 10000, 20000)
-DEFAULT_BW_MULT = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)  # multiples of the median distance
-
-
-@dataclass(frozen=True)
-class LinregConfig:
-    method: str = "all"
-    n: int = 500  # training images (without replacement)
-    seed: int = 0  # seeds the sample, SGD order, random features
-    gd_iters: int = 10_000  # GD iterations (0.6 ms each at n = 500 on a 2-core CPU)
-    gd_step: float | None = None  # None: 1/L with L = 2 sigma_max^2
-    sgd_iters: int = 20_000  # SGD steps
-    sgd_batch: int = 32  # SGD batch size
-    sgd_step: float | None = None  # None: 1 / (2 n max_i ||x_i||^2), stable for any batch
-    sgd_schedule: str = "constant"  # constant | invsqrt (step / sqrt(1 + t / 1000))
-    overparam_iters: int = 5_000  # SGD steps on (W1, b1)
-    overparam_init: float = 0.01  # entries of W1 and b1 ~ N(0, init^2 / 784)
-    overparam_step: float | None = None  # None: 1/L (the GD step)
-    overparam_batch: int = 0  # 0: full batch
-    rf_features: tuple[int, ...] = DEFAULT_RF_D  # D sweep
-    rf_kinds: tuple[str, ...] = ("rff", "relu")
-    rf_ridge: float = 0.0  # 0: minimum-norm fit
-    kernel_bandwidths: tuple[float, ...] = ()  # empty: DEFAULT_BW_MULT x median heuristic
-    kernel_ridge: float = 0.0  # 0: interpolation (tiny jitter only)
-    device: str = "auto"  # for the torch parts (overparam, rf, kernel)
-    dtype: str = "float64"  # float32 | float64 for the torch parts
-    data_dir: Path = field(default_factory=default_data_dir)
-    out: Path = field(default_factory=default_out_dir)
-    def science(self) -> dict[str, Any]:
-        d = asdict(self)
-        for k in ("data_dir", "out", "device"):
-            d.pop(k)
-        return d
-
-
-def parse_floats(text: str | None, name: str, kind: type = float, default: tuple = ()) -> tuple:
-    """'0.5,1,2' -> (0.5, 1.0, 2.0); None or '' -> `default`."""
-    if not text:
-        return default
-    try:
-        return tuple(kind(float(t)) for t in text.split(","))  # an empty item fails too
-    except ValueError:
-        raise Hw0UsageError(f"{name} takes comma-separated numbers (got '{text}').") from None
-
-
-def validate(cfg: LinregConfig) -> None:
-    check(cfg.method in METHODS, f"Unknown method '{cfg.method}'. Choose one of: "
-          f"{', '.join(METHODS)}.")
-    check(1 <= cfg.n <= MNIST_TRAIN_SIZE, f"--n must be between 1 and {MNIST_TRAIN_SIZE} "
-          f"(got {cfg.n}).")
-    for name in ("gd_iters", "sgd_iters", "overparam_iters", "sgd_batch"):
-        check(getattr(cfg, name) >= 1, f"--{name.replace('_', '-')} must be at least 1 "
-              f"(got {getattr(cfg, name)}).")
-    for name in ("gd_step", "sgd_step", "overparam_step"):
-        v = getattr(cfg, name)
-        check(v is None or (v > 0 and math.isfinite(v)), f"--{name.replace('_', '-')} must "
-              f"be positive (got {v}).")
-    check(cfg.overparam_init > 0, "--overparam-init must be positive.")
-    check(cfg.overparam_batch >= 0, "--overparam-batch must be >= 0 (0 = full batch).")
-    check(cfg.sgd_schedule in ("constant", "invsqrt"), "--sgd-schedule is constant or invsqrt.")
-    check(bool(cfg.rf_features) and all(d >= 1 for d in cfg.rf_features),
-          "--rf-features needs positive feature counts D (e.g. 100,500,2000).")
-    check(all(k in ("rff", "relu") for k in cfg.rf_kinds) and bool(cfg.rf_kinds),
-          "--rf-kinds takes rff and/or relu.")
-    check(all(b > 0 for b in cfg.kernel_bandwidths), "Kernel bandwidths must be positive.")
-    check(cfg.kernel_ridge >= 0 and cfg.rf_ridge >= 0, "Ridge values must be >= 0.")
-    check(cfg.dtype in ("float32", "float64"), "--dtype is float32 or float64.")
-
-
-# ---------------------------------------------------------------------------------------------
-# the problem
+from hw0cli.errors import Hw0Error, check
+from hw0cli.linreg_config import (  # re-exported: callers import the settings from here
+    DEFAULT_BW_MULT,
+    METHODS,
+    MIN_NORM,
+    LinregConfig,
+    validate,
+)
 
 
 @dataclass(frozen=True)

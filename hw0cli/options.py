@@ -31,7 +31,8 @@ class Opt:
 
     help: str  # one line, no markup, no default (the default is shown from the field)
     unit: str | None = None  # shown after the help: "(pixels)", "(fraction of steps)"
-    flag: str | None = None  # a one-way flag that flips a bool's default, e.g. "--no-batchnorm"
+    flag: str | None = None  # the flag, where it is not --<name>; for a bool, "--no-x" is a
+    # one-way flag that flips its default (e.g. --no-batchnorm)
     envvar: str | None = None  # read when the option is not given (the library does the same)
     default_text: str | None = None  # the default in words, where it is None or computed
     run_id: Literal["always", "if-changed"] | None = None  # part of the run id; "if-changed":
@@ -46,8 +47,10 @@ class Declared:
     """One field as declared: resolved type, choices, bounds, default and `Opt`."""
 
     name: str
-    type: Any  # int, float, bool, str or Path (None stripped; Literal choices are str)
+    type: Any  # int, float, bool, str or Path (None stripped; Literal choices are str); of
+    # each item, for a tuple
     optional: bool  # `X | None`: None is a legal value (off / automatic)
+    many: bool  # `tuple[X, ...]`: a comma-separated list on the command line
     choices: tuple[str, ...]
     bounds: tuple[at.BaseMetadata, ...]
     default: Any  # dataclasses.MISSING when computed by a default_factory
@@ -61,7 +64,7 @@ class Declared:
     @property
     def one_way(self) -> bool:
         """A bool with a single flag that flips its default (e.g. --no-batchnorm)."""
-        return self.type is bool and self.opt.flag is not None
+        return self.type is bool and (self.opt.flag or "").startswith("--no-")
 
     def range_text(self) -> str:
         """The bounds in words: 'in [1, 1024]', '> 0', 'at least 1'."""
@@ -95,6 +98,9 @@ def _declare(f: dataclasses.Field, hint: Any) -> Declared:
     optional = typing.get_origin(base) in (typing.Union, types.UnionType) and type(None) in args
     if optional:
         (base,) = [a for a in args if a is not type(None)]
+    many = typing.get_origin(base) is tuple
+    if many:
+        base = typing.get_args(base)[0]
     choices: tuple[str, ...] = ()
     if typing.get_origin(base) is Literal:
         choices, base = tuple(typing.get_args(base)), str
@@ -103,7 +109,7 @@ def _declare(f: dataclasses.Field, hint: Any) -> Declared:
     for m in meta:
         bounds += list(m) if isinstance(m, at.GroupedMetadata) else [m]
     bounds = [b for b in bounds if isinstance(b, (at.Ge, at.Gt, at.Le, at.Lt))]
-    return Declared(f.name, base, optional, choices, tuple(bounds), f.default, opt)
+    return Declared(f.name, base, optional, many, choices, tuple(bounds), f.default, opt)
 
 
 @functools.cache
@@ -144,12 +150,13 @@ def check_declared(cfg: Any) -> None:
         value = getattr(cfg, d.name)
         if value is None and d.optional:
             continue
-        if d.choices and value not in d.choices:
-            noun = d.opt.noun or d.name.replace("_", " ")
-            raise Hw0UsageError(f"Unknown {noun} '{value}'. Choose one of: "
-                                f"{', '.join(d.choices)}.")
-        if d.bounds and not _in_bounds(value, d.bounds):
-            raise Hw0UsageError(f"{d.flag} must be {d.range_text()} (got {value}).")
+        for item in value if d.many else (value,):
+            if d.choices and item not in d.choices:
+                noun = d.opt.noun or d.name.replace("_", " ")
+                raise Hw0UsageError(f"Unknown {noun} '{item}'. Choose one of: "
+                                    f"{', '.join(d.choices)}.")
+            if d.bounds and not _in_bounds(item, d.bounds):
+                raise Hw0UsageError(f"{d.flag} must be {d.range_text()} (got {item}).")
 
 
 def _args_for(d: Declared, value: Any) -> list[str]:
@@ -157,7 +164,22 @@ def _args_for(d: Declared, value: Any) -> list[str]:
         return [d.flag] if value != d.default else []
     if d.type is bool:
         return [d.flag if value else "--no-" + d.flag[2:]]
-    return [d.flag, str(value)]
+    return [d.flag, text(d, value)]
+
+
+def text(d: Declared, value: Any) -> str:
+    """A value as the command line writes it (a tuple: comma-separated)."""
+    return ",".join(str(v) for v in value) if d.many else str(value)
+
+
+def parse_items(d: Declared, text: str) -> tuple:
+    """'4,64' -> (4, 64) for a tuple option; an empty item or a bad number is a usage error."""
+    kind = float if d.type is int else d.type  # '1e3' is a count too
+    try:
+        items = tuple(kind(t.strip()) for t in text.split(",")) if text.strip() else ()
+    except ValueError:
+        raise Hw0UsageError(f"{d.flag} takes comma-separated values (got '{text}').") from None
+    return tuple(int(v) for v in items) if d.type is int else items
 
 
 def command_args(cfg: Any, base: Any, always: tuple[str, ...] = (),
@@ -182,5 +204,9 @@ def from_given(cls: type, given: dict[str, Any]) -> dict[str, Any]:
     """Field values from command-line values given by a user (keyed by field name): a one-way
     flag that was given means the opposite of the field's default."""
     by_name = {d.name: d for d in declarations(cls)}
-    return {k: (not by_name[k].default if by_name[k].one_way else v)
-            for k, v in given.items() if v is not None}
+    out = {}
+    for k, v in given.items():
+        d = by_name[k]
+        if v is not None:
+            out[k] = not d.default if d.one_way else parse_items(d, v) if d.many else v
+    return out

@@ -19,7 +19,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from hw0cli.options import Declared, declarations, from_given
+from hw0cli.options import Declared, declarations, from_given, text
 
 CTX = "hw0_ctx"
 GIVEN = ("COMMANDLINE", "ENVIRONMENT")  # parameter sources that count as "the user set it"
@@ -36,9 +36,9 @@ def _option(d: Declared) -> typer.models.OptionInfo:
     decls = [d.flag] if one_way or d.type is not bool else [f"{d.flag}/--no-{d.flag[2:]}"]
     shown: bool | str = d.opt.default_text or (not one_way and d.default is not None)
     extra: dict[str, Any] = {}
-    help_text = d.help_text()
+    help_text = d.help_text() + (", comma-separated" if d.many else "")
     if d.choices:  # listed and completed here; checked by the library, with its message
-        help_text += f"; one of: {', '.join(d.choices)}"
+        help_text += f"; {'any' if d.many else 'one'} of: {', '.join(d.choices)}"
         extra = {"autocompletion": _completer(d.choices)}
     if d.opt.envvar:
         extra.update(envvar=d.opt.envvar, show_envvar=True)
@@ -52,8 +52,10 @@ def parameter(d: Declared) -> inspect.Parameter:
     if d.one_way:
         kind, default = bool, False
     else:
-        kind = d.type
-        default = None if d.default is dataclasses.MISSING else d.default
+        kind = str if d.many else d.type
+        default = None if d.default in (dataclasses.MISSING, None) else d.default
+        if d.many and default is not None:
+            default = text(d, default)
     annotation = Annotated[kind | None, _option(d)]  # type: ignore[operator]
     return inspect.Parameter(d.name, inspect.Parameter.KEYWORD_ONLY, default=default,
                              annotation=annotation)

@@ -23,6 +23,16 @@ from hw0cli.cli.common import (
 RunArg = Annotated[str | None, typer.Argument(
     help="Run id or .h5 file", show_default="the most recently finished run")]
 
+ViewOpt = Annotated[list[str] | None, choice(View, "--view", help="Views to evaluate; "
+                                             "repeatable", show_default="original")]
+BackendOpt = Annotated[str, choice(Backend, help="auto: onnxruntime on a GPU provider, else "
+                                   "torch on a GPU, else onnxruntime on the CPU")]
+ModelOpt = Annotated[str, choice(OnnxModel, "--model", help="ONNX model; int8 and fp16 are "
+                                 "built on first use and their accuracy change vs fp32 is "
+                                 "printed and stored")]
+ProviderOpt = Annotated[str, choice(Provider, help="onnxruntime's execution provider")]
+DeviceOpt = Annotated[str, choice(Device, help="The torch backend's device")]
+
 
 def export(
     run: RunArg = None,
@@ -59,17 +69,11 @@ def eval_cmd(
                                        "(vertical flip)")] = False,
     hflip: Annotated[bool, typer.Option("--hflip", help="Also evaluate mirrored images "
                                         "(horizontal flip)")] = False,
-    view: Annotated[list[str] | None, choice(View, "--view", help="Views to evaluate; "
-                                             "repeatable", show_default="original")] = None,
-    backend: Annotated[str, choice(
-        Backend, help="auto: onnxruntime on a GPU provider, else torch on a GPU, else "
-        "onnxruntime on the CPU")] = "auto",
-    model: Annotated[str, choice(
-        OnnxModel, "--model", help="ONNX model; int8 and fp16 are built on first use and "
-        "their accuracy change vs fp32 is printed and stored")] = "fp32",
-    provider: Annotated[str, choice(Provider, help="onnxruntime's execution provider")]
-    = "auto",
-    device: Annotated[str, choice(Device, help="The torch backend's device")] = "auto",
+    view: ViewOpt = None,
+    backend: BackendOpt = "auto",
+    model: ModelOpt = "fp32",
+    provider: ProviderOpt = "auto",
+    device: DeviceOpt = "auto",
     batch_size: Annotated[int, typer.Option(help="Images per inference call")] = 1000,
     confusion: Annotated[bool, typer.Option("--confusion", help="Print confusion matrices")]
     = False,

@@ -2,72 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-import typer
-
-from hw0cli.choices import Device, Dtype, LinregMethod, SgdSchedule
 from hw0cli.cli.common import (
-    DataDir,
     Json,
-    OutDir,
-    choice,
-    data_dir_or_default,
     err_console,
     out_console,
-    out_or_default,
     print_json,
     say,
     show,
     simple_table,
 )
+from hw0cli.cli.declared import with_options
+from hw0cli.linreg_config import LinregConfig
 
 
-def linreg(
-    method: Annotated[str, choice(LinregMethod, help="What to compute")] = "all",
-    n: Annotated[int, typer.Option(help="Training images drawn from the 60,000")] = 500,
-    seed: Annotated[int, typer.Option(help="Seeds the sample, SGD and random features")] = 0,
-    gd_iters: Annotated[int, typer.Option(help="Gradient-descent iterations")] = 10_000,
-    gd_step: Annotated[float | None, typer.Option(
-        help="GD step", show_default="1/L, L = 2 sigma_max^2")] = None,
-    sgd_iters: Annotated[int, typer.Option(help="SGD steps")] = 20_000,
-    sgd_batch: Annotated[int, typer.Option(help="SGD batch size")] = 32,
-    sgd_step: Annotated[float | None, typer.Option(
-        help="SGD step", show_default="1/(2 n max ||x_i||^2)")] = None,
-    sgd_schedule: Annotated[str, choice(SgdSchedule, help="SGD step schedule; invsqrt: "
-                                        "step / sqrt(1 + t / 1000)")] = "constant",
-    overparam_iters: Annotated[int, typer.Option(help="SGD steps for b = W1 b1")] = 5_000,
-    overparam_init: Annotated[float, typer.Option(help="Init scale of W1, b1")] = 0.01,
-    overparam_step: Annotated[float | None, typer.Option(
-        help="SGD step for b = W1 b1", show_default="1/L")] = None,
-    overparam_batch: Annotated[int, typer.Option(help="Batch size; 0 = full batch")] = 0,
-    rf_features: Annotated[str | None, typer.Option(
-        help="Comma-separated sweep of the number of random features D",
-        show_default="50 .. 20000")] = None,
-    rf_kinds: Annotated[str, typer.Option(help="rff and/or relu, comma-separated")] = "rff,relu",
-    rf_ridge: Annotated[float, typer.Option(help="Random-features ridge; 0 = minimum-norm "
-                                            "fit")] = 0.0,
-    bandwidths: Annotated[str | None, typer.Option(
-        help="Comma-separated kernel bandwidths", show_default="1/8 .. 8 x median")] = None,
-    ridge: Annotated[float, typer.Option(help="Kernel ridge lambda (0 = interpolate)")] = 0.0,
-    device: Annotated[str, choice(Device, help="Device of the torch parts")] = "auto",
-    dtype: Annotated[str, choice(Dtype, help="Float type of the torch parts")] = "float64",
-    as_json: Json = False,
-    data_dir: DataDir = None,
-    out: OutDir = None,
-) -> None:
+@with_options(LinregConfig)
+def linreg(options: dict[str, Any], as_json: Json = False) -> None:
     """Least squares, GD/SGD, a factorized model and kernels on MNIST (Problem 3)."""
-    from hw0cli.linreg import DEFAULT_RF_D, LinregConfig, parse_floats, run_linreg
-    cfg = LinregConfig(
-        method=method, n=n, seed=seed, gd_iters=gd_iters, gd_step=gd_step, sgd_iters=sgd_iters,
-        sgd_batch=sgd_batch, sgd_step=sgd_step, sgd_schedule=sgd_schedule,
-        overparam_iters=overparam_iters, overparam_init=overparam_init,
-        overparam_step=overparam_step, overparam_batch=overparam_batch,
-        rf_features=parse_floats(rf_features, "--rf-features", int, DEFAULT_RF_D), rf_kinds=tuple(
-            k.strip() for k in rf_kinds.split(",") if k.strip()), rf_ridge=rf_ridge,
-        kernel_bandwidths=parse_floats(bandwidths, "--bandwidths"), kernel_ridge=ridge,
-        device=device, dtype=dtype, data_dir=data_dir_or_default(data_dir),
-        out=out_or_default(out))
+    from hw0cli.linreg import run_linreg
+    cfg = LinregConfig(**options)
     with (err_console if as_json else out_console).status("starting") as status:
         res = run_linreg(cfg, progress=lambda msg: status.update(msg))
     if as_json:
