@@ -163,11 +163,10 @@ class CellState:
 
 def _final(rec: store.H5Record) -> tuple[float, float, float]:
     h = rec.group("history")
-    def last(key: str) -> float:
-        v = [x for x in h.get(key, []) if not math.isnan(x)]
-        return float(v[-1]) if v else math.nan
-    tr = last("train_eval_err")
-    return (last("train_err") if math.isnan(tr) else tr), last("test_err"), \
+    train = runs.last_finite(h.get("train_eval_err", []))  # eval mode, when measured
+    if math.isnan(train):
+        train = runs.last_finite(h.get("train_err", []))
+    return train, runs.last_finite(h.get("test_err", [])), \
         float(np.sum(h["seconds"])) if "seconds" in h else 0.0
 
 

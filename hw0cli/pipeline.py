@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hw0cli import runs, store
+from hw0cli import atomic, runs, store
 from hw0cli.data import default_data_dir
 from hw0cli.errors import check
 from hw0cli.train import TrainConfig, TrainReporter, make_config, run_id_for, run_train
@@ -196,9 +195,7 @@ def run_all(cfg: AllConfig, on_step: Callable[[int, int, str], None] | None = No
     preset = {"name": cfg.preset, **{k: v for k, v in PRESETS[cfg.preset].items()}}
     Path(cfg.out).mkdir(parents=True, exist_ok=True)
     rec_path = Path(cfg.out) / f"preset_{cfg.preset}.json"
-    tmp = rec_path.with_name(f".{rec_path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(preset, indent=1, default=list))
-    os.replace(tmp, rec_path)
+    atomic.write_text(rec_path, json.dumps(preset, indent=1, default=list))
     results = []
     for i, step in enumerate(steps):
         if on_step:

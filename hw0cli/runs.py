@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -195,3 +196,10 @@ def trained_with(config: dict[str, Any]) -> str:
            else "", f"{config.get('objective')} objective"
            if config.get("objective") not in (None, "standard") else ""]
     return ", ".join(x for x in how if x) or "plain"
+
+
+def last_finite(values: Any, default: float | None = math.nan) -> float | None:
+    """The last measured value of a history column: epochs without a measurement (a skipped
+    test evaluation, a train pass not run) are stored as NaN."""
+    ok = [float(v) for v in np.asarray(values, dtype=float).ravel() if math.isfinite(v)]
+    return ok[-1] if ok else default
