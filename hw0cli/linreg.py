@@ -19,8 +19,6 @@ Under the hood of the three minimum-norm solvers:
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import time
 from collections.abc import Callable
@@ -40,6 +38,7 @@ from hw0cli.linreg_config import (  # re-exported: callers import the settings f
     METHODS,
     MIN_NORM,
     LinregConfig,
+    linreg_id,
     validate,
 )
 
@@ -345,12 +344,6 @@ class LinregResult:
     seconds: float = 0.0
 
 
-def linreg_id(cfg: LinregConfig) -> str:
-    digest = hashlib.sha256(json.dumps(cfg.science(), sort_keys=True,
-                                       default=str).encode()).hexdigest()[:8]
-    return f"{cfg.method}-n{cfg.n}-s{cfg.seed}-{digest}"
-
-
 def mode_indices(rank: int) -> list[int]:
     """Singular directions to track: top, middle and bottom of the nonzero spectrum."""
     return sorted({0, rank // 2, rank - 1})
@@ -509,74 +502,4 @@ def _mode_rates(curve: Curve, sp: Spectrum, modes: list[int], step: float) -> li
         out.append({"index": i, "sigma": s, "predicted_factor": pred,
                     "measured_factor": measured, "iters_for_1e-3": need,
                     "error_start": float(e0), "error_end": float(err[-1, j])})
-    return out
-
-
-def format_factor(f: float | None) -> str:
-    """A contraction factor, as 1 - x when it is close to 1 (where the digits matter)."""
-    if f is None or math.isnan(f):
-        return "converged"
-    return f"1 - {1 - f:.4g}" if f > 0.5 else f"{f:.4g}"
-
-
-GD_FINDING = (
-    "GD from b = 0 stays in the row space of X and converges to the min-norm solution, but "
-    "each singular direction i shrinks by its own factor per iteration; the smallest sigma "
-    "needs ~cond(X^T X) iterations, so in practice GD stops far from b_pinv, at a "
-    "smaller-norm solution that generalizes better.")
-
-
-def problem_lines(s: dict[str, Any]) -> list[str]:
-    """The problem and the spectrum of X, in two lines."""
-    sp = s["spectrum"]
-    return [f"Problem 3 on MNIST: n = {s['n']} training images (seed {s['seed']}), d = "
-            f"{s['d']}, labels {s['labels']}; test: 10,000 images",
-            f"rank(X) = {sp['rank']} (tolerance {sp['tol']:.3g} = sigma_max * max(n, d) * "
-            f"eps); sigma_max = {sp['sigma_max']:.4g}, smallest nonzero sigma = "
-            f"{sp['sigma_min_nonzero']:.4g}; cond(X) = {sp['cond_X']:.4g}, cond(X^T X) = "
-            f"{sp['cond_XtX']:.4g}; L = 2 sigma_max^2 = {sp['L']:.4g}"]
-
-
-def solution_rows(s: dict[str, Any]) -> list[tuple[str, dict[str, Any], str]]:
-    """(label, figures, distance to b_pinv in words) per solution found: the min-norm
-    solvers, then GD, SGD and the factorized model."""
-    rows = []
-    for how, r in s.get("min_norm", {}).items():
-        agree = s["min_norm_agreement"].get(how)
-        rows.append((f"min-norm ({how})", r,
-                     "-" if agree is None else f"{agree:.1e} (relative)"))
-    labels = {"gd": "GD, {} its", "sgd": "SGD, {} steps", "overparam": "W1 b1, {} steps"}
-    for m, label in labels.items():
-        if m in s:
-            rows.append((label.format(s[m]["iters"]), s[m], f"{s[m]['dist_pinv']:.4g}"))
-    return rows
-
-
-def describe(s: dict[str, Any]) -> dict[str, str]:
-    """One sentence per finding of a summary, shared by the terminal and the report."""
-    out: dict[str, str] = {}
-    if "overparam" in s:
-        r = s["overparam"]
-        out["overparam"] = (
-            f"Factorized model b = W1 b1 (init scale {r['init']}): after {r['iters']} SGD "
-            f"steps, distance to b_pinv {r['dist_pinv']:.4g}, to the GD solution "
-            f"{r['dist_gd']:.4g}, norm {r['norm']:.4g}, test MSE {r['test_mse']:.4g}; "
-            f"null-space part {r['null_space_norm']:.2g}.")
-    for kind in ("rff", "relu"):
-        if kind in s.get("rf", {}):
-            r = s["rf"][kind]
-            out[f"rf_{kind}"] = (
-                f"Random features ({kind}, {'min-norm' if not s['rf']['ridge'] else 'ridge'} "
-                f"fit): test MSE peaks at D = {r['peak_D']} ({r['peak_test_mse']:.4g}); best at "
-                f"D = {r['best_D']}: {r['best_test_mse']:.4g} MSE, "
-                f"{100 * r['best_test_acc']:.2f}% accuracy.")
-    if "kernel" in s:
-        r = s["kernel"]
-        med = (f" At the median-heuristic bandwidth {s['median_bandwidth']:.4g}: test MSE "
-               f"{r['median_test_mse']:.4g}, accuracy {100 * r['median_test_acc']:.2f}%."
-               if "median_test_mse" in r else "")
-        out["kernel"] = (
-            f"Exact Gaussian kernel regression (ridge {r['ridge']}): best bandwidth "
-            f"{r['best_bandwidth']:.4g}, test MSE {r['best_test_mse']:.4g}, accuracy "
-            f"{100 * r['best_test_acc']:.2f}%.{med}")
     return out

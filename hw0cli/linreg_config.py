@@ -6,6 +6,8 @@ computation is `hw0cli.linreg`.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, get_args
@@ -14,7 +16,7 @@ from annotated_types import Ge, Gt, Interval
 
 from hw0cli.choices import MNIST_TRAIN_SIZE, Device, Dtype, LinregMethod, RfKind, SgdSchedule
 from hw0cli.errors import check
-from hw0cli.options import Opt, check_declared, flag
+from hw0cli.options import Opt, check_declared, command_args, declarations, flag
 from hw0cli.paths import DATA_DIR_ENV, OUT_ENV, default_data_dir, default_out_dir
 
 METHODS = get_args(LinregMethod)
@@ -74,6 +76,13 @@ class LinregConfig:
         return d
 
 
+def linreg_id(cfg: LinregConfig) -> str:
+    """Readable and stable: the same settings give the same results file."""
+    digest = hashlib.sha256(json.dumps(cfg.science(), sort_keys=True,
+                                       default=str).encode()).hexdigest()[:8]
+    return f"{cfg.method}-n{cfg.n}-s{cfg.seed}-{digest}"
+
+
 def validate(cfg: LinregConfig) -> None:
     """Every declared choice and bound (hw0cli.options), and what a bound cannot say."""
     def opt(name: str) -> str:
@@ -85,3 +94,13 @@ def validate(cfg: LinregConfig) -> None:
           "100,500,2000).")
     check(bool(cfg.rf_kinds), f"{opt('rf_kinds')} takes rff and/or relu.")
     check_declared(cfg)
+
+
+def linreg_args(stored: dict[str, Any]) -> list[str]:
+    """`hw0 linreg` arguments that reproduce a stored config (the same results file): its
+    method, n and seed, and every option that differs from its default."""
+    fields = {d.name: d for d in declarations(LinregConfig)}
+    known = {k: tuple(v) if fields[k].many else v for k, v in stored.items()
+             if k in fields and k not in ("data_dir", "out")}
+    return command_args(LinregConfig(**known), LinregConfig(), always=("method", "n", "seed"),
+                        skip=("data_dir", "out"))

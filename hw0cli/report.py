@@ -9,31 +9,28 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
-import textwrap
+import shlex
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.backends.backend_pdf import PdfPages
 
 from hw0cli import plots, runs, store
 from hw0cli.data import CIFAR_CLASSES
-from hw0cli.errors import Hw0UsageError, check
-from hw0cli.linreg import describe, format_factor
+from hw0cli.errors import Hw0Error, Hw0UsageError, check
+from hw0cli.linreg_config import linreg_args
+from hw0cli.linreg_findings import describe, format_factor
 from hw0cli.models import count_parameters, make_cnn
+from hw0cli.render import Block, Section, render_md, render_pdf
 from hw0cli.train import TrainConfig, science_of
 
 FORMATS = ("pdf", "md")
 SECTIONS = ("Warm-up", "Problem 1", "Problem 2", "Problem 3", "Environment")
-PAGE = (8.27, 11.69)  # A4 portrait, inches
 
 
 @dataclass(frozen=True)
@@ -42,35 +39,6 @@ class ReportConfig:
     report_dir: Path | None = None  # None: <out>/report
     formats: tuple[str, ...] = FORMATS
     preset: dict[str, Any] | None = None  # what `hw0 all` ran, if it did
-
-
-@dataclass
-class Block:
-    """A piece of a section: text lines (monospace in the PDF) or a figure."""
-
-    kind: str  # "text" | "table" | "figure"
-    lines: list[str] = field(default_factory=list)
-    image: Path | None = None
-    caption: str = ""
-    table: tuple[list[str], list[list[str]]] | None = None
-
-
-@dataclass
-class Section:
-    title: str
-    blocks: list[Block] = field(default_factory=list)
-    present: bool = True
-
-    def text(self, *paras: str) -> None:
-        for p in paras:
-            self.blocks.append(Block("text", [p]))
-
-    def add_table(self, header: list[str], rows: list[list[str]]) -> None:
-        self.blocks.append(Block("table", table=(header, rows)))
-
-    def figure(self, path: Path | None, caption: str) -> None:
-        if path is not None and Path(path).exists():
-            self.blocks.append(Block("figure", image=Path(path), caption=caption))
 
 
 @dataclass
@@ -93,7 +61,7 @@ def _train_command(cfg: dict[str, Any]) -> str:
         known.get("out", "artifacts"))
     try:
         return "hw0 train " + " ".join(train_args(TrainConfig(**known)))
-    except Exception:  # a run file from an older hw0: show the settings instead
+    except (TypeError, Hw0Error):  # a run file from an older hw0: show the settings instead
         return "hw0 train (settings: " + json.dumps(science_of(cfg)) + ")"
 
 
@@ -114,11 +82,6 @@ def _steady_seconds(r: runs.RunSummary, attrs: dict[str, Any]) -> float:
     file measured it."""
     one = attrs.get("one_time")
     return r.seconds - float(one.get("train_s", 0.0)) if isinstance(one, dict) else r.seconds
-
-
-def _last_finite(values: np.ndarray) -> float | None:
-    ok = values[~np.isnan(values)]
-    return float(ok[-1]) if len(ok) else None
 
 
 def warmup_section(all_runs: list[runs.RunSummary], figdir: Path) -> Section:
@@ -144,7 +107,7 @@ def warmup_section(all_runs: list[runs.RunSummary], figdir: Path) -> Section:
         secs = _steady_seconds(r, rec.attrs)
         ips = c.get("train_samples", 50000) * r.epochs_done / secs if secs else float("nan")
         dev = str(rec.attrs.get("device", "?")).split(":")[0].replace("NVIDIA ", "")
-        tta = _last_finite(h["test_err_tta"]) if "test_err_tta" in h else None
+        tta = runs.last_finite(h["test_err_tta"], None) if "test_err_tta" in h else None
         rows.append([r.run_id, str(c.get("width")), c.get("recipe", "notebook"),
                      str(r.epochs_done), pct(1 - r.test_err),
                      pct(None if tta is None else 1 - tta), pct(r.train_err),
@@ -245,9 +208,8 @@ def problem2_section(all_runs: list[runs.RunSummary], figdir: Path) -> Section:
         row = rows.setdefault((c["width"], c["noise"]), GridRow(c["width"], c["noise"], [], [],
                                                                 [], [], [], 0))
         h = store.read_h5(r.path, prefixes=("history/",)).group("history")
-        tr = [x for x in h["train_eval_err"] if not math.isnan(x)]
         row.seeds.append(c["seed"])
-        row.train_err.append(tr[-1] if tr else r.train_err)
+        row.train_err.append(runs.last_finite(h["train_eval_err"], r.train_err))
         row.test_err.append(r.test_err)
         row.epochs.append(r.epochs_done)
         row.seconds.append(r.seconds)
@@ -287,7 +249,7 @@ def problem3_section(out: Path, figdir: Path) -> Section:
     for p in files:
         try:
             recs.append((p, store.read_h5(p)))
-        except Exception:
+        except Hw0Error:  # unreadable (a killed writer's leftover): the others still count
             continue
     full = [x for x in recs if x[1].attrs.get("config", {}).get("method") == "all"]
     if not (full or recs):
@@ -370,7 +332,7 @@ def environment_section(all_runs: list[runs.RunSummary], out: Path,
     for p in sorted((Path(out) / "linreg").glob("*.h5")):
         try:
             env = store.read_h5(p, attrs_only=True).attrs.get("env") or {}
-        except Exception:
+        except Hw0Error:  # unreadable: its environment is unknown
             continue
         envs[(env.get("device"), env.get("torch"), "float64")] = env
     if envs:
@@ -388,10 +350,9 @@ def environment_section(all_runs: list[runs.RunSummary], out: Path,
     for p in sorted((Path(out) / "linreg").glob("*.h5")):
         try:
             c = store.read_h5(p, attrs_only=True).attrs.get("config") or {}
-        except Exception:
+        except Hw0Error:  # unreadable (a killed writer's leftover): nothing to cite
             continue
-        lines.append(f"hw0 linreg --method {c.get('method')} --n {c.get('n')} --seed "
-                     f"{c.get('seed')}")
+        lines.append(shlex.join(["hw0", "linreg", *linreg_args(c)]))
     lines.append(f"hw0 report --out {out}")
     sec.text("Every command behind these results (seeds are part of each; same command, "
              "same run id, same numbers on the CPU):")
@@ -403,118 +364,6 @@ def environment_section(all_runs: list[runs.RunSummary], out: Path,
 
 # ---------------------------------------------------------------------------------------------
 # rendering
-
-
-def _table_lines(header: list[str], rows: list[list[str]]) -> list[str]:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
-              for i, h in enumerate(header)]
-    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    return [fmt.format(*header), fmt.format(*["-" * w for w in widths]),
-            *[fmt.format(*r) for r in rows]]
-
-
-def _wrap(text: str, width: int = 100) -> list[str]:
-    return textwrap.wrap(text, width, break_long_words=True, break_on_hyphens=False) or [""]
-
-
-def render_pdf(sections: list[Section], path: Path, title_lines: list[str]) -> int:
-    """Write the PDF atomically, flowing text, tables and figures down A4 pages; returns the
-    page count."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    line_h, top, bottom, left = 0.0155, 0.955, 0.04, 0.06
-    aspect_page = PAGE[0] / PAGE[1]
-    state: dict[str, Any] = {"fig": None, "y": top, "pages": 0}
-
-    with PdfPages(tmp) as pdf:
-        def new_page(header: str = "") -> None:
-            if state["fig"] is not None:
-                pdf.savefig(state["fig"])
-                plt.close(state["fig"])
-            state["fig"] = plt.figure(figsize=PAGE)
-            state["y"] = top
-            state["pages"] += 1
-            if header:
-                state["fig"].text(left, state["y"], header, fontsize=9, color="gray", va="top")
-                state["y"] -= line_h * 1.6
-
-        def need(height: float, header: str) -> None:
-            if state["y"] - height < bottom:
-                new_page(header)
-
-        def text(line: str, size: float = 8.0, weight: str = "normal", mono: bool = True,
-                 header: str = "") -> None:
-            h = line_h * size / 8.0
-            need(h, header)
-            state["fig"].text(left, state["y"], line, fontsize=size, weight=weight, va="top",
-                              family="monospace" if mono else None)
-            state["y"] -= h
-
-        new_page()
-        text("hw0: results", 18, "bold", mono=False)
-        state["y"] -= line_h
-        for ln in title_lines:
-            for w in _wrap(ln, 100):
-                text(w)
-        state["y"] -= line_h
-        text("Contents", 12, "bold", mono=False)
-        for i, sec in enumerate(sections):
-            text(f"{i + 1}. {sec.title}" + ("" if sec.present else "  (missing: see below)"))
-        for sec in sections:
-            new_page()
-            text(sec.title, 15, "bold", mono=False)
-            state["y"] -= line_h * 0.5
-            cont = f"{sec.title} (continued)"
-            for b in sec.blocks:
-                if b.kind == "figure" and b.image is not None:
-                    img = plt.imread(b.image)
-                    width = 0.88
-                    height = width * aspect_page * img.shape[0] / img.shape[1]
-                    if height > 0.6:
-                        width, height = width * 0.6 / height, 0.6
-                    caption = _wrap(b.caption, 110)
-                    need(height + line_h * (len(caption) + 1), cont)
-                    ax = state["fig"].add_axes((left + (0.88 - width) / 2, state["y"] - height,
-                                                width, height))
-                    ax.imshow(img)
-                    ax.axis("off")
-                    state["y"] -= height + line_h * 0.4
-                    for ln in caption:
-                        text(ln, 7.5, mono=False, header=cont)
-                    state["y"] -= line_h * 0.8
-                    continue
-                lines = (_table_lines(*b.table) if b.kind == "table" and b.table
-                         else [w for ln in b.lines for w in _wrap(ln)])
-                for ln in lines:
-                    text(ln, 7.0 if b.kind == "table" else 8.0, header=cont)
-                state["y"] -= line_h * 0.8
-        pdf.savefig(state["fig"])
-        plt.close(state["fig"])
-    os.replace(tmp, path)
-    return int(state["pages"])
-
-
-def render_md(sections: list[Section], path: Path, title_lines: list[str]) -> None:
-    figdir = path.parent / "figures"
-    figdir.mkdir(parents=True, exist_ok=True)
-    out = ["# hw0: results", "", *[f"{ln}  " for ln in title_lines], ""]
-    for sec in sections:
-        out += [f"## {sec.title}", ""]
-        for b in sec.blocks:
-            if b.kind == "text":
-                out += (["```", *b.lines, "```"] if len(b.lines) > 1 else b.lines) + [""]
-            elif b.kind == "table" and b.table:
-                header, rows = b.table
-                out += ["| " + " | ".join(header) + " |",
-                        "|" + "|".join("---" for _ in header) + "|",
-                        *["| " + " | ".join(r) + " |" for r in rows], ""]
-            elif b.image is not None:
-                dst = figdir / b.image.name
-                if b.image.resolve() != dst.resolve():
-                    shutil.copyfile(b.image, dst)
-                out += [f"![{b.caption}](figures/{dst.name})", "", f"*{b.caption}*", ""]
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text("\n".join(out))
-    os.replace(tmp, path)
 
 
 def run_report(cfg: ReportConfig) -> ReportResult:
