@@ -4,10 +4,9 @@ from pypdf import PdfReader
 from typer.testing import CliRunner
 
 from hw0cli import pipeline
-from hw0cli.cli import app
 from hw0cli.linreg import LinregConfig, run_linreg
 from hw0cli.report import ReportConfig, run_report
-from tests.conftest import write_mnist
+from tests.helpers import write_mnist
 
 runner = CliRunner()
 
@@ -83,15 +82,6 @@ def test_missing_sections_name_their_commands(data_root, tmp_path):
     assert not rep.sections["Warm-up: Myrtle5 on CIFAR-10"]
     text = "\n".join(p.extract_text() for p in PdfReader(rep.pdf).pages)
     assert "hw0 eval --flip" in text and "grid.sh" in text and "(missing: see below)" in text
-
-
-def test_report_cli_errors(tmp_path):
-    r = runner.invoke(app, ["report", "--out", str(tmp_path / "nothing")])
-    assert r.exit_code == 2 and "No output folder" in r.output
-    r = runner.invoke(app, ["report", "--out", str(tmp_path), "--format", "docx"])
-    assert r.exit_code == 2 and "docx" in r.output
-    r = runner.invoke(app, ["all", "--preset", "huge", "--out", str(tmp_path)])
-    assert r.exit_code == 2 and "Unknown preset" in r.output
 
 
 def test_quick_preset_plan(tmp_path):

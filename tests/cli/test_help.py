@@ -114,3 +114,11 @@ def test_version_and_completion() -> None:
     r = runner.invoke(app, ["--version"])
     assert r.exit_code == 0 and r.output.startswith("hw0 ")
     assert "--install-completion" in runner.invoke(app, ["--help"], env=ENV).output
+
+
+def test_help_lists_commands():
+    r = runner.invoke(app, ["--help"])
+    assert r.exit_code == 0
+    for cmd in ("train", "runs", "data"):
+        assert cmd in r.output
+    assert runner.invoke(app, ["train", "--help"]).exit_code == 0
