@@ -111,6 +111,7 @@ def test_parity_labels_and_draw():
     assert np.array_equal(idx, lr.draw_indices(500, 0))
 
 
+@pytest.mark.slow
 def test_run_all_on_synthetic_mnist_recomputes_from_stored_indices(tmp_path):
     root = write_mnist(tmp_path / "d", n_train=300, n_test=100)
     cfg = lr.LinregConfig(method="all", n=120, seed=3, gd_iters=300, sgd_iters=300,

@@ -47,6 +47,7 @@ def is_blank(png) -> bool:
     return float(np.std(img[..., :3])) < 1e-3
 
 
+@pytest.mark.slow
 def test_all_runs_every_step_and_writes_the_report(all_done):
     res, out, _ = all_done
     assert [s.status for s in res.steps] == ["done"] * len(res.steps), res.steps
@@ -67,6 +68,7 @@ def test_all_runs_every_step_and_writes_the_report(all_done):
     assert (out / "preset_tiny.json").exists()
 
 
+@pytest.mark.slow
 def test_second_all_skips_everything(all_done, data_root):
     _, out, _ = all_done
     res = pipeline.run_all(pipeline.AllConfig(preset="tiny", data_dir=data_root, out=out,

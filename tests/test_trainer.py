@@ -132,6 +132,7 @@ run_train(tiny_config(Path(sys.argv[1]), Path(sys.argv[2]), epochs=3))
 """
 
 
+@pytest.mark.slow
 def test_sigkill_during_a_checkpoint_write_leaves_a_resumable_file(cifar_root, tmp_path):
     flag = tmp_path / "writing"
     child = subprocess.Popen([sys.executable, "-c", KILLED_CHILD, str(cifar_root),
@@ -220,6 +221,7 @@ def test_triangle_schedule_is_pages_piecewise_linear():
     assert lrs[25] == pytest.approx(0.2) and lrs[145] == pytest.approx(0.2)
 
 
+@pytest.mark.slow
 def test_page_model_exports_and_matches_torch(cifar_root, tmp_path):
     from hw0cli.export import ensure_onnx
 

@@ -36,6 +36,7 @@ def test_list_commands_reproduce_run_ids(cifar_root, tmp_path):
     assert res["status"] == "skipped" and res["run_id"] == rows[1]["run_id"]
 
 
+@pytest.mark.slow
 def test_status_mix_and_report(cifar_root, tmp_path):
     base = opts(cifar_root, tmp_path)
     r = runner.invoke(app, ["grid", "run", "--index", "0", *base])

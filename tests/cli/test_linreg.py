@@ -39,6 +39,7 @@ def test_linreg_missing_and_truncated_mnist(tmp_path):
     assert r.exit_code == 1 and "truncated" in r.output
 
 
+@pytest.mark.slow
 def test_linreg_cli_json(tmp_path):
     root = write_mnist(tmp_path / "d", n_train=200, n_test=50)
     r = runner.invoke(app, ["linreg", "--method", "kernel", "--n", "80", "--json",
