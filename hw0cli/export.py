@@ -23,8 +23,9 @@ from torch import nn
 
 from hw0cli import runs, store
 from hw0cli.atomic import atomic_path
-from hw0cli.data import CIFAR_CLASSES, default_data_dir, load_cifar10
+from hw0cli.data import CIFAR_CLASSES, load_cifar10
 from hw0cli.errors import Hw0Error
+from hw0cli.paths import default_data_dir, default_out_dir
 
 OPSET = 18  # >= 17 as required; 18 is what torch's dynamo exporter emits natively
 CHECK_IMAGES = 512  # test images on which onnxruntime and torch must agree
@@ -62,7 +63,7 @@ def weights_fingerprint(model: nn.Module) -> str:
 @dataclass(frozen=True)
 class ExportConfig:
     run: str | None = None  # run id or .h5 path; None = the most recently finished run
-    out: Path = Path("artifacts")
+    out: Path = field(default_factory=default_out_dir)
     data_dir: Path = field(default_factory=default_data_dir)
     fp16: bool = False  # also write an fp16 variant (weights and math in half precision)
     int8: bool = False  # also write a statically quantized int8 variant (onnxruntime QDQ)

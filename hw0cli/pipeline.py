@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from hw0cli import atomic, runs, store
-from hw0cli.data import default_data_dir
 from hw0cli.errors import check
+from hw0cli.paths import default_data_dir, default_out_dir
 from hw0cli.train import TrainConfig, TrainReporter, make_config, run_id_for, run_train
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -50,7 +50,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 class AllConfig:
     preset: str = "quick"
     data_dir: Path = field(default_factory=default_data_dir)
-    out: Path = Path("artifacts")
+    out: Path = field(default_factory=default_out_dir)
     device: str = "auto"
     log: tuple[str, ...] = ()  # wandb / tensorboard for every training step
 

@@ -11,7 +11,7 @@ import json
 import math
 import shlex
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from hw0cli.errors import Hw0Error, Hw0UsageError, check
 from hw0cli.linreg_config import linreg_args
 from hw0cli.linreg_findings import describe, format_factor
 from hw0cli.models import count_parameters, make_cnn
+from hw0cli.paths import default_out_dir
 from hw0cli.render import Block, Section, render_md, render_pdf
 from hw0cli.train import TrainConfig, science_of
 
@@ -35,7 +36,7 @@ SECTIONS = ("Warm-up", "Problem 1", "Problem 2", "Problem 3", "Environment")
 
 @dataclass(frozen=True)
 class ReportConfig:
-    out: Path = Path("artifacts")
+    out: Path = field(default_factory=default_out_dir)
     report_dir: Path | None = None  # None: <out>/report
     formats: tuple[str, ...] = FORMATS
     preset: dict[str, Any] | None = None  # what `hw0 all` ran, if it did

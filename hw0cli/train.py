@@ -28,6 +28,7 @@ from hw0cli.data import CifarData, cifar_identity, load_cifar10
 from hw0cli.env import environment, resolve_device, setup_compile_cache
 from hw0cli.errors import Hw0Error, Hw0UsageError
 from hw0cli.models import readable_names
+from hw0cli.options import flag
 from hw0cli.probe import Execution, choose_execution
 from hw0cli.train_options import (  # re-exported: scripts and tests import them from here
     LATER_FIELDS,
@@ -61,6 +62,11 @@ __all__ = ["LATER_FIELDS", "SCIENCE_FIELDS", "TrainConfig", "Trainer", "augment_
 
 # ---------------------------------------------------------------------------------------------
 # the run
+
+
+def _opt(name: str) -> str:
+    """How messages name an option: its flag, from its declaration."""
+    return flag(TrainConfig, name)
 
 
 class TrainReporter(Protocol):
@@ -163,7 +169,7 @@ def run_train(cfg: TrainConfig, reporter: TrainReporter | None = None,
             if diff and not cfg.force:
                 raise Hw0UsageError(
                     f"Run '{run_id}' exists with a different configuration ({'; '.join(diff)}). "
-                    "Pick another --run-id, or pass --force to replace it.")
+                    f"Pick another {_opt('run_id')}, or pass {_opt('force')} to replace it.")
             status = rec.attrs.get("status")
             if cfg.force:
                 rec = None
@@ -171,7 +177,8 @@ def run_train(cfg: TrainConfig, reporter: TrainReporter | None = None,
                 return _result_from_record(rec, path, "skipped")
             elif status == "diverged":
                 raise Hw0Error(f"Run '{run_id}' diverged earlier ({rec.attrs.get('message')}). "
-                               "Lower --lr, or pass --force to train it again from scratch.")
+                               f"Lower {_opt('lr')}, or pass {_opt('force')} to train it again "
+                               "from scratch.")
             else:
                 start_epoch = int(rec.attrs.get("epochs_done", 0))
         elif cfg.resume:
@@ -268,8 +275,8 @@ class _Run:
                 store.update_h5(self.path, attrs={"status": "interrupted"})
             raise Hw0Error(
                 f"Interrupted. Run '{self.run_id}' keeps its last completed epoch in "
-                f"{self.path}; run the same command again (or add --resume) to continue from "
-                "there.", exit_code=130) from None
+                f"{self.path}; run the same command again (or add {_opt('resume')}) to continue "
+                "from there.", exit_code=130) from None
         except BaseException:
             self.writer.wait()
             raise
@@ -320,5 +327,5 @@ class _Run:
         msg = (f"training diverged in epoch {epoch} (train loss {loss}); the checkpoint of "
                f"epoch {epoch - 1} is kept")
         store.update_h5(self.path, attrs={"status": "diverged", "message": msg})
-        raise Hw0Error(f"Run '{self.run_id}': {msg} in {self.path}. Lower --lr (now "
-                       f"{self.cfg.lr}) and train again with --force.")
+        raise Hw0Error(f"Run '{self.run_id}': {msg} in {self.path}. Lower {_opt('lr')} (now "
+                       f"{self.cfg.lr}) and train again with {_opt('force')}.")
