@@ -116,6 +116,18 @@ def test_version_and_completion() -> None:
     assert "--install-completion" in runner.invoke(app, ["--help"], env=ENV).output
 
 
+@pytest.mark.parametrize(("words", "expected"), [
+    ("hw0 train --schedule ", ["constant", "step", "cosine", "onecycle", "triangle"]),
+    ("hw0 eval --provider ", ["auto", "tensorrt", "cuda", "cpu"]),
+    ("hw0 train --pad", ["--pad-mode"]),
+])
+def test_shell_completion_offers_choices(words: str, expected: list[str]) -> None:
+    env = {"_HW0_COMPLETE": "complete_bash", "COMP_WORDS": words,
+           "COMP_CWORD": str(len(words.split()) - (0 if words.endswith(" ") else 1))}
+    r = runner.invoke(app, [], prog_name="hw0", env=env)
+    assert r.exit_code == 0 and r.output.split() == expected
+
+
 def test_help_lists_commands():
     r = runner.invoke(app, ["--help"])
     assert r.exit_code == 0
