@@ -19,12 +19,12 @@ Under the hood of the three minimum-norm solvers:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -40,6 +40,18 @@ from hw0cli.linreg_config import (  # re-exported: callers import the settings f
     LinregConfig,
     linreg_id,
     validate,
+)
+from hw0cli.linreg_summary import (
+    Factorized,
+    FeatureSweep,
+    Fit,
+    GradientDescent,
+    Kernel,
+    LinregSummary,
+    ModeRate,
+    RandomFeatures,
+    Sgd,
+    SpectrumSummary,
 )
 
 
@@ -79,9 +91,14 @@ def sign_accuracy(pred: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(np.where(np.asarray(pred) >= 0, 1.0, -1.0) == y))
 
 
-def fit_report(b: np.ndarray, p: Problem) -> dict[str, float]:
-    return {"train_mse": mse(p.x @ b, p.y), "test_mse": mse(p.x_test @ b, p.y_test),
-            "test_acc": sign_accuracy(p.x_test @ b, p.y_test), "norm": float(np.linalg.norm(b))}
+def fit_report(b: np.ndarray, p: Problem) -> Fit:
+    return Fit(train_mse=mse(p.x @ b, p.y), test_mse=mse(p.x_test @ b, p.y_test),
+               test_acc=sign_accuracy(p.x_test @ b, p.y_test), norm=float(np.linalg.norm(b)))
+
+
+def _fit(b: np.ndarray, p: Problem) -> dict[str, float]:
+    """fit_report's figures, to extend into a solver's result."""
+    return dataclasses.asdict(fit_report(b, p))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -337,7 +354,7 @@ def kernel_sweep(p: Problem, bandwidths: list[float], ridge: float, device: torc
 class LinregResult:
     id: str
     path: Path
-    summary: dict[str, Any]  # every headline figure, JSON-ready
+    summary: LinregSummary  # every headline figure
     arrays: dict[str, np.ndarray]
     plots: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -358,17 +375,18 @@ def run_linreg(cfg: LinregConfig, progress: Callable[[str], None] | None = None)
     dtype = _dtype(cfg.dtype)
     p = load_problem(cfg.data_dir, cfg.n, cfg.seed)
     todo = set(METHODS[:-1]) if cfg.method == "all" else {cfg.method}
-    summary: dict[str, Any] = {"n": cfg.n, "seed": cfg.seed, "d": p.x.shape[1],
-                               "labels": "+1 odd digit, -1 even", "device": str(device)}
     arrays: dict[str, np.ndarray] = {"indices": p.indices}
     notes: list[str] = []
 
     say("SVD of X")
     sp = spectrum(p.x)
     L = 2.0 * float(sp.singular_values[0]) ** 2
-    summary["spectrum"] = {"rank": sp.rank, "tol": sp.tol, "sigma_max": float(
-        sp.singular_values[0]), "sigma_min_nonzero": float(sp.singular_values[sp.rank - 1]),
-        "cond_X": sp.cond_x, "cond_XtX": sp.cond_xtx, "L": L}
+    summary = LinregSummary(
+        n=cfg.n, seed=cfg.seed, d=p.x.shape[1], labels="+1 odd digit, -1 even",
+        device=str(device), spectrum=SpectrumSummary(
+            rank=sp.rank, tol=sp.tol, sigma_max=float(sp.singular_values[0]),
+            sigma_min_nonzero=float(sp.singular_values[sp.rank - 1]), cond_X=sp.cond_x,
+            cond_XtX=sp.cond_xtx, L=L))
     arrays["singular_values"] = sp.singular_values
     b_pinv = min_norm(p.x, p.y, "pinv")
     arrays["solutions/pinv"] = b_pinv
@@ -381,8 +399,8 @@ def run_linreg(cfg: LinregConfig, progress: Callable[[str], None] | None = None)
                 sols[how] = min_norm(p.x, p.y, how)
             except Hw0Error as exc:
                 notes.append(str(exc))
-        summary["min_norm"] = {how: fit_report(b, p) for how, b in sols.items()}
-        summary["min_norm_agreement"] = {
+        summary.min_norm = {how: fit_report(b, p) for how, b in sols.items()}
+        summary.min_norm_agreement = {
             how: float(np.linalg.norm(b - b_pinv) / np.linalg.norm(b_pinv))
             for how, b in sols.items() if how != "pinv"}
         for how, b in sols.items():
@@ -402,10 +420,10 @@ def run_linreg(cfg: LinregConfig, progress: Callable[[str], None] | None = None)
         b_gd, curve = gradient_descent(p, step, cfg.gd_iters, b_pinv, v_modes)
         arrays.update({f"curves/gd/{k}": v for k, v in curve.arrays().items()})
         arrays["solutions/gd"] = b_gd
-        summary["gd"] = {**fit_report(b_gd, p), "step": step, "iters": curve.iters[-1],
-                         "diverged_at": curve.diverged_at,
-                         "dist_pinv": curve.dist_pinv[-1],
-                         "modes": _mode_rates(curve, sp, modes, step)}
+        summary.gd = GradientDescent(**_fit(b_gd, p), step=step, iters=curve.iters[-1],
+                                     diverged_at=curve.diverged_at,
+                                     dist_pinv=curve.dist_pinv[-1],
+                                     modes=_mode_rates(curve, sp, modes, step))
     if "sgd" in todo:
         step = cfg.sgd_step or 1.0 / (2.0 * cfg.n * float((p.x ** 2).sum(1).max()))
         say(f"SGD, {cfg.sgd_iters} steps of batch {cfg.sgd_batch}")
@@ -413,9 +431,9 @@ def run_linreg(cfg: LinregConfig, progress: Callable[[str], None] | None = None)
                            b_pinv, v_modes)
         arrays.update({f"curves/sgd/{k}": v for k, v in curve.arrays().items()})
         arrays["solutions/sgd"] = b_sgd
-        summary["sgd"] = {**fit_report(b_sgd, p), "step": step, "batch": cfg.sgd_batch,
-                          "schedule": cfg.sgd_schedule, "iters": curve.iters[-1],
-                          "diverged_at": curve.diverged_at, "dist_pinv": curve.dist_pinv[-1]}
+        summary.sgd = Sgd(**_fit(b_sgd, p), step=step, batch=cfg.sgd_batch,
+                          schedule=cfg.sgd_schedule, iters=curve.iters[-1],
+                          diverged_at=curve.diverged_at, dist_pinv=curve.dist_pinv[-1])
     if "overparam" in todo:
         step = cfg.overparam_step or 1.0 / L
         say(f"factorized model b = W1 b1, {cfg.overparam_iters} SGD steps")
@@ -424,19 +442,19 @@ def run_linreg(cfg: LinregConfig, progress: Callable[[str], None] | None = None)
         arrays["solutions/overparam"] = b_op
         arrays["curves/overparam/train_mse"] = np.asarray(trace)
         assert b_gd is not None
-        summary["overparam"] = {**fit_report(b_op, p), "step": step, "init": cfg.overparam_init,
-                                "iters": cfg.overparam_iters,
-                                "dist_pinv": float(np.linalg.norm(b_op - b_pinv)),
-                                "dist_gd": float(np.linalg.norm(b_op - b_gd)),
-                                "null_space_norm": float(np.linalg.norm(
-                                    b_op - sp.vt[:sp.rank].T @ (sp.vt[:sp.rank] @ b_op)))}
+        summary.overparam = Factorized(
+            **_fit(b_op, p), step=step, init=cfg.overparam_init, iters=cfg.overparam_iters,
+            dist_pinv=float(np.linalg.norm(b_op - b_pinv)),
+            dist_gd=float(np.linalg.norm(b_op - b_gd)),
+            null_space_norm=float(np.linalg.norm(
+                b_op - sp.vt[:sp.rank].T @ (sp.vt[:sp.rank] @ b_op))))
     bw_median = None
     if todo & {"rf", "kernel"}:
         bw_median = kernels.median_bandwidth(torch.tensor(p.x, dtype=torch.float64))
-        summary["median_bandwidth"] = bw_median
+        summary.median_bandwidth = bw_median
     if "rf" in todo:
         assert bw_median is not None
-        summary["rf"] = {"ridge": cfg.rf_ridge, "bandwidth": bw_median}
+        summary.rf = RandomFeatures(ridge=cfg.rf_ridge, bandwidth=bw_median)
         for kind in cfg.rf_kinds:
             say(f"random features ({kind}), D = {', '.join(map(str, cfg.rf_features))}")
             sweep = random_features_sweep(p, kind, cfg.rf_features, cfg.rf_ridge, bw_median,
@@ -444,11 +462,10 @@ def run_linreg(cfg: LinregConfig, progress: Callable[[str], None] | None = None)
             arrays.update({f"sweeps/rf_{kind}/{k}": v for k, v in sweep.items()})
             i = int(np.argmax(sweep["test_mse"]))
             j = int(np.argmin(sweep["test_mse"]))
-            summary["rf"][kind] = {"peak_D": int(sweep["D"][i]),
-                                   "peak_test_mse": float(sweep["test_mse"][i]),
-                                   "best_D": int(sweep["D"][j]),
-                                   "best_test_mse": float(sweep["test_mse"][j]),
-                                   "best_test_acc": float(sweep["test_acc"][j])}
+            summary.rf.kinds[kind] = FeatureSweep(
+                peak_D=int(sweep["D"][i]), peak_test_mse=float(sweep["test_mse"][i]),
+                best_D=int(sweep["D"][j]), best_test_mse=float(sweep["test_mse"][j]),
+                best_test_acc=float(sweep["test_acc"][j]))
     if "kernel" in todo:
         assert bw_median is not None
         bws = list(cfg.kernel_bandwidths) or [m * bw_median for m in DEFAULT_BW_MULT]
@@ -464,15 +481,17 @@ def run_linreg(cfg: LinregConfig, progress: Callable[[str], None] | None = None)
             k = int(np.argmin(np.abs(sweep["bandwidth"] - bw_median)))
             at_median = {"median_test_mse": float(sweep["test_mse"][k]),
                          "median_test_acc": float(sweep["test_acc"][k])}
-        summary["kernel"] = {"ridge": cfg.kernel_ridge, "best_bandwidth": float(
-            sweep["bandwidth"][j]), "best_test_mse": float(sweep["test_mse"][j]),
-            "best_test_acc": float(sweep["test_acc"][j]), **at_median}
-    summary["seconds"] = time.perf_counter() - t_start
+        summary.kernel = Kernel(ridge=cfg.kernel_ridge,
+                                best_bandwidth=float(sweep["bandwidth"][j]),
+                                best_test_mse=float(sweep["test_mse"][j]),
+                                best_test_acc=float(sweep["test_acc"][j]), **at_median)
+    summary.seconds = time.perf_counter() - t_start
 
     rid = linreg_id(cfg)
     path = Path(cfg.out) / "linreg" / f"{rid}.h5"
     cfg_json = {**cfg.science(), "data_dir": str(cfg.data_dir), "device": cfg.device}
-    store.write_h5(path, {"kind": "linreg", "id": rid, "config": cfg_json, "summary": summary,
+    store.write_h5(path, {"kind": "linreg", "id": rid, "config": cfg_json,
+                          "summary": summary.to_json(),
                           "env": environment(device), "notes": notes,
                           "data": mnist_identity(cfg.data_dir),
                           "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, arrays)
@@ -482,7 +501,7 @@ def run_linreg(cfg: LinregConfig, progress: Callable[[str], None] | None = None)
                         time.perf_counter() - t_start)
 
 
-def _mode_rates(curve: Curve, sp: Spectrum, modes: list[int], step: float) -> list[dict]:
+def _mode_rates(curve: Curve, sp: Spectrum, modes: list[int], step: float) -> list[ModeRate]:
     """Per tracked mode: sigma_i, predicted factor |1 - 2 step sigma_i^2| per iteration, the
     measured factor (error ratio between the first and last logged iteration, per step), and
     the iterations the predicted factor needs to shrink the error 1000-fold."""
@@ -499,7 +518,7 @@ def _mode_rates(curve: Curve, sp: Spectrum, modes: list[int], step: float) -> li
         measured = float((err[last, j] / e0) ** (1.0 / t[last])) if last > 0 and e0 > 0 \
             else float("nan")
         need = math.inf if pred >= 1 else (0 if pred == 0 else math.log(1e-3) / math.log(pred))
-        out.append({"index": i, "sigma": s, "predicted_factor": pred,
-                    "measured_factor": measured, "iters_for_1e-3": need,
-                    "error_start": float(e0), "error_end": float(err[-1, j])})
+        out.append(ModeRate(index=i, sigma=s, predicted_factor=pred, measured_factor=measured,
+                            iters_for_1e3=need, error_start=float(e0),
+                            error_end=float(err[-1, j])))
     return out

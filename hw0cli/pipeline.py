@@ -161,11 +161,12 @@ def plan(cfg: AllConfig) -> list[Step]:
         path = Path(cfg.out) / "linreg" / f"{linreg_id(lcfg)}.h5"
         if path.exists():
             return "skipped (result file exists)"
-        res = run_linreg(lcfg)
-        k = res.summary.get("kernel", {})
-        return (f"wrote {path.name}: rank {res.summary['spectrum']['rank']}, min-norm test MSE "
-                f"{res.summary['min_norm']['pinv']['test_mse']:.4g}, best kernel test MSE "
-                f"{k.get('best_test_mse', float('nan')):.4g}")
+        s = run_linreg(lcfg).summary
+        nan = float("nan")
+        pinv = (s.min_norm or {}).get("pinv")
+        return (f"wrote {path.name}: rank {s.spectrum.rank}, min-norm test MSE "
+                f"{pinv.test_mse if pinv else nan:.4g}, best kernel test MSE "
+                f"{s.kernel.best_test_mse if s.kernel else nan:.4g}")
 
     steps.append(Step(f"Problem 3: hw0 linreg --method all --n {lcfg.n}", linreg_step))
     return steps

@@ -25,6 +25,7 @@ from hw0cli.data import CIFAR_CLASSES
 from hw0cli.errors import Hw0Error, Hw0UsageError, check
 from hw0cli.linreg_config import linreg_args
 from hw0cli.linreg_findings import describe, format_factor
+from hw0cli.linreg_summary import LinregSummary
 from hw0cli.models import count_parameters, make_cnn
 from hw0cli.paths import default_out_dir
 from hw0cli.render import Block, Section, render_md, render_pdf
@@ -243,8 +244,8 @@ def problem2_section(all_runs: list[runs.RunSummary], figdir: Path) -> Section:
     return sec
 
 
-def problem3_section(out: Path, figdir: Path) -> Section:
-    sec = Section("Problem 3: least squares and kernels on MNIST")
+def _latest_linreg(out: Path) -> tuple[Path, Any] | None:
+    """The newest readable linreg results file, preferring a `--method all` one."""
     files = sorted((Path(out) / "linreg").glob("*.h5"), key=lambda p: p.stat().st_mtime)
     recs = []
     for p in files:
@@ -253,58 +254,71 @@ def problem3_section(out: Path, figdir: Path) -> Section:
         except Hw0Error:  # unreadable (a killed writer's leftover): the others still count
             continue
     full = [x for x in recs if x[1].attrs.get("config", {}).get("method") == "all"]
-    if not (full or recs):
+    return (full or recs)[-1] if (full or recs) else None
+
+
+def problem3_section(out: Path, figdir: Path) -> Section:
+    sec = Section("Problem 3: least squares and kernels on MNIST")
+    found = _latest_linreg(out)
+    if found is None:
         sec.present = False
         sec.text("No least-squares results yet. Run `hw0 linreg --method all`.")
         return sec
-    path, rec = (full or recs)[-1]
-    s = rec.attrs["summary"]
-    sp = s["spectrum"]
-    sec.text(f"From {path.name}: n = {s['n']} MNIST training images (seed {s['seed']}; the "
-             "drawn indices are stored), x = pixels/255 in R^784, y = +1 for odd digits and -1 "
-             "for even; test on all 10,000 test images.",
-             f"rank(X) = {sp['rank']} (numpy's tolerance sigma_max * max(n, d) * eps = "
-             f"{sp['tol']:.3g}); sigma_max = {sp['sigma_max']:.4g}, smallest nonzero sigma = "
-             f"{sp['sigma_min_nonzero']:.4g}; condition number of X {sp['cond_X']:.4g}, of "
-             f"X^T X {sp['cond_XtX']:.4g}.")
-    rows = []
-    for how, r in s.get("min_norm", {}).items():
-        rows.append([f"min-norm ({how})", f"{r['train_mse']:.2e}", f"{r['test_mse']:.4g}",
-                     pct(r["test_acc"]), f"{r['norm']:.4g}"])
-    for m, label in (("gd", "GD"), ("sgd", "SGD"), ("overparam", "W1 b1 (SGD)")):
-        if m in s:
-            r = s[m]
-            rows.append([f"{label}, {r['iters']} steps", f"{r['train_mse']:.3g}",
-                         f"{r['test_mse']:.4g}", pct(r["test_acc"]), f"{r['norm']:.4g}"])
-    if rows:
-        sec.add_table(["solution", "train MSE", "test MSE", "test acc", "||b||"], rows)
-    if "min_norm_agreement" in s:
-        sec.text("The three minimum-norm solvers agree: relative differences to pinv " + ", ".join(
-            f"{k} {v:.1e}" for k, v in s["min_norm_agreement"].items()) + ". The minimum-norm "
-            "solution interpolates the training set and generalizes poorly (its norm is "
-            "driven by the smallest singular values).")
+    path, rec = found
+    s = LinregSummary.from_json(rec.attrs["summary"])
+    _linreg_solutions(sec, path, s)
     rid = rec.attrs.get("id", path.stem)
     # drawn afresh from the stored arrays: the figures exist even if plots/ was cleaned
     plots.linreg_plots(s, rec.arrays, figdir, rid)
-    pdir = figdir
-    sec.figure(pdir / f"linreg_{rid}_spectrum.png", "Singular values of X (log scale) and the "
-               "rank tolerance.")
-    if "gd" in s:
-        sec.text(f"Gradient descent from b = 0 with step {s['gd']['step']:.3g} = 1/L: the error "
-                 "along singular direction i shrinks by |1 - 2 step sigma_i^2| per iteration. "
-                 "Predicted vs measured factors:")
-        sec.add_table(["mode i", "sigma_i", "predicted", "measured", "iterations for 1e-3"],
-                      [[str(m["index"]), f"{m['sigma']:.4g}",
-                        format_factor(m["predicted_factor"]),
-                        format_factor(m["measured_factor"]), f"{m['iters_for_1e-3']:.3g}"]
-                       for m in s["gd"]["modes"]])
-        sec.text("The top direction converges in one step, the bottom one needs about "
-                 "cond(X^T X) iterations: GD (and SGD) stay in the row space of X and head for "
-                 "the minimum-norm solution, but in any practical number of steps they stop "
-                 "far from it at a smaller-norm vector that predicts better (implicit "
-                 "regularization by early stopping).")
-    sec.figure(pdir / f"linreg_{rid}_gd_sgd.png", "GD and SGD: train and test MSE, and the "
+    sec.figure(figdir / f"linreg_{rid}_spectrum.png", "Singular values of X (log scale) and "
+               "the rank tolerance.")
+    if s.gd is not None:
+        _linreg_gd(sec, s.gd)
+    sec.figure(figdir / f"linreg_{rid}_gd_sgd.png", "GD and SGD: train and test MSE, and the "
                "distance to the minimum-norm solution, per iteration.")
+    _linreg_findings(sec, s, figdir, rid)
+    return sec
+
+
+def _linreg_solutions(sec: Section, path: Path, s: LinregSummary) -> None:
+    sp = s.spectrum
+    sec.text(f"From {path.name}: n = {s.n} MNIST training images (seed {s.seed}; the "
+             "drawn indices are stored), x = pixels/255 in R^784, y = +1 for odd digits and -1 "
+             "for even; test on all 10,000 test images.",
+             f"rank(X) = {sp.rank} (numpy's tolerance sigma_max * max(n, d) * eps = "
+             f"{sp.tol:.3g}); sigma_max = {sp.sigma_max:.4g}, smallest nonzero sigma = "
+             f"{sp.sigma_min_nonzero:.4g}; condition number of X {sp.cond_X:.4g}, of "
+             f"X^T X {sp.cond_XtX:.4g}.")
+    rows = [[f"min-norm ({how})", f"{r.train_mse:.2e}", f"{r.test_mse:.4g}", pct(r.test_acc),
+             f"{r.norm:.4g}"] for how, r in (s.min_norm or {}).items()]
+    labels = {"gd": "GD", "sgd": "SGD", "overparam": "W1 b1 (SGD)"}
+    rows += [[f"{labels[m]}, {r.iters} steps", f"{r.train_mse:.3g}", f"{r.test_mse:.4g}",
+              pct(r.test_acc), f"{r.norm:.4g}"] for m, r in s.solvers().items()]
+    if rows:
+        sec.add_table(["solution", "train MSE", "test MSE", "test acc", "||b||"], rows)
+    if s.min_norm_agreement is not None:
+        sec.text("The three minimum-norm solvers agree: relative differences to pinv " + ", ".join(
+            f"{k} {v:.1e}" for k, v in s.min_norm_agreement.items()) + ". The minimum-norm "
+            "solution interpolates the training set and generalizes poorly (its norm is "
+            "driven by the smallest singular values).")
+
+
+def _linreg_gd(sec: Section, gd: Any) -> None:
+    sec.text(f"Gradient descent from b = 0 with step {gd.step:.3g} = 1/L: the error "
+             "along singular direction i shrinks by |1 - 2 step sigma_i^2| per iteration. "
+             "Predicted vs measured factors:")
+    sec.add_table(["mode i", "sigma_i", "predicted", "measured", "iterations for 1e-3"],
+                  [[str(m.index), f"{m.sigma:.4g}", format_factor(m.predicted_factor),
+                    format_factor(m.measured_factor), f"{m.iters_for_1e3:.3g}"]
+                   for m in gd.modes])
+    sec.text("The top direction converges in one step, the bottom one needs about "
+             "cond(X^T X) iterations: GD (and SGD) stay in the row space of X and head for "
+             "the minimum-norm solution, but in any practical number of steps they stop "
+             "far from it at a smaller-norm vector that predicts better (implicit "
+             "regularization by early stopping).")
+
+
+def _linreg_findings(sec: Section, s: LinregSummary, figdir: Path, rid: str) -> None:
     said = describe(s)
     if "overparam" in said:
         sec.text(said["overparam"] + " From a small initialization the factorized model "
@@ -312,14 +326,14 @@ def problem3_section(out: Path, figdir: Path) -> Section:
     rf = [said[k] for k in ("rf_rff", "rf_relu") if k in said]
     if rf:
         sec.text(*rf, "The peak at D = n is the interpolation threshold (double descent).")
-        sec.figure(pdir / f"linreg_{rid}_random_features.png",
+        sec.figure(figdir / f"linreg_{rid}_random_features.png",
                    "Random features: test MSE against the number of features D.")
     if "kernel" in said:
-        raw = s.get("min_norm", {}).get("pinv", {}).get("test_mse", float("nan"))
+        pinv = (s.min_norm or {}).get("pinv")
+        raw = pinv.test_mse if pinv is not None else float("nan")
         sec.text(said["kernel"] + f" Raw pixels (min-norm linear): test MSE {raw:.4g}.")
-        sec.figure(pdir / f"linreg_{rid}_kernel.png",
+        sec.figure(figdir / f"linreg_{rid}_kernel.png",
                    "Exact Gaussian kernel regression: test MSE against the bandwidth.")
-    return sec
 
 
 def environment_section(all_runs: list[runs.RunSummary], out: Path,

@@ -1,5 +1,6 @@
 """Least-squares solvers and gradient methods against numpy, on random and MNIST-like data."""
 
+import json
 
 import numpy as np
 import pytest
@@ -72,7 +73,7 @@ def test_gd_converges_to_pinv_and_stays_in_row_space(wide):
     assert curve.train_mse[-1] < 1e-12 and curve.iters[-1] == 4000
     rates = lr._mode_rates(curve, sp, [0, sp.rank - 1], 1 / (2 * sp.singular_values[0] ** 2))
     bottom = rates[1]
-    assert bottom["measured_factor"] == pytest.approx(bottom["predicted_factor"], rel=1e-6)
+    assert bottom.measured_factor == pytest.approx(bottom.predicted_factor, rel=1e-6)
 
 
 def test_gd_divergence_stops_cleanly(wide):
@@ -120,6 +121,11 @@ def test_run_all_on_synthetic_mnist_recomputes_from_stored_indices(tmp_path):
     res = lr.run_linreg(cfg)
     rec = store.read_h5(res.path)
     assert rec.attrs["kind"] == "linreg" and rec.attrs["config"]["n"] == 120
+    # the typed summary is what the file stores, and reads back from it unchanged
+    stored = rec.attrs["summary"]
+    assert json.dumps(res.summary.to_json(), sort_keys=True) == json.dumps(stored, sort_keys=True)
+    again = lr.LinregSummary.from_json(stored).to_json()
+    assert json.dumps(again, sort_keys=True) == json.dumps(stored, sort_keys=True)
     # independent recomputation from the stored indices, with numpy only
     from hw0cli.data import read_idx
     raw = root / "MNIST" / "raw"
@@ -128,15 +134,15 @@ def test_run_all_on_synthetic_mnist_recomputes_from_stored_indices(tmp_path):
     idx = rec.arrays["indices"]
     x, y = imgs[idx], np.where(labs[idx] % 2 == 1, 1.0, -1.0)
     s = np.linalg.svd(x, compute_uv=False)
-    assert res.summary["spectrum"]["rank"] == np.linalg.matrix_rank(x)
+    assert res.summary.spectrum.rank == np.linalg.matrix_rank(x)
     np.testing.assert_allclose(rec.arrays["singular_values"], s, rtol=1e-10)
     xt = read_idx(raw / "t10k-images-idx3-ubyte.gz").reshape(100, -1) / 255.0
     yt = np.where(read_idx(raw / "t10k-labels-idx1-ubyte.gz") % 2 == 1, 1.0, -1.0)
     b = np.linalg.pinv(x) @ y
-    assert res.summary["min_norm"]["pinv"]["test_mse"] == pytest.approx(
+    assert res.summary.min_norm["pinv"].test_mse == pytest.approx(
         np.mean((xt @ b - yt) ** 2), rel=1e-8)
     # GD curve points: run plain GD with numpy to the logged iterations
-    step, bb, it = res.summary["gd"]["step"], np.zeros(784), rec.arrays["curves/gd/iter"]
+    step, bb, it = res.summary.gd.step, np.zeros(784), rec.arrays["curves/gd/iter"]
     want = {int(t): v for t, v in zip(it, rec.arrays["curves/gd/train_mse"], strict=True)}
     for t in range(1, int(it[-1]) + 1):
         bb -= step * 2 * x.T @ (x @ bb - y)
@@ -148,6 +154,6 @@ def test_run_all_on_synthetic_mnist_recomputes_from_stored_indices(tmp_path):
     k = np.exp(-d**2 / (2 * med**2))
     kt = np.exp(-((xt[:, None] - x[None]) ** 2).sum(-1) / (2 * med**2))
     pred = kt @ np.linalg.solve(k, y)
-    assert res.summary["kernel"]["median_test_mse"] == pytest.approx(
+    assert res.summary.kernel.median_test_mse == pytest.approx(
         np.mean((pred - yt) ** 2), rel=1e-6)
     assert all(p.stat().st_size > 1000 for p in res.plots) and len(res.plots) == 4

@@ -107,9 +107,10 @@ def print_json(obj: Any) -> None:
     print(json.dumps(obj, default=str))
 
 
-def say(text: str, console: Console | None = None) -> None:
-    """One line of output, never wrapped, without rich's guessing of colours."""
-    (console or out_console).print(text, highlight=False, soft_wrap=True)
+def say(text: str, console: Console | None = None, wrap: bool = True) -> None:
+    """A paragraph of output (markup allowed, no colour guessing), wrapped to the terminal;
+    `wrap=False` for lines a log reader greps (ids, paths, numbers never split)."""
+    (console or out_console).print(text, highlight=False, soft_wrap=not wrap)
 
 
 def duration(seconds: float) -> str:

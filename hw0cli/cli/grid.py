@@ -103,7 +103,7 @@ def grid_run(ctx: typer.Context, widths: Widths = "4,64", noise: Noises = "0,0.5
     from hw0cli.grid import cells
     n = len(cells(cfg))
     say(f"{n} cells, {jobs} at a time; finished cells are skipped; logs in "
-        f"{Path(cfg.out) / 'grid_logs'}")
+        f"{Path(cfg.out) / 'grid_logs'}", wrap=False)
     with GridProgress(n) as progress:
         results = run_cells(cfg, jobs, on_done=progress.done, on_start=progress.start)
     failed = [r for r in results if r.returncode != 0]
@@ -120,7 +120,7 @@ def _run_one(cfg: Any, index: int, cell: Any) -> None:
     res = run_with_display(cell, out_console, TrackingConfig(cfg.log, cfg.out, cfg.group()))
     verb = "already finished" if res.status == "skipped" else "finished"
     say(f"cell {index} ({res.run_id}) {verb}: train error {100 * res.train_err:.2f}%, test "
-        f"error {100 * res.test_err:.2f}%")
+        f"error {100 * res.test_err:.2f}%", wrap=False)
 
 
 STATE_COLORS = {"done": "green", "running": "cyan", "incomplete": "yellow", "missing": "dim",

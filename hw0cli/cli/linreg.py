@@ -25,7 +25,7 @@ def linreg(options: dict[str, Any], as_json: Json = False) -> None:
     with (err_console if as_json else out_console).status("starting") as status:
         res = run_linreg(cfg, progress=lambda msg: status.update(msg))
     if as_json:
-        print_json({"id": res.id, "path": str(res.path), "summary": res.summary,
+        print_json({"id": res.id, "path": str(res.path), "summary": res.summary.to_json(),
                     "notes": res.notes, "plots": [str(p) for p in res.plots]})
     else:
         _print_linreg(res)
@@ -41,11 +41,10 @@ def _print_linreg(res: Any) -> None:
         show(simple_table(
             "Solutions", ("solution", "train MSE", "test MSE", "test acc", "||b||",
                           "||b - b_pinv||"),
-            [[label, f"{r['train_mse']:.3g}", f"{r['test_mse']:.4g}",
-              f"{100 * r['test_acc']:.2f}%", f"{r['norm']:.4g}", dist]
-             for label, r, dist in rows]))
-    if "gd" in s:
-        _print_gd_modes(s["gd"])
+            [[label, f"{r.train_mse:.3g}", f"{r.test_mse:.4g}", f"{100 * r.test_acc:.2f}%",
+              f"{r.norm:.4g}", dist] for label, r, dist in rows]))
+    if s.gd is not None:
+        _print_gd_modes(s.gd)
         say(GD_FINDING)
     for line in describe(s).values():
         say(line)
@@ -55,13 +54,13 @@ def _print_linreg(res: Any) -> None:
     say(f"saved {res.path} and {len(res.plots)} plots in {folder} ({res.seconds:.1f} s)")
 
 
-def _print_gd_modes(gd: dict[str, Any]) -> None:
+def _print_gd_modes(gd: Any) -> None:
     from hw0cli.linreg_findings import format_factor
     show(simple_table(
-        f"GD error along singular directions (step {gd['step']:.3g}): predicted factor "
+        f"GD error along singular directions (step {gd.step:.3g}): predicted factor "
         "|1 - 2 step sigma_i^2| per iteration vs measured",
         ("mode i", "sigma_i", "predicted", "measured", "its for 1e-3", "error start",
          "error end"),
-        [[str(m["index"]), f"{m['sigma']:.4g}", format_factor(m["predicted_factor"]),
-          format_factor(m["measured_factor"]), f"{m['iters_for_1e-3']:.3g}",
-          f"{m['error_start']:.3g}", f"{m['error_end']:.3g}"] for m in gd["modes"]]))
+        [[str(m.index), f"{m.sigma:.4g}", format_factor(m.predicted_factor),
+          format_factor(m.measured_factor), f"{m.iters_for_1e3:.3g}", f"{m.error_start:.3g}",
+          f"{m.error_end:.3g}"] for m in gd.modes]))

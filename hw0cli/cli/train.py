@@ -54,14 +54,14 @@ def _print_train(result: Any, tracked: bool, console: Any) -> None:
     if result.status == "skipped":
         say(f"run [bold]{result.run_id}[/] already finished ({result.path}); pass --force to "
             "train it again" + (", or `hw0 runs sync` to log it." if tracked else "."),
-            console)
+            console, wrap=False)
     views = result.test_acc_views
     flip = (f", vertically flipped {100 * views['vflip']:.2f}%" if "vflip" in views else "")
     say(f"[bold]done[/]: test accuracy {100 * (1 - result.test_err):.2f}%{flip}; train error "
         f"{100 * result.train_err:.2f}%; {result.seconds:.1f} s of training "
         f"({result.images_per_s:,.0f} images/s, {result.device}, {result.precision}, "
         f"{mode_text(result.compile_mode)}) + {result.one_time_s:.1f} s one-time (compile, "
-        f"autotune, capture). Saved {result.path}", console)
+        f"autotune, capture). Saved {result.path}", console, wrap=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -163,6 +163,6 @@ def runs_sync(
         raise Hw0UsageError(f"No runs under {out}/runs to sync. Train one with `hw0 train`.")
     tc = TrackingConfig(backends, out, log_group)
     for p in paths:
-        say(f"synced {p.stem}: {sync_run(tc, p)} epochs to {', '.join(backends)}")
+        say(f"synced {p.stem}: {sync_run(tc, p)} epochs to {', '.join(backends)}", wrap=False)
     if "tensorboard" in backends:
-        say(f"view: tensorboard --logdir {Path(out) / 'tensorboard'}")
+        say(f"view: tensorboard --logdir {Path(out) / 'tensorboard'}", wrap=False)
