@@ -8,6 +8,7 @@ import torch
 from typer.testing import CliRunner
 
 from hw0cli import linreg as lr
+from hw0cli import linreg_solvers as solvers
 from hw0cli import store
 from hw0cli.errors import Hw0Error
 from tests.helpers import write_mnist
@@ -97,11 +98,11 @@ def test_sgd_converges_on_consistent_system(wide):
 def test_torch_feature_fit_matches_numpy(wide):
     x, y = wide
     z = torch.tensor(x)
-    np.testing.assert_allclose(lr._fit_features(z, torch.tensor(y), 0.0).numpy(),
+    np.testing.assert_allclose(solvers._fit_features(z, torch.tensor(y), 0.0).numpy(),
                                np.linalg.pinv(x) @ y, rtol=1e-8, atol=1e-10)
     lam = 0.3
     ref = x.T @ np.linalg.solve(x @ x.T + lam * np.eye(20), y)
-    np.testing.assert_allclose(lr._fit_features(z, torch.tensor(y), lam).numpy(), ref,
+    np.testing.assert_allclose(solvers._fit_features(z, torch.tensor(y), lam).numpy(), ref,
                                rtol=1e-10, atol=1e-12)
 
 
