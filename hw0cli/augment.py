@@ -13,10 +13,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from hw0cli.choices import PAD_MODES as PAD_MODES  # re-exported: the trainer imports it here
 from hw0cli.errors import Hw0UsageError
 
 AUGMENTS = ("none", "hflip", "vflip", "crop")
-PAD_MODES = ("zeros", "reflect")
 CROP_PAD = 4  # pixels of translation for `crop` (pad 4 + random 32x32 crop, the CIFAR standard)
 
 

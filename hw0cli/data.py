@@ -15,7 +15,6 @@ import functools
 import gzip
 import hashlib
 import io
-import os
 import pickle
 import struct
 from dataclasses import dataclass
@@ -24,10 +23,10 @@ from typing import ClassVar
 
 import numpy as np
 
+from hw0cli.choices import CIFAR_TRAIN_SIZE, MNIST_TRAIN_SIZE  # noqa: F401
 from hw0cli.errors import Hw0Error
+from hw0cli.paths import DATA_DIR_ENV, DEFAULT_DATA_DIR, default_data_dir  # noqa: F401
 
-DATA_DIR_ENV = "HW0_DATA_DIR"
-DEFAULT_DATA_DIR = Path("data")
 CIFAR_DIRNAME = "cifar-10-batches-py"
 CIFAR_TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 CIFAR_TEST_FILE = "test_batch"
@@ -35,8 +34,6 @@ CIFAR_META_FILE = "batches.meta"
 CIFAR_CLASSES = (
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
 )
-CIFAR_TRAIN_SIZE = 50_000
-MNIST_TRAIN_SIZE = 60_000
 MNIST_RAW = Path("MNIST") / "raw"
 MNIST_FILES = {
     "train_images": "train-images-idx3-ubyte",
@@ -51,11 +48,6 @@ MNIST_RAW_MD5 = {
     "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
     "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
 }
-
-
-def default_data_dir() -> Path:
-    """`$HW0_DATA_DIR` if set, else `./data`."""
-    return Path(os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR)
 
 
 def _fetch_hint(data_dir: Path) -> str:

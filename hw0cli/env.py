@@ -13,10 +13,8 @@ from typing import Any
 
 import torch
 
+from hw0cli.choices import DEVICES, PRECISIONS
 from hw0cli.errors import Hw0UsageError
-
-DEVICES = ("auto", "cuda", "cpu")
-PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 
 
 def resolve_device(name: str) -> torch.device:

@@ -18,19 +18,21 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 import torch
 
 from hw0cli import runs, store
-from hw0cli.data import default_data_dir, load_cifar10
+from hw0cli.choices import Backend
+from hw0cli.data import load_cifar10
 from hw0cli.errors import Hw0Error, Hw0UsageError, check
 from hw0cli.export import INPUT_NAME, VARIANTS, ensure_onnx, ensure_variant
+from hw0cli.paths import default_data_dir, default_out_dir
 from hw0cli.trainer import hflip, predict_logits, vflip
 
 VIEWS = {"original": None, "vflip": vflip, "hflip": hflip}
-BACKENDS = ("auto", "onnxruntime", "torch")
+BACKENDS = get_args(Backend)
 PROVIDERS = {"tensorrt": "TensorrtExecutionProvider", "cuda": "CUDAExecutionProvider",
              "cpu": "CPUExecutionProvider"}
 
@@ -186,8 +188,9 @@ class EvalConfig:
     provider: str = "auto"  # onnxruntime provider: auto | tensorrt | cuda | cpu
     device: str = "auto"  # torch backend's device
     batch_size: int = 1000  # images per inference call (bounded memory)
-    out: Path = Path("artifacts")
+    out: Path = field(default_factory=default_out_dir)
     data_dir: Path | None = None  # None: the run's own data folder, else $HW0_DATA_DIR/./data
+    plot: bool = False  # write the per-class PNG under <out>/plots when there are two views
 
 
 @dataclass
@@ -205,6 +208,28 @@ class EvalResult:
     model: str = "fp32"
     variant_info: dict[str, Any] | None = None  # int8/fp16: accuracy change vs fp32
     backend_reason: str = ""  # why this backend ran
+    plot: Path | None = None  # the per-class PNG, if one was written
+
+    @property
+    def n_images(self) -> int:
+        return sum(int(m.confusion.sum()) for m in self.views.values())
+
+    def drop(self, view: str) -> float | None:
+        """Accuracy lost on `view` against the original images (None: not comparable)."""
+        base = self.views.get("original")
+        if base is None or view == "original":
+            return None
+        return base.accuracy - self.views[view].accuracy
+
+    def per_class_drops(self) -> tuple[str, np.ndarray, np.ndarray] | None:
+        """(the first other view, per-class accuracy drop against the original, class order
+        by drop, largest first); None without the original and another view."""
+        others = [v for v in self.views if v != "original"]
+        if "original" not in self.views or not others:
+            return None
+        drops = (self.views["original"].per_class_accuracy
+                 - self.views[others[0]].per_class_accuracy)
+        return others[0], drops, np.argsort(-drops)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -245,6 +270,24 @@ def resolve_backend(backend: str, model: str, provider: str) -> tuple[str, str]:
         return "onnxruntime", f"onnxruntime {ort.__version__} has the {gpu[0]} provider here"
     return "torch", (f"onnxruntime {ort.__version__} has no GPU provider here (install "
                      "onnxruntime-gpu), so torch on the GPU")
+
+
+def requested_views(views: list[str] | None, vflip: bool = False,
+                    hflip: bool = False) -> tuple[str, ...]:
+    """The views to evaluate: those named (default: original), plus the flips asked for."""
+    out = list(views or ["original"])
+    out += [v for v, asked in (("vflip", vflip), ("hflip", hflip)) if asked and v not in out]
+    return tuple(out)
+
+
+def per_class_plot(res: EvalResult, out: Path) -> Path:
+    """The per-class accuracy plot of every view; fp32's keeps its original name."""
+    from hw0cli.plots import per_class_views
+    tag = "" if res.model == "fp32" else f"_{res.model}"
+    return per_class_views(res.classes, {v: m.per_class_accuracy for v, m in res.views.items()},
+                           out / "plots" / f"{res.run_id}_per_class{tag}.png",
+                           f"Per-class test accuracy, run {res.run_id}"
+                           + (f" ({res.model} ONNX)" if tag else ""))
 
 
 def result_group(model: str) -> str:
@@ -340,6 +383,9 @@ def run_eval(cfg: EvalConfig) -> EvalResult:
                            f"{g}/images_per_s": len(x) / inf.seconds,
                            f"{g}/logits": inf.logits[i * n:(i + 1) * n]})
         store.update_h5(run_path, arrays=arrays)
-    return EvalResult(run_id, run_path, inf.backend, inf.provider, inf.seconds,
-                      len(x) / inf.seconds, views, data.classes, inf.onnx_file, notes,
-                      cfg.model, inf.variant_info, inf.why)
+    res = EvalResult(run_id, run_path, inf.backend, inf.provider, inf.seconds,
+                     len(x) / inf.seconds, views, data.classes, inf.onnx_file, notes,
+                     cfg.model, inf.variant_info, inf.why)
+    if cfg.plot and len(views) > 1:
+        res.plot = per_class_plot(res, cfg.out)
+    return res

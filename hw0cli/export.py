@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -23,8 +22,10 @@ import torch
 from torch import nn
 
 from hw0cli import runs, store
-from hw0cli.data import CIFAR_CLASSES, default_data_dir, load_cifar10
+from hw0cli.atomic import atomic_path
+from hw0cli.data import CIFAR_CLASSES, load_cifar10
 from hw0cli.errors import Hw0Error
+from hw0cli.paths import default_data_dir, default_out_dir
 
 OPSET = 18  # >= 17 as required; 18 is what torch's dynamo exporter emits natively
 CHECK_IMAGES = 512  # test images on which onnxruntime and torch must agree
@@ -62,7 +63,7 @@ def weights_fingerprint(model: nn.Module) -> str:
 @dataclass(frozen=True)
 class ExportConfig:
     run: str | None = None  # run id or .h5 path; None = the most recently finished run
-    out: Path = Path("artifacts")
+    out: Path = field(default_factory=default_out_dir)
     data_dir: Path = field(default_factory=default_data_dir)
     fp16: bool = False  # also write an fp16 variant (weights and math in half precision)
     int8: bool = False  # also write a statically quantized int8 variant (onnxruntime QDQ)
@@ -83,9 +84,8 @@ class ExportResult:
 
 def export_onnx_file(model: nn.Module, path: Path) -> None:
     """Write eval-mode `model` (on the CPU) as ONNX to `path`, atomically."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     example = torch.zeros(2, 3, 32, 32, dtype=torch.uint8)
-    try:
+    with atomic_path(path) as tmp:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             prog = torch.onnx.export(
@@ -93,9 +93,6 @@ def export_onnx_file(model: nn.Module, path: Path) -> None:
                 output_names=[OUTPUT_NAME], opset_version=OPSET, dynamo=True,
                 dynamic_shapes={INPUT_NAME: {0: torch.export.Dim("batch")}}, verbose=False)
         prog.save(str(tmp))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def describe_model(attrs: dict, run_id: str, fingerprint: str,
@@ -127,9 +124,8 @@ def _set_metadata(path: Path, meta: dict[str, str], doc: str = "", version: int 
         m.metadata_props.add(key=k, value=v)
     m.doc_string, m.model_version = doc, version
     onnx.checker.check_model(m, full_check=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    onnx.save(m, str(tmp))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        onnx.save(m, str(tmp))
 
 
 def read_metadata(path: Path) -> dict[str, str]:
@@ -278,17 +274,15 @@ def ensure_variant(run_path: Path, variant: str, fp32_path: Path, data: Any,
             pass  # derived data: rebuild it below
     x, y = np.ascontiguousarray(data.test_x), data.test_y
     base = _accuracy(_cpu_session(fp32_path), x, y)
-    tmp = dst.with_name(f".{dst.name}.build{os.getpid()}")  # renamed into place when checked
     try:
-        if variant == "fp16":
-            fp16_variant(fp32_path, tmp)
-        else:
-            int8_variant(fp32_path, tmp, np.ascontiguousarray(data.train_x[:512]))
-        _set_metadata(tmp, *describe_model(attrs, run_id, fp, variant))
-        acc = _accuracy(_cpu_session(tmp), x, y)
-        os.replace(tmp, dst)
+        with atomic_path(dst) as tmp:  # renamed into place once built and checked
+            if variant == "fp16":
+                fp16_variant(fp32_path, tmp)
+            else:
+                int8_variant(fp32_path, tmp, np.ascontiguousarray(data.train_x[:512]))
+            _set_metadata(tmp, *describe_model(attrs, run_id, fp, variant))
+            acc = _accuracy(_cpu_session(tmp), x, y)
     except Exception as exc:  # a converter or kernel gap: say so, keep the fp32
-        tmp.unlink(missing_ok=True)
         raise Hw0Error(f"The {variant} variant could not be built or run here "
                        f"({type(exc).__name__}: {str(exc).splitlines()[0]}). The "
                        f"fp32 model {fp32_path} is unaffected.") from None

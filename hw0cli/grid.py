@@ -23,10 +23,10 @@ from typing import Any
 import numpy as np
 
 from hw0cli import runs, store
-from hw0cli.data import default_data_dir
 from hw0cli.errors import Hw0Error, Hw0UsageError, check
+from hw0cli.options import command_args, flag
+from hw0cli.paths import default_data_dir, default_out_dir
 from hw0cli.train import (
-    SCIENCE_FIELDS,
     TrainConfig,
     make_config,
     run_id_for,
@@ -54,7 +54,7 @@ class GridConfig:
     recipe: str = "notebook"
     train_options: tuple[tuple[str, Any], ...] = ()  # explicit `hw0 train` settings
     data_dir: Path = field(default_factory=default_data_dir)
-    out: Path = Path("artifacts")
+    out: Path = field(default_factory=default_out_dir)
     log: tuple[str, ...] = ()  # wandb / tensorboard: every cell logs, grouped by the grid
     log_group: str | None = None  # None: `log_group(cfg)`
 
@@ -89,16 +89,27 @@ def parse_list(text: str, kind: type, name: str) -> tuple:
     return values
 
 
+# Each cell's axes and run id come from the grid; a cell is trained once (a finished one is
+# skipped), so --force and --resume make no sense for a grid either.
+SET_BY_GRID = ("width", "noise", "seed", "run_id", "resume", "force")
+
+
+def check_train_options(options: dict[str, Any]) -> None:
+    """Reject training options that the grid sets itself."""
+    for k in SET_BY_GRID:
+        check(options.get(k) in (None, False), f"{flag(TrainConfig, k)} is not a grid option "
+              "(use --widths/--noise/--seeds for the axes).")
+
+
 def cells(cfg: GridConfig) -> list[TrainConfig]:
     """Every cell's training config, ordered by width, then noise, then seed."""
     check(bool(cfg.widths) and bool(cfg.noises) and bool(cfg.seeds),
           "A grid needs at least one width, noise level and seed.")
+    check_train_options(dict(cfg.train_options))
+    for p in cfg.noises:
+        check(0 <= p <= 1, f"--noise values are probabilities in [0, 1] (got {p}).")
     opts = {**GRID_STOPPING, **(GRID_OPTIMIZER if cfg.recipe == "notebook" else {}),
-            **dict(cfg.train_options)}
-    for k in ("width", "noise", "seed", "run_id", "resume"):
-        check(k not in opts or opts[k] is None or k == "resume",
-              f"--{k.replace('_', '-')} is set by the grid; use --widths/--noise/--seeds.")
-    opts = {k: v for k, v in opts.items() if k not in ("width", "noise", "seed", "run_id")}
+            **{k: v for k, v in cfg.train_options if k not in SET_BY_GRID}}
     out = []
     for w in cfg.widths:
         for p in cfg.noises:
@@ -110,34 +121,14 @@ def cells(cfg: GridConfig) -> list[TrainConfig]:
     return out
 
 
-def _flag(name: str, value: Any) -> list[str]:
-    flag = "--" + name.replace("_", "-")
-    if isinstance(value, bool):
-        if name == "batchnorm":
-            return [] if value else ["--no-batchnorm"]
-        return [flag] if value else ["--no-" + name.replace("_", "-")]
-    return [flag, str(value)]
-
-
 def train_args(c: TrainConfig) -> list[str]:
-    """`hw0 train` arguments that reproduce config `c` exactly (same run id)."""
-    base = make_config(c.recipe)
-    args = ["--recipe", c.recipe] if c.recipe != "notebook" else []
-    for name in ("width", "noise", "seed", *[f for f in SCIENCE_FIELDS
-                                             if f not in ("width", "noise", "seed")],
-                 "eval_every"):
-        v = getattr(c, name)
-        if name in ("width", "noise", "seed") or v != getattr(base, name):
-            if v is None:
-                raise Hw0Error(f"cannot express {name}=None on the command line")
-            args += _flag(name, v)
-    for name, default in (("device", "auto"), ("precision", "auto"),
-                          ("compile_mode", "auto")):
-        if getattr(c, name) != default:
-            args += _flag(name, getattr(c, name))
-    if c.compile is not None:
-        args.append("--compile" if c.compile else "--no-compile")
-    return [*args, "--data-dir", str(c.data_dir), "--out", str(c.out)]
+    """`hw0 train` arguments that reproduce config `c` exactly (same run id): the grid's axes,
+    the folders, and every option that differs from `c`'s recipe, as declared on TrainConfig."""
+    recipe = ["--recipe", c.recipe] if c.recipe != "notebook" else []
+    axes = ["--width", str(c.width), "--noise", str(c.noise), "--seed", str(c.seed)]
+    rest = command_args(c, make_config(c.recipe), always=("data_dir", "out"),
+                        skip=("width", "noise", "seed", "recipe"))
+    return [*recipe, *axes, *rest]
 
 
 def grid_commands(cfg: GridConfig) -> list[str]:
@@ -162,14 +153,20 @@ class CellState:
     seconds: float = 0.0
     note: str = ""
 
+    def to_json(self) -> dict[str, Any]:
+        return {"index": self.index, "run_id": self.run_id, "state": self.state,
+                "width": self.config.width, "noise": self.config.noise,
+                "seed": self.config.seed, "epochs": self.epochs_done,
+                "train_err": self.train_err, "test_err": self.test_err,
+                "seconds": self.seconds, "note": self.note}
+
 
 def _final(rec: store.H5Record) -> tuple[float, float, float]:
     h = rec.group("history")
-    def last(key: str) -> float:
-        v = [x for x in h.get(key, []) if not math.isnan(x)]
-        return float(v[-1]) if v else math.nan
-    tr = last("train_eval_err")
-    return (last("train_err") if math.isnan(tr) else tr), last("test_err"), \
+    train = runs.last_finite(h.get("train_eval_err", []))  # eval mode, when measured
+    if math.isnan(train):
+        train = runs.last_finite(h.get("train_err", []))
+    return train, runs.last_finite(h.get("test_err", [])), \
         float(np.sum(h["seconds"])) if "seconds" in h else 0.0
 
 
@@ -203,6 +200,14 @@ def cell_state(i: int, c: TrainConfig) -> CellState:
     return st
 
 
+def cell_at(cfg: GridConfig, index: int) -> TrainConfig:
+    """Cell `index` of the grid (0-based), or a usage error naming the range."""
+    all_cells = cells(cfg)
+    check(0 <= index < len(all_cells), f"--index {index} is outside the grid (0 to "
+          f"{len(all_cells) - 1}; see `hw0 grid list`).")
+    return all_cells[index]
+
+
 def grid_status(cfg: GridConfig) -> list[CellState]:
     return [cell_state(i, c) for i, c in enumerate(cells(cfg))]
 
@@ -218,6 +223,15 @@ def visible_gpus() -> list[str]:
         return [g for g in env.split(",") if g.strip() and g.strip() != "-1"]
     import torch
     return [str(i) for i in range(torch.cuda.device_count())]
+
+
+def eta_seconds(durations: list[float], left: int, running: int) -> float | None:
+    """Seconds until the grid is done, from the durations of the cells that trained; None
+    before any did, or when nothing is left. Running cells count as half done; they share
+    the slots with the ones left."""
+    if not durations or not left + running:
+        return None
+    return sum(durations) / len(durations) * (left + 0.5 * running) / max(1, running)
 
 
 @dataclass

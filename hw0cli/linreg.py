@@ -1,391 +1,75 @@
-"""Problem 3: least squares, gradient methods, a factorized model and kernels on MNIST.
-
-Set-up: n training images drawn without replacement from the 60,000 with
-`np.random.default_rng(seed).choice(60000, n, replace=False)` (the drawn indices are stored);
-x = pixels / 255 flattened to 784; y = +1 for odd digits, -1 for even; test: all 10,000 test
-images, labelled the same way. Loss: L(b) = ||X b - Y||^2, gradient 2 X^T (X b - Y), whose
-Lipschitz constant is L = 2 sigma_max(X)^2.
-
-Under the hood of the three minimum-norm solvers:
-- pinv: `np.linalg.pinv`, the SVD X = U S V^T, singular values below rcond * sigma_max set to
-  zero, b = V S^+ U^T Y. Sound for any rank; costs a full SVD.
-- lstsq: `np.linalg.lstsq`, LAPACK's gelsd (SVD by divide and conquer), also min-norm for
-  rank-deficient X. Sound for any rank; the usual choice.
-- solve: b = X^T (X X^T)^-1 Y with `np.linalg.solve` (LU with partial pivoting, gesv) on the
-  n x n Gram matrix. Only valid when X has full row rank; it squares the condition number
-  (cond(X X^T) = cond(X)^2), so it loses twice the digits: fine here (cond(X)^2 ~ 1e8 of the
-  1e16 float64 holds), unsound when X is nearly rank-deficient.
+"""Problem 3's run: the solvers of `hw0cli.linreg_solvers` on the sample `LinregConfig`
+describes, their headline figures as a typed `LinregSummary`, the arrays and the summary in
+`<out>/linreg/<id>.h5`, and the plots. The settings, the solvers and the summary are
+re-exported here for callers that import them from this module.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
+import dataclasses
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
 from hw0cli import kernels, store
-from hw0cli.data import MNIST_TRAIN_SIZE, default_data_dir, load_mnist, mnist_identity
+from hw0cli.data import mnist_identity
 from hw0cli.env import environment, resolve_device
-from hw0cli.errors import Hw0Error, check
+from hw0cli.errors import Hw0Error
+from hw0cli.linreg_config import (  # re-exported: callers import the settings from here
+    DEFAULT_BW_MULT,
+    METHODS,
+    MIN_NORM,
+    LinregConfig,
+    linreg_id,
+    validate,
+)
+from hw0cli.linreg_solvers import (  # re-exported: callers import the solvers from here
+    Curve,
+    Problem,
+    Spectrum,
+    _dtype,
+    draw_indices,
+    fit_report,
+    gradient_descent,
+    kernel_sweep,
+    load_problem,
+    min_norm,
+    mse,
+    overparam,
+    parity_labels,
+    random_features_sweep,
+    sgd,
+    sign_accuracy,
+    spectrum,
+)
+from hw0cli.linreg_summary import (
+    Factorized,
+    FeatureSweep,
+    Fit,
+    GradientDescent,
+    Kernel,
+    LinregSummary,
+    ModeRate,
+    RandomFeatures,
+    Sgd,
+    SpectrumSummary,
+)
 
-METHODS = ("rank", "pinv", "lstsq", "solve", "gd", "sgd", "overparam", "rf", "kernel", "all")
-MIN_NORM = ("pinv", "lstsq", "solve")
-DEFAULT_RF_D = (50, 100, 200, 300, 400, 450, 500, 550, 600, 800, 1000, 2000, 5000, 10000, 20000)
-DEFAULT_BW_MULT = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)  # multiples of the median distance
-
-
-@dataclass(frozen=True)
-class LinregConfig:
-    method: str = "all"
-    n: int = 500  # training images (without replacement)
-    seed: int = 0  # seeds the sample, SGD order, random features
-    gd_iters: int = 10_000  # GD iterations (0.6 ms each at n = 500 on a 2-core CPU)
-    gd_step: float | None = None  # None: 1/L with L = 2 sigma_max^2
-    sgd_iters: int = 20_000  # SGD steps
-    sgd_batch: int = 32  # SGD batch size
-    sgd_step: float | None = None  # None: 1 / (2 n max_i ||x_i||^2), stable for any batch
-    sgd_schedule: str = "constant"  # constant | invsqrt (step / sqrt(1 + t / 1000))
-    overparam_iters: int = 5_000  # SGD steps on (W1, b1)
-    overparam_init: float = 0.01  # entries of W1 and b1 ~ N(0, init^2 / 784)
-    overparam_step: float | None = None  # None: 1/L (the GD step)
-    overparam_batch: int = 0  # 0: full batch
-    rf_features: tuple[int, ...] = DEFAULT_RF_D  # D sweep
-    rf_kinds: tuple[str, ...] = ("rff", "relu")
-    rf_ridge: float = 0.0  # 0: minimum-norm fit
-    kernel_bandwidths: tuple[float, ...] = ()  # empty: DEFAULT_BW_MULT x median heuristic
-    kernel_ridge: float = 0.0  # 0: interpolation (tiny jitter only)
-    device: str = "auto"  # for the torch parts (overparam, rf, kernel)
-    dtype: str = "float64"  # float32 | float64 for the torch parts
-    data_dir: Path = field(default_factory=default_data_dir)
-    out: Path = Path("artifacts")
-
-    def science(self) -> dict[str, Any]:
-        d = asdict(self)
-        for k in ("data_dir", "out", "device"):
-            d.pop(k)
-        return d
-
-
-def validate(cfg: LinregConfig) -> None:
-    check(cfg.method in METHODS, f"Unknown method '{cfg.method}'. Choose one of: "
-          f"{', '.join(METHODS)}.")
-    check(1 <= cfg.n <= MNIST_TRAIN_SIZE, f"--n must be between 1 and {MNIST_TRAIN_SIZE} "
-          f"(got {cfg.n}).")
-    for name in ("gd_iters", "sgd_iters", "overparam_iters", "sgd_batch"):
-        check(getattr(cfg, name) >= 1, f"--{name.replace('_', '-')} must be at least 1 "
-              f"(got {getattr(cfg, name)}).")
-    for name in ("gd_step", "sgd_step", "overparam_step"):
-        v = getattr(cfg, name)
-        check(v is None or (v > 0 and math.isfinite(v)), f"--{name.replace('_', '-')} must "
-              f"be positive (got {v}).")
-    check(cfg.overparam_init > 0, "--overparam-init must be positive.")
-    check(cfg.overparam_batch >= 0, "--overparam-batch must be >= 0 (0 = full batch).")
-    check(cfg.sgd_schedule in ("constant", "invsqrt"), "--sgd-schedule is constant or invsqrt.")
-    check(bool(cfg.rf_features) and all(d >= 1 for d in cfg.rf_features),
-          "--rf-features needs positive feature counts D (e.g. 100,500,2000).")
-    check(all(k in ("rff", "relu") for k in cfg.rf_kinds) and bool(cfg.rf_kinds),
-          "--rf-kinds takes rff and/or relu.")
-    check(all(b > 0 for b in cfg.kernel_bandwidths), "Kernel bandwidths must be positive.")
-    check(cfg.kernel_ridge >= 0 and cfg.rf_ridge >= 0, "Ridge values must be >= 0.")
-    check(cfg.dtype in ("float32", "float64"), "--dtype is float32 or float64.")
+__all__ = ["DEFAULT_BW_MULT", "METHODS", "MIN_NORM", "Curve", "Fit", "LinregConfig",
+           "LinregResult", "LinregSummary", "Problem", "Spectrum", "draw_indices", "fit_report",
+           "gradient_descent", "kernel_sweep", "linreg_id", "load_problem", "min_norm", "mse",
+           "overparam", "parity_labels", "random_features_sweep", "run_linreg", "sgd",
+           "sign_accuracy", "spectrum", "validate"]
 
 
-# ---------------------------------------------------------------------------------------------
-# the problem
-
-
-@dataclass(frozen=True)
-class Problem:
-    x: np.ndarray  # (n, 784) float64 in [0, 1]
-    y: np.ndarray  # (n,) +-1
-    x_test: np.ndarray  # (10000, 784)
-    y_test: np.ndarray
-    indices: np.ndarray  # (n,) indices into the 60,000 training images, as drawn
-
-
-def parity_labels(digits: np.ndarray) -> np.ndarray:
-    """+1 for odd digits, -1 for even (the course notebook's convention)."""
-    return np.where(np.asarray(digits) % 2 == 1, 1.0, -1.0)
-
-
-def draw_indices(n: int, seed: int, total: int = MNIST_TRAIN_SIZE) -> np.ndarray:
-    return np.random.default_rng(seed).choice(total, n, replace=False)
-
-
-def load_problem(data_dir: Path, n: int, seed: int) -> Problem:
-    m = load_mnist(data_dir)
-    check(n <= len(m.train_y), f"--n {n} exceeds the {len(m.train_y)} MNIST training images.")
-    idx = draw_indices(n, seed, len(m.train_y))
-    x = m.train_x[idx].reshape(n, -1).astype(np.float64) / 255.0
-    xt = m.test_x.reshape(len(m.test_x), -1).astype(np.float64) / 255.0
-    return Problem(x, parity_labels(m.train_y[idx]), xt, parity_labels(m.test_y), idx)
-
-
-def mse(pred: np.ndarray, y: np.ndarray) -> float:
-    return float(np.mean((np.asarray(pred) - y) ** 2))
-
-
-def sign_accuracy(pred: np.ndarray, y: np.ndarray) -> float:
-    """Fraction with sign(pred) == y, counting pred = 0 as +1."""
-    return float(np.mean(np.where(np.asarray(pred) >= 0, 1.0, -1.0) == y))
-
-
-def fit_report(b: np.ndarray, p: Problem) -> dict[str, float]:
-    return {"train_mse": mse(p.x @ b, p.y), "test_mse": mse(p.x_test @ b, p.y_test),
-            "test_acc": sign_accuracy(p.x_test @ b, p.y_test), "norm": float(np.linalg.norm(b))}
-
-
-# ---------------------------------------------------------------------------------------------
-# spectrum and minimum-norm solutions
-
-
-@dataclass(frozen=True)
-class Spectrum:
-    singular_values: np.ndarray  # (min(n, d),) descending
-    vt: np.ndarray  # (min(n, d), d) right singular vectors (rows)
-    tol: float  # numpy's default: sigma_max * max(n, d) * eps
-    rank: int
-    cond_x: float  # sigma_max / sigma_min over the nonzero spectrum
-    cond_xtx: float  # its square: the condition number of X^T X on the row space
-
-
-def spectrum(x: np.ndarray) -> Spectrum:
-    _, s, vt = np.linalg.svd(x, full_matrices=False)
-    tol = float(s.max() * max(x.shape) * np.finfo(x.dtype).eps) if s.size else 0.0
-    rank = int((s > tol).sum())
-    cond = float(s[0] / s[rank - 1]) if rank else math.inf
-    return Spectrum(s, vt, tol, rank, cond, cond * cond)
-
-
-def min_norm(x: np.ndarray, y: np.ndarray, how: str) -> np.ndarray:
-    """The minimum-norm least-squares solution b = X^+ y, three ways (see module doc)."""
-    if how == "pinv":
-        return np.linalg.pinv(x) @ y
-    if how == "lstsq":
-        return np.linalg.lstsq(x, y, rcond=None)[0]
-    if how == "solve":
-        try:
-            return x.T @ np.linalg.solve(x @ x.T, y)
-        except np.linalg.LinAlgError:
-            raise Hw0Error("solve: X X^T is singular (X lacks full row rank), so the Gram "
-                           "system has no unique solution; use pinv or lstsq.") from None
-    raise ValueError(how)
-
-
-# ---------------------------------------------------------------------------------------------
-# gradient methods
-
-
-def log_grid(iters: int, points: int = 60) -> np.ndarray:
-    """0 and about `points` geometrically spaced iterations up to `iters`, unique, sorted."""
-    g = np.unique(np.round(np.geomspace(1, iters, points)).astype(int))
-    return np.concatenate([[0], g])
-
-
-@dataclass
-class Curve:
-    """Quantities at logged iterations t (arrays aligned with `iters`)."""
-
-    iters: list[int] = field(default_factory=list)
-    train_mse: list[float] = field(default_factory=list)
-    test_mse: list[float] = field(default_factory=list)
-    dist_pinv: list[float] = field(default_factory=list)  # ||b_t - b_pinv||
-    modes: list[list[float]] = field(default_factory=list)  # |v_i . (b_t - b_pinv)| per mode
-    diverged_at: int | None = None
-
-    def arrays(self) -> dict[str, np.ndarray]:
-        return {"iter": np.asarray(self.iters), "train_mse": np.asarray(self.train_mse),
-                "test_mse": np.asarray(self.test_mse), "dist_pinv": np.asarray(self.dist_pinv),
-                "mode_error": np.asarray(self.modes)}
-
-
-def _tracker(p: Problem, b_ref: np.ndarray, v_modes: np.ndarray) -> Callable:
-    curve = Curve()
-
-    def log(t: int, b: np.ndarray) -> bool:
-        r = p.x @ b - p.y
-        tr = float(r @ r / len(r))
-        curve.iters.append(t)
-        curve.train_mse.append(tr)
-        curve.test_mse.append(mse(p.x_test @ b, p.y_test))
-        curve.dist_pinv.append(float(np.linalg.norm(b - b_ref)))
-        curve.modes.append(np.abs(v_modes @ (b - b_ref)).tolist())
-        return math.isfinite(tr) and tr < 1e30
-
-    log.curve = curve  # type: ignore[attr-defined]
-    return log
-
-
-def gradient_descent(p: Problem, step: float, iters: int, b_ref: np.ndarray,
-                     v_modes: np.ndarray) -> tuple[np.ndarray, Curve]:
-    """b_{t+1} = b_t - step * 2 X^T (X b_t - Y) from b_0 = 0; stops cleanly on divergence."""
-    b = np.zeros(p.x.shape[1])
-    grid = set(log_grid(iters).tolist())
-    log = _tracker(p, b_ref, v_modes)
-    xt = np.ascontiguousarray(p.x.T)
-    log(0, b)
-    for t in range(1, iters + 1):
-        b -= step * 2.0 * (xt @ (p.x @ b - p.y))
-        if t in grid and not log(t, b):
-            log.curve.diverged_at = t
-            break
-    return b, log.curve
-
-
-def sgd(p: Problem, step: float, iters: int, batch: int, schedule: str, seed: int,
-        b_ref: np.ndarray, v_modes: np.ndarray) -> tuple[np.ndarray, Curve]:
-    """Minibatch SGD with the unbiased gradient (n / B) 2 X_B^T (X_B b - Y_B), b_0 = 0.
-
-    Batches are drawn by reshuffling every epoch; step_t = step (constant) or
-    step / sqrt(1 + t / 1000) (invsqrt).
-    """
-    n = len(p.y)
-    batch = min(batch, n)
-    rng = np.random.default_rng([seed, 7])
-    b = np.zeros(p.x.shape[1])
-    grid = set(log_grid(iters).tolist())
-    log = _tracker(p, b_ref, v_modes)
-    log(0, b)
-    order, pos = rng.permutation(n), 0
-    for t in range(1, iters + 1):
-        if pos + batch > n:
-            order, pos = rng.permutation(n), 0
-        sel = order[pos:pos + batch]
-        pos += batch
-        xb = p.x[sel]
-        lr = step if schedule == "constant" else step / math.sqrt(1.0 + t / 1000.0)
-        b -= lr * (n / batch) * 2.0 * (xb.T @ (xb @ b - p.y[sel]))
-        if t in grid and not log(t, b):
-            log.curve.diverged_at = t
-            break
-    return b, log.curve
-
-
-def overparam(p: Problem, init: float, step: float, iters: int, batch: int, seed: int,
-              device: torch.device, dtype: torch.dtype) -> tuple[np.ndarray, list[float]]:
-    """b = W1 b1, W1 (784, 784), b1 (784,), trained by SGD (torch) on ||X W1 b1 - Y||^2.
-
-    Init: W1, b1 entries ~ N(0, init^2 / 784). batch = 0: full-batch steps. Returns the
-    end-to-end b and the training-loss trace (at a geometric grid of steps).
-    """
-    d = p.x.shape[1]
-    g = torch.Generator().manual_seed(seed)
-    w1 = (torch.randn(d, d, generator=g, dtype=torch.float64) * init / math.sqrt(d))
-    b1 = (torch.randn(d, generator=g, dtype=torch.float64) * init / math.sqrt(d))
-    w1 = w1.to(device, dtype).requires_grad_(True)
-    b1 = b1.to(device, dtype).requires_grad_(True)
-    x = torch.tensor(p.x, device=device, dtype=dtype)
-    y = torch.tensor(p.y, device=device, dtype=dtype)
-    opt = torch.optim.SGD([w1, b1], lr=step)
-    n = len(y)
-    rng = np.random.default_rng([seed, 9])
-    grid = set(log_grid(iters).tolist())
-    trace = []
-    for t in range(1, iters + 1):
-        if batch and batch < n:
-            sel = torch.from_numpy(rng.choice(n, batch, replace=False)).to(device)
-            r = x[sel] @ (w1 @ b1) - y[sel]
-            loss = (n / batch) * (r @ r)
-        else:
-            r = x @ (w1 @ b1) - y
-            loss = r @ r
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if t in grid:
-            lv = float(loss.detach())
-            trace.append(lv / n)
-            if not math.isfinite(lv) or lv > 1e30:
-                raise Hw0Error(f"overparam: SGD diverged at step {t} (loss {lv:.3g}). Lower "
-                               f"--overparam-step (now {step:.3g}) or --overparam-init.")
-    return (w1 @ b1).detach().double().cpu().numpy(), trace
-
-
-# ---------------------------------------------------------------------------------------------
-# random features and kernels
-
-
-def _dtype(name: str) -> torch.dtype:
-    return torch.float64 if name == "float64" else torch.float32
-
-
-def _fit_features(z: torch.Tensor, y: torch.Tensor, ridge: float) -> torch.Tensor:
-    """Min-norm (ridge = 0, via the SVD pseudo-inverse) or ridge least squares on features z."""
-    if ridge == 0:
-        return torch.linalg.pinv(z) @ y
-    n, dim = z.shape
-    if dim > n:
-        return z.T @ torch.linalg.solve(z @ z.T + ridge * torch.eye(n, dtype=z.dtype,
-                                                                    device=z.device), y)
-    return torch.linalg.solve(z.T @ z + ridge * torch.eye(dim, dtype=z.dtype, device=z.device),
-                              z.T @ y)
-
-
-def random_features_sweep(p: Problem, kind: str, dims: tuple[int, ...], ridge: float,
-                          bandwidth: float, seed: int, device: torch.device,
-                          dtype: torch.dtype) -> dict[str, np.ndarray]:
-    """Test MSE and accuracy of a random-features fit for each D (test set in blocks)."""
-    x = torch.tensor(p.x, device=device, dtype=dtype)
-    y = torch.tensor(p.y, device=device, dtype=dtype)
-    xt = torch.tensor(p.x_test, device=device, dtype=dtype)
-    rows: dict[str, list[float]] = {"D": [], "train_mse": [], "test_mse": [], "test_acc": [],
-                                    "norm": [], "seconds": []}
-    for dim in dims:
-        t0 = time.perf_counter()
-        if kind == "rff":
-            w, bias = kernels.rff_params(x.shape[1], dim, bandwidth, seed, dtype, device)
-
-            def feats(a: torch.Tensor, w=w, bias=bias) -> torch.Tensor:
-                return kernels.rff_transform(a, w, bias)
-        else:
-            w = kernels.features.relu_params(x.shape[1], dim, seed, dtype, device)
-
-            def feats(a: torch.Tensor, w=w) -> torch.Tensor:
-                return kernels.relu_features(a, w)
-        z = feats(x)
-        beta = _fit_features(z, y, ridge)
-        block = max(1, int(2e8 // (dim * z.element_size())))
-        pred = torch.cat([feats(xt[i:i + block]) @ beta for i in range(0, len(xt), block)])
-        pred_np = pred.double().cpu().numpy()
-        rows["D"].append(dim)
-        rows["train_mse"].append(float(((z @ beta - y) ** 2).mean()))
-        rows["test_mse"].append(mse(pred_np, p.y_test))
-        rows["test_acc"].append(sign_accuracy(pred_np, p.y_test))
-        rows["norm"].append(float(beta.norm()))
-        rows["seconds"].append(time.perf_counter() - t0)
-    return {k: np.asarray(v) for k, v in rows.items()}
-
-
-def kernel_sweep(p: Problem, bandwidths: list[float], ridge: float, device: torch.device,
-                 dtype: torch.dtype) -> tuple[dict[str, np.ndarray], list[str]]:
-    x = torch.tensor(p.x, device=device, dtype=dtype)
-    y = torch.tensor(p.y, device=device, dtype=dtype)
-    xt = torch.tensor(p.x_test, device=device, dtype=dtype)
-    rows: dict[str, list[float]] = {"bandwidth": [], "train_mse": [], "test_mse": [],
-                                    "test_acc": [], "jitter": [], "seconds": []}
-    notes = []
-    for bw in bandwidths:
-        t0 = time.perf_counter()
-        fit = kernels.fit_kernel_regression(x, y, bw, ridge)
-        if len(fit.info.tried) > 1:
-            notes.append(f"bandwidth {bw:.4g}: " + "; ".join(fit.info.tried))
-        pred = kernels.predict_kernel_regression(fit, xt).double().cpu().numpy()
-        train = kernels.predict_kernel_regression(fit, x).double().cpu().numpy()
-        rows["bandwidth"].append(bw)
-        rows["train_mse"].append(mse(train, p.y))
-        rows["test_mse"].append(mse(pred, p.y_test))
-        rows["test_acc"].append(sign_accuracy(pred, p.y_test))
-        rows["jitter"].append(fit.info.jitter)
-        rows["seconds"].append(time.perf_counter() - t0)
-    return {k: np.asarray(v) for k, v in rows.items()}, notes
+def _fit(b: np.ndarray, p: Problem) -> dict[str, float]:
+    """fit_report's figures, to extend into a solver's result."""
+    return dataclasses.asdict(fit_report(b, p))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -396,17 +80,11 @@ def kernel_sweep(p: Problem, bandwidths: list[float], ridge: float, device: torc
 class LinregResult:
     id: str
     path: Path
-    summary: dict[str, Any]  # every headline figure, JSON-ready
+    summary: LinregSummary  # every headline figure
     arrays: dict[str, np.ndarray]
     plots: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
-
-
-def linreg_id(cfg: LinregConfig) -> str:
-    digest = hashlib.sha256(json.dumps(cfg.science(), sort_keys=True,
-                                       default=str).encode()).hexdigest()[:8]
-    return f"{cfg.method}-n{cfg.n}-s{cfg.seed}-{digest}"
 
 
 def mode_indices(rank: int) -> list[int]:
@@ -418,136 +96,161 @@ def run_linreg(cfg: LinregConfig, progress: Callable[[str], None] | None = None)
     """Run the method(s), write `<out>/linreg/<id>.h5` and plots, return the figures."""
     validate(cfg)
     t_start = time.perf_counter()
-    say = progress or (lambda _msg: None)
-    device = resolve_device(cfg.device)
-    dtype = _dtype(cfg.dtype)
-    p = load_problem(cfg.data_dir, cfg.n, cfg.seed)
+    run = _Computation(cfg, progress or (lambda _msg: None))
     todo = set(METHODS[:-1]) if cfg.method == "all" else {cfg.method}
-    summary: dict[str, Any] = {"n": cfg.n, "seed": cfg.seed, "d": p.x.shape[1],
-                               "labels": "+1 odd digit, -1 even", "device": str(device)}
-    arrays: dict[str, np.ndarray] = {"indices": p.indices}
-    notes: list[str] = []
-
-    say("SVD of X")
-    sp = spectrum(p.x)
-    L = 2.0 * float(sp.singular_values[0]) ** 2
-    summary["spectrum"] = {"rank": sp.rank, "tol": sp.tol, "sigma_max": float(
-        sp.singular_values[0]), "sigma_min_nonzero": float(sp.singular_values[sp.rank - 1]),
-        "cond_X": sp.cond_x, "cond_XtX": sp.cond_xtx, "L": L}
-    arrays["singular_values"] = sp.singular_values
-    b_pinv = min_norm(p.x, p.y, "pinv")
-    arrays["solutions/pinv"] = b_pinv
-
     if todo & set(MIN_NORM):
-        say("minimum-norm solutions")
-        sols = {"pinv": b_pinv}
+        run.min_norm_solutions()
+    if todo & {"gd", "overparam"}:
+        run.gradient_descent()
+    if "sgd" in todo:
+        run.sgd()
+    if "overparam" in todo:
+        run.factorized()
+    if todo & {"rf", "kernel"}:
+        run.summary.median_bandwidth = kernels.median_bandwidth(
+            torch.tensor(run.p.x, dtype=torch.float64))
+    if "rf" in todo:
+        run.random_features()
+    if "kernel" in todo:
+        run.kernel()
+    run.summary.seconds = time.perf_counter() - t_start
+    rid = linreg_id(cfg)
+    path = Path(cfg.out) / "linreg" / f"{rid}.h5"
+    cfg_json = {**cfg.science(), "data_dir": str(cfg.data_dir), "device": cfg.device}
+    store.write_h5(path, {"kind": "linreg", "id": rid, "config": cfg_json,
+                          "summary": run.summary.to_json(),
+                          "env": environment(run.device), "notes": run.notes,
+                          "data": mnist_identity(cfg.data_dir),
+                          "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, run.arrays)
+    from hw0cli.plots import linreg_plots
+    plots = linreg_plots(run.summary, run.arrays, Path(cfg.out) / "plots", rid)
+    return LinregResult(rid, path, run.summary, run.arrays, plots, run.notes,
+                        time.perf_counter() - t_start)
+
+
+class _Computation:
+    """One run's sample, its SVD and the pieces computed so far: the summary's figures, the
+    arrays for the results file, notes for the user."""
+
+    def __init__(self, cfg: LinregConfig, say: Callable[[str], None]) -> None:
+        self.cfg, self.say = cfg, say
+        self.device, self.dtype = resolve_device(cfg.device), _dtype(cfg.dtype)
+        self.p = p = load_problem(cfg.data_dir, cfg.n, cfg.seed)
+        self.arrays: dict[str, np.ndarray] = {"indices": p.indices}
+        self.notes: list[str] = []
+        say("SVD of X")
+        self.sp = sp = spectrum(p.x)
+        self.L = 2.0 * float(sp.singular_values[0]) ** 2
+        self.summary = LinregSummary(
+            n=cfg.n, seed=cfg.seed, d=p.x.shape[1], labels="+1 odd digit, -1 even",
+            device=str(self.device), spectrum=SpectrumSummary(
+                rank=sp.rank, tol=sp.tol, sigma_max=float(sp.singular_values[0]),
+                sigma_min_nonzero=float(sp.singular_values[sp.rank - 1]), cond_X=sp.cond_x,
+                cond_XtX=sp.cond_xtx, L=self.L))
+        self.arrays["singular_values"] = sp.singular_values
+        self.b_pinv = min_norm(p.x, p.y, "pinv")
+        self.arrays["solutions/pinv"] = self.b_pinv
+        self.modes = mode_indices(sp.rank)
+        self.arrays["mode_index"] = np.asarray(self.modes)
+        self.b_gd: np.ndarray | None = None
+
+    def min_norm_solutions(self) -> None:
+        p = self.p
+        self.say("minimum-norm solutions")
+        sols = {"pinv": self.b_pinv}
         for how in ("lstsq", "solve"):
             try:
                 sols[how] = min_norm(p.x, p.y, how)
             except Hw0Error as exc:
-                notes.append(str(exc))
-        summary["min_norm"] = {how: fit_report(b, p) for how, b in sols.items()}
-        summary["min_norm_agreement"] = {
-            how: float(np.linalg.norm(b - b_pinv) / np.linalg.norm(b_pinv))
+                self.notes.append(str(exc))
+        self.summary.min_norm = {how: fit_report(b, p) for how, b in sols.items()}
+        self.summary.min_norm_agreement = {
+            how: float(np.linalg.norm(b - self.b_pinv) / np.linalg.norm(self.b_pinv))
             for how, b in sols.items() if how != "pinv"}
         for how, b in sols.items():
-            arrays[f"solutions/{how}"] = b
+            self.arrays[f"solutions/{how}"] = b
 
-    modes = mode_indices(sp.rank)
-    v_modes = sp.vt[modes]
-    arrays["mode_index"] = np.asarray(modes)
-    b_gd = None
-    if todo & {"gd", "overparam"}:
+    def gradient_descent(self) -> None:
+        cfg, L = self.cfg, self.L
         step = cfg.gd_step or 1.0 / L
         if step > 2.0 / L:
-            notes.append(f"gd: step {step:.3g} exceeds 2/L = {2 / L:.3g}: gradient descent "
-                         "diverges along the top singular direction; it is stopped when the "
-                         "loss blows up.")
-        say(f"gradient descent, {cfg.gd_iters} iterations")
-        b_gd, curve = gradient_descent(p, step, cfg.gd_iters, b_pinv, v_modes)
-        arrays.update({f"curves/gd/{k}": v for k, v in curve.arrays().items()})
-        arrays["solutions/gd"] = b_gd
-        summary["gd"] = {**fit_report(b_gd, p), "step": step, "iters": curve.iters[-1],
-                         "diverged_at": curve.diverged_at,
-                         "dist_pinv": curve.dist_pinv[-1],
-                         "modes": _mode_rates(curve, sp, modes, step)}
-    if "sgd" in todo:
+            self.notes.append(f"gd: step {step:.3g} exceeds 2/L = {2 / L:.3g}: gradient "
+                              "descent diverges along the top singular direction; it is "
+                              "stopped when the loss blows up.")
+        self.say(f"gradient descent, {cfg.gd_iters} iterations")
+        b, curve = gradient_descent(self.p, step, cfg.gd_iters, self.b_pinv,
+                                    self.sp.vt[self.modes])
+        self.arrays.update({f"curves/gd/{k}": v for k, v in curve.arrays().items()})
+        self.arrays["solutions/gd"] = self.b_gd = b
+        self.summary.gd = GradientDescent(
+            **_fit(b, self.p), step=step, iters=curve.iters[-1], diverged_at=curve.diverged_at,
+            dist_pinv=curve.dist_pinv[-1], modes=_mode_rates(curve, self.sp, self.modes, step))
+
+    def sgd(self) -> None:
+        cfg, p = self.cfg, self.p
         step = cfg.sgd_step or 1.0 / (2.0 * cfg.n * float((p.x ** 2).sum(1).max()))
-        say(f"SGD, {cfg.sgd_iters} steps of batch {cfg.sgd_batch}")
-        b_sgd, curve = sgd(p, step, cfg.sgd_iters, cfg.sgd_batch, cfg.sgd_schedule, cfg.seed,
-                           b_pinv, v_modes)
-        arrays.update({f"curves/sgd/{k}": v for k, v in curve.arrays().items()})
-        arrays["solutions/sgd"] = b_sgd
-        summary["sgd"] = {**fit_report(b_sgd, p), "step": step, "batch": cfg.sgd_batch,
-                          "schedule": cfg.sgd_schedule, "iters": curve.iters[-1],
-                          "diverged_at": curve.diverged_at, "dist_pinv": curve.dist_pinv[-1]}
-    if "overparam" in todo:
-        step = cfg.overparam_step or 1.0 / L
-        say(f"factorized model b = W1 b1, {cfg.overparam_iters} SGD steps")
-        b_op, trace = overparam(p, cfg.overparam_init, step, cfg.overparam_iters,
-                                cfg.overparam_batch, cfg.seed, device, dtype)
-        arrays["solutions/overparam"] = b_op
-        arrays["curves/overparam/train_mse"] = np.asarray(trace)
-        assert b_gd is not None
-        summary["overparam"] = {**fit_report(b_op, p), "step": step, "init": cfg.overparam_init,
-                                "iters": cfg.overparam_iters,
-                                "dist_pinv": float(np.linalg.norm(b_op - b_pinv)),
-                                "dist_gd": float(np.linalg.norm(b_op - b_gd)),
-                                "null_space_norm": float(np.linalg.norm(
-                                    b_op - sp.vt[:sp.rank].T @ (sp.vt[:sp.rank] @ b_op)))}
-    bw_median = None
-    if todo & {"rf", "kernel"}:
-        bw_median = kernels.median_bandwidth(torch.tensor(p.x, dtype=torch.float64))
-        summary["median_bandwidth"] = bw_median
-    if "rf" in todo:
+        self.say(f"SGD, {cfg.sgd_iters} steps of batch {cfg.sgd_batch}")
+        b, curve = sgd(p, step, cfg.sgd_iters, cfg.sgd_batch, cfg.sgd_schedule, cfg.seed,
+                       self.b_pinv, self.sp.vt[self.modes])
+        self.arrays.update({f"curves/sgd/{k}": v for k, v in curve.arrays().items()})
+        self.arrays["solutions/sgd"] = b
+        self.summary.sgd = Sgd(**_fit(b, p), step=step, batch=cfg.sgd_batch,
+                               schedule=cfg.sgd_schedule, iters=curve.iters[-1],
+                               diverged_at=curve.diverged_at, dist_pinv=curve.dist_pinv[-1])
+
+    def factorized(self) -> None:
+        cfg, sp = self.cfg, self.sp
+        step = cfg.overparam_step or 1.0 / self.L
+        self.say(f"factorized model b = W1 b1, {cfg.overparam_iters} SGD steps")
+        b, trace = overparam(self.p, cfg.overparam_init, step, cfg.overparam_iters,
+                             cfg.overparam_batch, cfg.seed, self.device, self.dtype)
+        self.arrays["solutions/overparam"] = b
+        self.arrays["curves/overparam/train_mse"] = np.asarray(trace)
+        assert self.b_gd is not None  # the comparison run: gradient_descent() ran first
+        self.summary.overparam = Factorized(
+            **_fit(b, self.p), step=step, init=cfg.overparam_init, iters=cfg.overparam_iters,
+            dist_pinv=float(np.linalg.norm(b - self.b_pinv)),
+            dist_gd=float(np.linalg.norm(b - self.b_gd)),
+            null_space_norm=float(np.linalg.norm(
+                b - sp.vt[:sp.rank].T @ (sp.vt[:sp.rank] @ b))))
+
+    def random_features(self) -> None:
+        cfg, bw_median = self.cfg, self.summary.median_bandwidth
         assert bw_median is not None
-        summary["rf"] = {"ridge": cfg.rf_ridge, "bandwidth": bw_median}
+        rf = self.summary.rf = RandomFeatures(ridge=cfg.rf_ridge, bandwidth=bw_median)
         for kind in cfg.rf_kinds:
-            say(f"random features ({kind}), D = {', '.join(map(str, cfg.rf_features))}")
-            sweep = random_features_sweep(p, kind, cfg.rf_features, cfg.rf_ridge, bw_median,
-                                          cfg.seed, device, dtype)
-            arrays.update({f"sweeps/rf_{kind}/{k}": v for k, v in sweep.items()})
+            self.say(f"random features ({kind}), D = {', '.join(map(str, cfg.rf_features))}")
+            sweep = random_features_sweep(self.p, kind, cfg.rf_features, cfg.rf_ridge,
+                                          bw_median, cfg.seed, self.device, self.dtype)
+            self.arrays.update({f"sweeps/rf_{kind}/{k}": v for k, v in sweep.items()})
             i = int(np.argmax(sweep["test_mse"]))
             j = int(np.argmin(sweep["test_mse"]))
-            summary["rf"][kind] = {"peak_D": int(sweep["D"][i]),
-                                   "peak_test_mse": float(sweep["test_mse"][i]),
-                                   "best_D": int(sweep["D"][j]),
-                                   "best_test_mse": float(sweep["test_mse"][j]),
-                                   "best_test_acc": float(sweep["test_acc"][j])}
-    if "kernel" in todo:
+            rf.kinds[kind] = FeatureSweep(
+                peak_D=int(sweep["D"][i]), peak_test_mse=float(sweep["test_mse"][i]),
+                best_D=int(sweep["D"][j]), best_test_mse=float(sweep["test_mse"][j]),
+                best_test_acc=float(sweep["test_acc"][j]))
+
+    def kernel(self) -> None:
+        cfg, bw_median = self.cfg, self.summary.median_bandwidth
         assert bw_median is not None
-        bws = list(cfg.kernel_bandwidths) or [m * bw_median for m in DEFAULT_BW_MULT]
-        if not cfg.kernel_bandwidths:
-            bws = sorted(set(bws))
-        say(f"exact Gaussian kernel regression, {len(bws)} bandwidths")
-        sweep, knotes = kernel_sweep(p, bws, cfg.kernel_ridge, device, dtype)
-        notes += knotes
-        arrays.update({f"sweeps/kernel/{k}": v for k, v in sweep.items()})
+        bws = list(cfg.kernel_bandwidths) or sorted({m * bw_median for m in DEFAULT_BW_MULT})
+        self.say(f"exact Gaussian kernel regression, {len(bws)} bandwidths")
+        sweep, knotes = kernel_sweep(self.p, bws, cfg.kernel_ridge, self.device, self.dtype)
+        self.notes += knotes
+        self.arrays.update({f"sweeps/kernel/{k}": v for k, v in sweep.items()})
         j = int(np.argmin(sweep["test_mse"]))
         at_median = {}
         if not cfg.kernel_bandwidths:
             k = int(np.argmin(np.abs(sweep["bandwidth"] - bw_median)))
             at_median = {"median_test_mse": float(sweep["test_mse"][k]),
                          "median_test_acc": float(sweep["test_acc"][k])}
-        summary["kernel"] = {"ridge": cfg.kernel_ridge, "best_bandwidth": float(
-            sweep["bandwidth"][j]), "best_test_mse": float(sweep["test_mse"][j]),
-            "best_test_acc": float(sweep["test_acc"][j]), **at_median}
-    summary["seconds"] = time.perf_counter() - t_start
-
-    rid = linreg_id(cfg)
-    path = Path(cfg.out) / "linreg" / f"{rid}.h5"
-    cfg_json = {**cfg.science(), "data_dir": str(cfg.data_dir), "device": cfg.device}
-    store.write_h5(path, {"kind": "linreg", "id": rid, "config": cfg_json, "summary": summary,
-                          "env": environment(device), "notes": notes,
-                          "data": mnist_identity(cfg.data_dir),
-                          "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, arrays)
-    from hw0cli.plots import linreg_plots
-    plots = linreg_plots(summary, arrays, Path(cfg.out) / "plots", rid)
-    return LinregResult(rid, path, summary, arrays, plots, notes,
-                        time.perf_counter() - t_start)
+        self.summary.kernel = Kernel(ridge=cfg.kernel_ridge,
+                                     best_bandwidth=float(sweep["bandwidth"][j]),
+                                     best_test_mse=float(sweep["test_mse"][j]),
+                                     best_test_acc=float(sweep["test_acc"][j]), **at_median)
 
 
-def _mode_rates(curve: Curve, sp: Spectrum, modes: list[int], step: float) -> list[dict]:
+def _mode_rates(curve: Curve, sp: Spectrum, modes: list[int], step: float) -> list[ModeRate]:
     """Per tracked mode: sigma_i, predicted factor |1 - 2 step sigma_i^2| per iteration, the
     measured factor (error ratio between the first and last logged iteration, per step), and
     the iterations the predicted factor needs to shrink the error 1000-fold."""
@@ -564,44 +267,7 @@ def _mode_rates(curve: Curve, sp: Spectrum, modes: list[int], step: float) -> li
         measured = float((err[last, j] / e0) ** (1.0 / t[last])) if last > 0 and e0 > 0 \
             else float("nan")
         need = math.inf if pred >= 1 else (0 if pred == 0 else math.log(1e-3) / math.log(pred))
-        out.append({"index": i, "sigma": s, "predicted_factor": pred,
-                    "measured_factor": measured, "iters_for_1e-3": need,
-                    "error_start": float(e0), "error_end": float(err[-1, j])})
-    return out
-
-
-def format_factor(f: float | None) -> str:
-    """A contraction factor, as 1 - x when it is close to 1 (where the digits matter)."""
-    if f is None or math.isnan(f):
-        return "converged"
-    return f"1 - {1 - f:.4g}" if f > 0.5 else f"{f:.4g}"
-
-
-def describe(s: dict[str, Any]) -> dict[str, str]:
-    """One sentence per finding of a summary, shared by the terminal and the report."""
-    out: dict[str, str] = {}
-    if "overparam" in s:
-        r = s["overparam"]
-        out["overparam"] = (
-            f"Factorized model b = W1 b1 (init scale {r['init']}): after {r['iters']} SGD "
-            f"steps, distance to b_pinv {r['dist_pinv']:.4g}, to the GD solution "
-            f"{r['dist_gd']:.4g}, norm {r['norm']:.4g}, test MSE {r['test_mse']:.4g}; "
-            f"null-space part {r['null_space_norm']:.2g}.")
-    for kind in ("rff", "relu"):
-        if kind in s.get("rf", {}):
-            r = s["rf"][kind]
-            out[f"rf_{kind}"] = (
-                f"Random features ({kind}, {'min-norm' if not s['rf']['ridge'] else 'ridge'} "
-                f"fit): test MSE peaks at D = {r['peak_D']} ({r['peak_test_mse']:.4g}); best at "
-                f"D = {r['best_D']}: {r['best_test_mse']:.4g} MSE, "
-                f"{100 * r['best_test_acc']:.2f}% accuracy.")
-    if "kernel" in s:
-        r = s["kernel"]
-        med = (f" At the median-heuristic bandwidth {s['median_bandwidth']:.4g}: test MSE "
-               f"{r['median_test_mse']:.4g}, accuracy {100 * r['median_test_acc']:.2f}%."
-               if "median_test_mse" in r else "")
-        out["kernel"] = (
-            f"Exact Gaussian kernel regression (ridge {r['ridge']}): best bandwidth "
-            f"{r['best_bandwidth']:.4g}, test MSE {r['best_test_mse']:.4g}, accuracy "
-            f"{100 * r['best_test_acc']:.2f}%.{med}")
+        out.append(ModeRate(index=i, sigma=s, predicted_factor=pred, measured_factor=measured,
+                            iters_for_1e3=need, error_start=float(e0),
+                            error_end=float(err[-1, j])))
     return out

@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hw0cli import runs, store
-from hw0cli.data import default_data_dir
+from hw0cli import atomic, runs, store
 from hw0cli.errors import check
+from hw0cli.paths import default_data_dir, default_out_dir
 from hw0cli.train import TrainConfig, TrainReporter, make_config, run_id_for, run_train
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -51,7 +50,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 class AllConfig:
     preset: str = "quick"
     data_dir: Path = field(default_factory=default_data_dir)
-    out: Path = Path("artifacts")
+    out: Path = field(default_factory=default_out_dir)
     device: str = "auto"
     log: tuple[str, ...] = ()  # wandb / tensorboard for every training step
 
@@ -69,6 +68,33 @@ class AllResult:
     steps: list[StepResult]
     report: Any
     seconds: float
+
+    def count(self, status: str) -> int:
+        return sum(s.status == status for s in self.steps)
+
+    @property
+    def failed(self) -> list[StepResult]:
+        return [s for s in self.steps if s.status == "failed"]
+
+
+@dataclass
+class StepClock:
+    """Elapsed time and an ETA for a sequence of steps, from the steps that did work (a
+    skipped step, already done, says nothing about the pace)."""
+
+    started: float = field(default_factory=time.monotonic)
+    ran: list[float] = field(default_factory=list)
+
+    def record(self, r: StepResult) -> None:
+        if r.status == "done":
+            self.ran.append(r.seconds)
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def eta(self, done: int, total: int) -> float | None:
+        """Seconds left after `done` of `total` steps; None before any step did work."""
+        return sum(self.ran) / len(self.ran) * (total - done) if self.ran else None
 
 
 @dataclass
@@ -135,11 +161,12 @@ def plan(cfg: AllConfig) -> list[Step]:
         path = Path(cfg.out) / "linreg" / f"{linreg_id(lcfg)}.h5"
         if path.exists():
             return "skipped (result file exists)"
-        res = run_linreg(lcfg)
-        k = res.summary.get("kernel", {})
-        return (f"wrote {path.name}: rank {res.summary['spectrum']['rank']}, min-norm test MSE "
-                f"{res.summary['min_norm']['pinv']['test_mse']:.4g}, best kernel test MSE "
-                f"{k.get('best_test_mse', float('nan')):.4g}")
+        s = run_linreg(lcfg).summary
+        nan = float("nan")
+        pinv = (s.min_norm or {}).get("pinv")
+        return (f"wrote {path.name}: rank {s.spectrum.rank}, min-norm test MSE "
+                f"{pinv.test_mse if pinv else nan:.4g}, best kernel test MSE "
+                f"{s.kernel.best_test_mse if s.kernel else nan:.4g}")
 
     steps.append(Step(f"Problem 3: hw0 linreg --method all --n {lcfg.n}", linreg_step))
     return steps
@@ -169,9 +196,7 @@ def run_all(cfg: AllConfig, on_step: Callable[[int, int, str], None] | None = No
     preset = {"name": cfg.preset, **{k: v for k, v in PRESETS[cfg.preset].items()}}
     Path(cfg.out).mkdir(parents=True, exist_ok=True)
     rec_path = Path(cfg.out) / f"preset_{cfg.preset}.json"
-    tmp = rec_path.with_name(f".{rec_path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(preset, indent=1, default=list))
-    os.replace(tmp, rec_path)
+    atomic.write_text(rec_path, json.dumps(preset, indent=1, default=list))
     results = []
     for i, step in enumerate(steps):
         if on_step:

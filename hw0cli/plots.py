@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -13,15 +12,19 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from hw0cli.atomic import atomic_path
+from hw0cli.linreg_summary import LinregSummary
+
 
 def save(fig: plt.Figure, path: Path) -> Path:
     """Write atomically (temp file, then rename) and close the figure."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
-    fig.savefig(tmp, dpi=130, bbox_inches="tight")
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=130, bbox_inches="tight")
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -43,7 +46,7 @@ def per_class_views(classes: Sequence[str], views: dict[str, np.ndarray], path: 
     return save(fig, path)
 
 
-def linreg_plots(summary: dict, arrays: dict[str, np.ndarray], folder: Path,
+def linreg_plots(summary: LinregSummary, arrays: dict[str, np.ndarray], folder: Path,
                  rid: str) -> list[Path]:
     """Spectrum, GD/SGD curves, random-features and kernel sweeps, whichever exist."""
     out: list[Path] = []
@@ -51,13 +54,12 @@ def linreg_plots(summary: dict, arrays: dict[str, np.ndarray], folder: Path,
     if s is not None:
         fig, ax = plt.subplots(figsize=(6, 4))
         ax.semilogy(np.arange(1, len(s) + 1), s, ".", ms=3, label="singular values of X")
-        tol = summary["spectrum"]["tol"]
+        tol = summary.spectrum.tol
         ax.axhline(tol, color="r", ls="--", label=f"rank tolerance {tol:.2g}")
         ax.set_xlabel("index i")
         ax.set_ylabel("sigma_i (log scale)")
-        sp = summary["spectrum"]
-        ax.set_title(f"Spectrum of X (n={summary['n']}): rank {sp['rank']}, "
-                     f"cond {sp['cond_X']:.3g}")
+        sp = summary.spectrum
+        ax.set_title(f"Spectrum of X (n={summary.n}): rank {sp.rank}, cond {sp.cond_X:.3g}")
         ax.legend()
         ax.grid(alpha=0.3)
         out.append(save(fig, folder / f"linreg_{rid}_spectrum.png"))
@@ -69,8 +71,8 @@ def linreg_plots(summary: dict, arrays: dict[str, np.ndarray], folder: Path,
             axes[0].loglog(it, arrays[f"curves/{m}/train_mse"], label=f"{m.upper()} train")
             axes[0].loglog(it, arrays[f"curves/{m}/test_mse"], "--", label=f"{m.upper()} test")
             axes[1].semilogx(it, arrays[f"curves/{m}/dist_pinv"], label=f"{m.upper()}")
-        if "min_norm" in summary:
-            axes[0].axhline(summary["min_norm"]["pinv"]["test_mse"], color="k", ls=":",
+        if summary.min_norm is not None:
+            axes[0].axhline(summary.min_norm["pinv"].test_mse, color="k", ls=":",
                             label="min-norm solution, test")
         axes[0].set_xlabel("iteration + 1")
         axes[0].set_ylabel("mean squared error")
@@ -89,7 +91,7 @@ def linreg_plots(summary: dict, arrays: dict[str, np.ndarray], folder: Path,
         for k in kinds:
             ax.loglog(arrays[f"sweeps/rf_{k}/D"], arrays[f"sweeps/rf_{k}/test_mse"], "o-",
                       ms=3, label={"rff": "random Fourier (Gaussian)", "relu": "ReLU"}[k])
-        ax.axvline(summary["n"], color="k", ls=":", label=f"D = n = {summary['n']}")
+        ax.axvline(summary.n, color="k", ls=":", label=f"D = n = {summary.n}")
         ax.set_xlabel("number of random features D")
         ax.set_ylabel("test MSE (log scale)")
         ax.set_title("Random features: test error vs D")
@@ -102,8 +104,8 @@ def linreg_plots(summary: dict, arrays: dict[str, np.ndarray], folder: Path,
         ax.semilogx(bws, arrays["sweeps/kernel/test_mse"], "o-")
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xticks(bws, [f"{b:.3g}" for b in bws])
-        if "median_bandwidth" in summary:
-            ax.axvline(summary["median_bandwidth"], color="k", ls=":", label="median heuristic")
+        if summary.median_bandwidth is not None:
+            ax.axvline(summary.median_bandwidth, color="k", ls=":", label="median heuristic")
             ax.legend(fontsize=8)
         ax.set_xlabel("bandwidth sigma (pixel-space distance)")
         ax.set_ylabel("test MSE")

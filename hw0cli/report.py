@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
-import textwrap
+import shlex
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,57 +18,29 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.backends.backend_pdf import PdfPages
 
 from hw0cli import plots, runs, store
 from hw0cli.data import CIFAR_CLASSES
-from hw0cli.errors import Hw0UsageError, check
-from hw0cli.linreg import describe, format_factor
+from hw0cli.errors import Hw0Error, Hw0UsageError, check
+from hw0cli.linreg_config import linreg_args
+from hw0cli.linreg_findings import describe, format_factor
+from hw0cli.linreg_summary import LinregSummary
 from hw0cli.models import count_parameters, make_cnn
+from hw0cli.paths import default_out_dir
+from hw0cli.render import Block, Section, render_md, render_pdf
 from hw0cli.train import TrainConfig, science_of
 
 FORMATS = ("pdf", "md")
 SECTIONS = ("Warm-up", "Problem 1", "Problem 2", "Problem 3", "Environment")
-PAGE = (8.27, 11.69)  # A4 portrait, inches
 
 
 @dataclass(frozen=True)
 class ReportConfig:
-    out: Path = Path("artifacts")
+    out: Path = field(default_factory=default_out_dir)
     report_dir: Path | None = None  # None: <out>/report
     formats: tuple[str, ...] = FORMATS
     preset: dict[str, Any] | None = None  # what `hw0 all` ran, if it did
-
-
-@dataclass
-class Block:
-    """A piece of a section: text lines (monospace in the PDF) or a figure."""
-
-    kind: str  # "text" | "table" | "figure"
-    lines: list[str] = field(default_factory=list)
-    image: Path | None = None
-    caption: str = ""
-    table: tuple[list[str], list[list[str]]] | None = None
-
-
-@dataclass
-class Section:
-    title: str
-    blocks: list[Block] = field(default_factory=list)
-    present: bool = True
-
-    def text(self, *paras: str) -> None:
-        for p in paras:
-            self.blocks.append(Block("text", [p]))
-
-    def add_table(self, header: list[str], rows: list[list[str]]) -> None:
-        self.blocks.append(Block("table", table=(header, rows)))
-
-    def figure(self, path: Path | None, caption: str) -> None:
-        if path is not None and Path(path).exists():
-            self.blocks.append(Block("figure", image=Path(path), caption=caption))
 
 
 @dataclass
@@ -93,7 +63,7 @@ def _train_command(cfg: dict[str, Any]) -> str:
         known.get("out", "artifacts"))
     try:
         return "hw0 train " + " ".join(train_args(TrainConfig(**known)))
-    except Exception:  # a run file from an older hw0: show the settings instead
+    except (TypeError, Hw0Error):  # a run file from an older hw0: show the settings instead
         return "hw0 train (settings: " + json.dumps(science_of(cfg)) + ")"
 
 
@@ -114,11 +84,6 @@ def _steady_seconds(r: runs.RunSummary, attrs: dict[str, Any]) -> float:
     file measured it."""
     one = attrs.get("one_time")
     return r.seconds - float(one.get("train_s", 0.0)) if isinstance(one, dict) else r.seconds
-
-
-def _last_finite(values: np.ndarray) -> float | None:
-    ok = values[~np.isnan(values)]
-    return float(ok[-1]) if len(ok) else None
 
 
 def warmup_section(all_runs: list[runs.RunSummary], figdir: Path) -> Section:
@@ -144,7 +109,7 @@ def warmup_section(all_runs: list[runs.RunSummary], figdir: Path) -> Section:
         secs = _steady_seconds(r, rec.attrs)
         ips = c.get("train_samples", 50000) * r.epochs_done / secs if secs else float("nan")
         dev = str(rec.attrs.get("device", "?")).split(":")[0].replace("NVIDIA ", "")
-        tta = _last_finite(h["test_err_tta"]) if "test_err_tta" in h else None
+        tta = runs.last_finite(h["test_err_tta"], None) if "test_err_tta" in h else None
         rows.append([r.run_id, str(c.get("width")), c.get("recipe", "notebook"),
                      str(r.epochs_done), pct(1 - r.test_err),
                      pct(None if tta is None else 1 - tta), pct(r.train_err),
@@ -207,8 +172,8 @@ def problem1_section(all_runs: list[runs.RunSummary], figdir: Path) -> Section:
                                     figdir / f"per_class_{r.run_id}.png",
                                     f"Per-class test accuracy, run {r.run_id}")
         sec.figure(png, "Per-class accuracy on original and vertically flipped test images.")
-    ranked = sorted([r for r in all_runs if len(r.test_acc_views) == 2 and not _is_grid(r)],
-                    key=lambda r: -min(r.test_acc_views.values()))
+    ranked = runs.rank_by_views([r for r in all_runs
+                                 if len(r.test_acc_views) == 2 and not _is_grid(r)])
     if ranked:
         sec.text("Every finished run, ranked by min(original, upside-down) test accuracy (the "
                  "assignment's robustness criterion), with its training procedure:")
@@ -245,9 +210,8 @@ def problem2_section(all_runs: list[runs.RunSummary], figdir: Path) -> Section:
         row = rows.setdefault((c["width"], c["noise"]), GridRow(c["width"], c["noise"], [], [],
                                                                 [], [], [], 0))
         h = store.read_h5(r.path, prefixes=("history/",)).group("history")
-        tr = [x for x in h["train_eval_err"] if not math.isnan(x)]
         row.seeds.append(c["seed"])
-        row.train_err.append(tr[-1] if tr else r.train_err)
+        row.train_err.append(runs.last_finite(h["train_eval_err"], r.train_err))
         row.test_err.append(r.test_err)
         row.epochs.append(r.epochs_done)
         row.seconds.append(r.seconds)
@@ -280,68 +244,81 @@ def problem2_section(all_runs: list[runs.RunSummary], figdir: Path) -> Section:
     return sec
 
 
-def problem3_section(out: Path, figdir: Path) -> Section:
-    sec = Section("Problem 3: least squares and kernels on MNIST")
+def _latest_linreg(out: Path) -> tuple[Path, Any] | None:
+    """The newest readable linreg results file, preferring a `--method all` one."""
     files = sorted((Path(out) / "linreg").glob("*.h5"), key=lambda p: p.stat().st_mtime)
     recs = []
     for p in files:
         try:
             recs.append((p, store.read_h5(p)))
-        except Exception:
+        except Hw0Error:  # unreadable (a killed writer's leftover): the others still count
             continue
     full = [x for x in recs if x[1].attrs.get("config", {}).get("method") == "all"]
-    if not (full or recs):
+    return (full or recs)[-1] if (full or recs) else None
+
+
+def problem3_section(out: Path, figdir: Path) -> Section:
+    sec = Section("Problem 3: least squares and kernels on MNIST")
+    found = _latest_linreg(out)
+    if found is None:
         sec.present = False
         sec.text("No least-squares results yet. Run `hw0 linreg --method all`.")
         return sec
-    path, rec = (full or recs)[-1]
-    s = rec.attrs["summary"]
-    sp = s["spectrum"]
-    sec.text(f"From {path.name}: n = {s['n']} MNIST training images (seed {s['seed']}; the "
-             "drawn indices are stored), x = pixels/255 in R^784, y = +1 for odd digits and -1 "
-             "for even; test on all 10,000 test images.",
-             f"rank(X) = {sp['rank']} (numpy's tolerance sigma_max * max(n, d) * eps = "
-             f"{sp['tol']:.3g}); sigma_max = {sp['sigma_max']:.4g}, smallest nonzero sigma = "
-             f"{sp['sigma_min_nonzero']:.4g}; condition number of X {sp['cond_X']:.4g}, of "
-             f"X^T X {sp['cond_XtX']:.4g}.")
-    rows = []
-    for how, r in s.get("min_norm", {}).items():
-        rows.append([f"min-norm ({how})", f"{r['train_mse']:.2e}", f"{r['test_mse']:.4g}",
-                     pct(r["test_acc"]), f"{r['norm']:.4g}"])
-    for m, label in (("gd", "GD"), ("sgd", "SGD"), ("overparam", "W1 b1 (SGD)")):
-        if m in s:
-            r = s[m]
-            rows.append([f"{label}, {r['iters']} steps", f"{r['train_mse']:.3g}",
-                         f"{r['test_mse']:.4g}", pct(r["test_acc"]), f"{r['norm']:.4g}"])
-    if rows:
-        sec.add_table(["solution", "train MSE", "test MSE", "test acc", "||b||"], rows)
-    if "min_norm_agreement" in s:
-        sec.text("The three minimum-norm solvers agree: relative differences to pinv " + ", ".join(
-            f"{k} {v:.1e}" for k, v in s["min_norm_agreement"].items()) + ". The minimum-norm "
-            "solution interpolates the training set and generalizes poorly (its norm is "
-            "driven by the smallest singular values).")
+    path, rec = found
+    s = LinregSummary.from_json(rec.attrs["summary"])
+    _linreg_solutions(sec, path, s)
     rid = rec.attrs.get("id", path.stem)
     # drawn afresh from the stored arrays: the figures exist even if plots/ was cleaned
     plots.linreg_plots(s, rec.arrays, figdir, rid)
-    pdir = figdir
-    sec.figure(pdir / f"linreg_{rid}_spectrum.png", "Singular values of X (log scale) and the "
-               "rank tolerance.")
-    if "gd" in s:
-        sec.text(f"Gradient descent from b = 0 with step {s['gd']['step']:.3g} = 1/L: the error "
-                 "along singular direction i shrinks by |1 - 2 step sigma_i^2| per iteration. "
-                 "Predicted vs measured factors:")
-        sec.add_table(["mode i", "sigma_i", "predicted", "measured", "iterations for 1e-3"],
-                      [[str(m["index"]), f"{m['sigma']:.4g}",
-                        format_factor(m["predicted_factor"]),
-                        format_factor(m["measured_factor"]), f"{m['iters_for_1e-3']:.3g}"]
-                       for m in s["gd"]["modes"]])
-        sec.text("The top direction converges in one step, the bottom one needs about "
-                 "cond(X^T X) iterations: GD (and SGD) stay in the row space of X and head for "
-                 "the minimum-norm solution, but in any practical number of steps they stop "
-                 "far from it at a smaller-norm vector that predicts better (implicit "
-                 "regularization by early stopping).")
-    sec.figure(pdir / f"linreg_{rid}_gd_sgd.png", "GD and SGD: train and test MSE, and the "
+    sec.figure(figdir / f"linreg_{rid}_spectrum.png", "Singular values of X (log scale) and "
+               "the rank tolerance.")
+    if s.gd is not None:
+        _linreg_gd(sec, s.gd)
+    sec.figure(figdir / f"linreg_{rid}_gd_sgd.png", "GD and SGD: train and test MSE, and the "
                "distance to the minimum-norm solution, per iteration.")
+    _linreg_findings(sec, s, figdir, rid)
+    return sec
+
+
+def _linreg_solutions(sec: Section, path: Path, s: LinregSummary) -> None:
+    sp = s.spectrum
+    sec.text(f"From {path.name}: n = {s.n} MNIST training images (seed {s.seed}; the "
+             "drawn indices are stored), x = pixels/255 in R^784, y = +1 for odd digits and -1 "
+             "for even; test on all 10,000 test images.",
+             f"rank(X) = {sp.rank} (numpy's tolerance sigma_max * max(n, d) * eps = "
+             f"{sp.tol:.3g}); sigma_max = {sp.sigma_max:.4g}, smallest nonzero sigma = "
+             f"{sp.sigma_min_nonzero:.4g}; condition number of X {sp.cond_X:.4g}, of "
+             f"X^T X {sp.cond_XtX:.4g}.")
+    rows = [[f"min-norm ({how})", f"{r.train_mse:.2e}", f"{r.test_mse:.4g}", pct(r.test_acc),
+             f"{r.norm:.4g}"] for how, r in (s.min_norm or {}).items()]
+    labels = {"gd": "GD", "sgd": "SGD", "overparam": "W1 b1 (SGD)"}
+    rows += [[f"{labels[m]}, {r.iters} steps", f"{r.train_mse:.3g}", f"{r.test_mse:.4g}",
+              pct(r.test_acc), f"{r.norm:.4g}"] for m, r in s.solvers().items()]
+    if rows:
+        sec.add_table(["solution", "train MSE", "test MSE", "test acc", "||b||"], rows)
+    if s.min_norm_agreement is not None:
+        sec.text("The three minimum-norm solvers agree: relative differences to pinv " + ", ".join(
+            f"{k} {v:.1e}" for k, v in s.min_norm_agreement.items()) + ". The minimum-norm "
+            "solution interpolates the training set and generalizes poorly (its norm is "
+            "driven by the smallest singular values).")
+
+
+def _linreg_gd(sec: Section, gd: Any) -> None:
+    sec.text(f"Gradient descent from b = 0 with step {gd.step:.3g} = 1/L: the error "
+             "along singular direction i shrinks by |1 - 2 step sigma_i^2| per iteration. "
+             "Predicted vs measured factors:")
+    sec.add_table(["mode i", "sigma_i", "predicted", "measured", "iterations for 1e-3"],
+                  [[str(m.index), f"{m.sigma:.4g}", format_factor(m.predicted_factor),
+                    format_factor(m.measured_factor), f"{m.iters_for_1e3:.3g}"]
+                   for m in gd.modes])
+    sec.text("The top direction converges in one step, the bottom one needs about "
+             "cond(X^T X) iterations: GD (and SGD) stay in the row space of X and head for "
+             "the minimum-norm solution, but in any practical number of steps they stop "
+             "far from it at a smaller-norm vector that predicts better (implicit "
+             "regularization by early stopping).")
+
+
+def _linreg_findings(sec: Section, s: LinregSummary, figdir: Path, rid: str) -> None:
     said = describe(s)
     if "overparam" in said:
         sec.text(said["overparam"] + " From a small initialization the factorized model "
@@ -349,14 +326,14 @@ def problem3_section(out: Path, figdir: Path) -> Section:
     rf = [said[k] for k in ("rf_rff", "rf_relu") if k in said]
     if rf:
         sec.text(*rf, "The peak at D = n is the interpolation threshold (double descent).")
-        sec.figure(pdir / f"linreg_{rid}_random_features.png",
+        sec.figure(figdir / f"linreg_{rid}_random_features.png",
                    "Random features: test MSE against the number of features D.")
     if "kernel" in said:
-        raw = s.get("min_norm", {}).get("pinv", {}).get("test_mse", float("nan"))
+        pinv = (s.min_norm or {}).get("pinv")
+        raw = pinv.test_mse if pinv is not None else float("nan")
         sec.text(said["kernel"] + f" Raw pixels (min-norm linear): test MSE {raw:.4g}.")
-        sec.figure(pdir / f"linreg_{rid}_kernel.png",
+        sec.figure(figdir / f"linreg_{rid}_kernel.png",
                    "Exact Gaussian kernel regression: test MSE against the bandwidth.")
-    return sec
 
 
 def environment_section(all_runs: list[runs.RunSummary], out: Path,
@@ -370,7 +347,7 @@ def environment_section(all_runs: list[runs.RunSummary], out: Path,
     for p in sorted((Path(out) / "linreg").glob("*.h5")):
         try:
             env = store.read_h5(p, attrs_only=True).attrs.get("env") or {}
-        except Exception:
+        except Hw0Error:  # unreadable: its environment is unknown
             continue
         envs[(env.get("device"), env.get("torch"), "float64")] = env
     if envs:
@@ -388,10 +365,9 @@ def environment_section(all_runs: list[runs.RunSummary], out: Path,
     for p in sorted((Path(out) / "linreg").glob("*.h5")):
         try:
             c = store.read_h5(p, attrs_only=True).attrs.get("config") or {}
-        except Exception:
+        except Hw0Error:  # unreadable (a killed writer's leftover): nothing to cite
             continue
-        lines.append(f"hw0 linreg --method {c.get('method')} --n {c.get('n')} --seed "
-                     f"{c.get('seed')}")
+        lines.append(shlex.join(["hw0", "linreg", *linreg_args(c)]))
     lines.append(f"hw0 report --out {out}")
     sec.text("Every command behind these results (seeds are part of each; same command, "
              "same run id, same numbers on the CPU):")
@@ -403,118 +379,6 @@ def environment_section(all_runs: list[runs.RunSummary], out: Path,
 
 # ---------------------------------------------------------------------------------------------
 # rendering
-
-
-def _table_lines(header: list[str], rows: list[list[str]]) -> list[str]:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
-              for i, h in enumerate(header)]
-    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    return [fmt.format(*header), fmt.format(*["-" * w for w in widths]),
-            *[fmt.format(*r) for r in rows]]
-
-
-def _wrap(text: str, width: int = 100) -> list[str]:
-    return textwrap.wrap(text, width, break_long_words=True, break_on_hyphens=False) or [""]
-
-
-def render_pdf(sections: list[Section], path: Path, title_lines: list[str]) -> int:
-    """Write the PDF atomically, flowing text, tables and figures down A4 pages; returns the
-    page count."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    line_h, top, bottom, left = 0.0155, 0.955, 0.04, 0.06
-    aspect_page = PAGE[0] / PAGE[1]
-    state: dict[str, Any] = {"fig": None, "y": top, "pages": 0}
-
-    with PdfPages(tmp) as pdf:
-        def new_page(header: str = "") -> None:
-            if state["fig"] is not None:
-                pdf.savefig(state["fig"])
-                plt.close(state["fig"])
-            state["fig"] = plt.figure(figsize=PAGE)
-            state["y"] = top
-            state["pages"] += 1
-            if header:
-                state["fig"].text(left, state["y"], header, fontsize=9, color="gray", va="top")
-                state["y"] -= line_h * 1.6
-
-        def need(height: float, header: str) -> None:
-            if state["y"] - height < bottom:
-                new_page(header)
-
-        def text(line: str, size: float = 8.0, weight: str = "normal", mono: bool = True,
-                 header: str = "") -> None:
-            h = line_h * size / 8.0
-            need(h, header)
-            state["fig"].text(left, state["y"], line, fontsize=size, weight=weight, va="top",
-                              family="monospace" if mono else None)
-            state["y"] -= h
-
-        new_page()
-        text("hw0: results", 18, "bold", mono=False)
-        state["y"] -= line_h
-        for ln in title_lines:
-            for w in _wrap(ln, 100):
-                text(w)
-        state["y"] -= line_h
-        text("Contents", 12, "bold", mono=False)
-        for i, sec in enumerate(sections):
-            text(f"{i + 1}. {sec.title}" + ("" if sec.present else "  (missing: see below)"))
-        for sec in sections:
-            new_page()
-            text(sec.title, 15, "bold", mono=False)
-            state["y"] -= line_h * 0.5
-            cont = f"{sec.title} (continued)"
-            for b in sec.blocks:
-                if b.kind == "figure" and b.image is not None:
-                    img = plt.imread(b.image)
-                    width = 0.88
-                    height = width * aspect_page * img.shape[0] / img.shape[1]
-                    if height > 0.6:
-                        width, height = width * 0.6 / height, 0.6
-                    caption = _wrap(b.caption, 110)
-                    need(height + line_h * (len(caption) + 1), cont)
-                    ax = state["fig"].add_axes((left + (0.88 - width) / 2, state["y"] - height,
-                                                width, height))
-                    ax.imshow(img)
-                    ax.axis("off")
-                    state["y"] -= height + line_h * 0.4
-                    for ln in caption:
-                        text(ln, 7.5, mono=False, header=cont)
-                    state["y"] -= line_h * 0.8
-                    continue
-                lines = (_table_lines(*b.table) if b.kind == "table" and b.table
-                         else [w for ln in b.lines for w in _wrap(ln)])
-                for ln in lines:
-                    text(ln, 7.0 if b.kind == "table" else 8.0, header=cont)
-                state["y"] -= line_h * 0.8
-        pdf.savefig(state["fig"])
-        plt.close(state["fig"])
-    os.replace(tmp, path)
-    return int(state["pages"])
-
-
-def render_md(sections: list[Section], path: Path, title_lines: list[str]) -> None:
-    figdir = path.parent / "figures"
-    figdir.mkdir(parents=True, exist_ok=True)
-    out = ["# hw0: results", "", *[f"{ln}  " for ln in title_lines], ""]
-    for sec in sections:
-        out += [f"## {sec.title}", ""]
-        for b in sec.blocks:
-            if b.kind == "text":
-                out += (["```", *b.lines, "```"] if len(b.lines) > 1 else b.lines) + [""]
-            elif b.kind == "table" and b.table:
-                header, rows = b.table
-                out += ["| " + " | ".join(header) + " |",
-                        "|" + "|".join("---" for _ in header) + "|",
-                        *["| " + " | ".join(r) + " |" for r in rows], ""]
-            elif b.image is not None:
-                dst = figdir / b.image.name
-                if b.image.resolve() != dst.resolve():
-                    shutil.copyfile(b.image, dst)
-                out += [f"![{b.caption}](figures/{dst.name})", "", f"*{b.caption}*", ""]
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text("\n".join(out))
-    os.replace(tmp, path)
 
 
 def run_report(cfg: ReportConfig) -> ReportResult:

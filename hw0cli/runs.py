@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -176,3 +177,29 @@ def history_table(path: Path) -> HistoryTable:
     values = tuple(tuple(int(h[c][i]) if c == "epoch" else float(h[c][i]) for c in cols)
                    for i in range(n))
     return HistoryTable(str(rec.attrs.get("run_id", path.stem)), cols, values)
+
+
+def view_robustness(r: RunSummary) -> float:
+    """The smallest test accuracy over the views evaluated (original, flipped); -1 if none."""
+    return min(r.test_acc_views.values(), default=-1.0)
+
+
+def rank_by_views(found: list[RunSummary]) -> list[RunSummary]:
+    """Most flip-robust first: by min(original, flipped) test accuracy."""
+    return sorted(found, key=lambda r: -view_robustness(r))
+
+
+def trained_with(config: dict[str, Any]) -> str:
+    """How a run trained, in words, as far as flip robustness goes: 'plain' or its
+    augmentation and objective."""
+    how = [f"augment {config.get('augment')}" if config.get("augment") not in (None, "none")
+           else "", f"{config.get('objective')} objective"
+           if config.get("objective") not in (None, "standard") else ""]
+    return ", ".join(x for x in how if x) or "plain"
+
+
+def last_finite(values: Any, default: float | None = math.nan) -> float | None:
+    """The last measured value of a history column: epochs without a measurement (a skipped
+    test evaluation, a train pass not run) are stored as NaN."""
+    ok = [float(v) for v in np.asarray(values, dtype=float).ravel() if math.isfinite(v)]
+    return ok[-1] if ok else default

@@ -28,6 +28,7 @@ import filelock
 import h5py
 import numpy as np
 
+from hw0cli.atomic import fsync_file, temp_path
 from hw0cli.errors import Hw0Error
 from hw0cli.schema import meaning
 
@@ -69,7 +70,7 @@ def _decode_attr(value: Any) -> Any:
 
 
 def _tmp_path(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp{os.getpid()}")
+    return temp_path(path)
 
 
 def _check_writable(folder: Path) -> None:
@@ -106,8 +107,7 @@ def _fill(f: h5py.File, attrs: Mapping[str, Any], arrays: Mapping[str, np.ndarra
 
 
 def _commit(tmp: Path, path: Path) -> None:
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
+    fsync_file(tmp)
     os.replace(tmp, path)
 
 

@@ -18,12 +18,13 @@ import json
 import math
 import netrc
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from hw0cli import runs, store
 from hw0cli.errors import Hw0Error, check
+from hw0cli.paths import default_out_dir
 
 BACKENDS = ("wandb", "tensorboard")
 PROJECT_ENV = "WANDB_PROJECT"
@@ -43,7 +44,7 @@ class TrackingConfig:
     """Where and how to log: backends (wandb, tensorboard), the output folder, the group."""
 
     backends: tuple[str, ...] = ()
-    out: Path = Path("artifacts")
+    out: Path = field(default_factory=default_out_dir)
     group: str | None = None  # one wandb group / one TensorBoard folder (a grid, `hw0 all`)
 
     def __bool__(self) -> bool:

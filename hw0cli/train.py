@@ -1,20 +1,19 @@
-"""Training Myrtle5 on CIFAR-10: a run's options and recipes, and its life cycle.
+"""Training Myrtle5 on CIFAR-10: a run's life cycle.
 
-The options (`TrainConfig`) and named recipes live here; the device-side work (the compiled
-training step, epochs, evaluation) is `hw0cli.trainer.Trainer`. A run's life cycle: resolve the
-execution choices (device, precision and compile mode, measured once per machine when `auto`:
-`hw0cli.probe`), resume from the run file if it exists, train epoch by epoch, and write a
-checkpoint (weights, optimizer state, history) after every epoch. A checkpoint is copied to the
-host at the epoch's end and written atomically by a background thread while the next epoch
-trains, so a kill at any moment leaves the previous complete file. The learning rate is a pure
-function of the step, so no scheduler state needs saving.
+The options (`TrainConfig`) and named recipes are declared in `hw0cli.train_options` (re-exported
+here); the device-side work (the compiled training step, epochs, evaluation) is
+`hw0cli.trainer.Trainer`. A run's life cycle: resolve the execution choices (device, precision
+and compile mode, measured once per machine when `auto`: `hw0cli.probe`), resume from the run
+file if it exists, train epoch by epoch, and write a checkpoint (weights, optimizer state,
+history) after every epoch. A checkpoint is copied to the host at the epoch's end and written
+atomically by a background thread while the next epoch trains, so a kill at any moment leaves
+the previous complete file. The learning rate is a pure function of the step, so no scheduler
+state needs saving.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -25,13 +24,24 @@ import numpy as np
 import torch
 
 from hw0cli import runs, store
-from hw0cli.data import CIFAR_TRAIN_SIZE, CifarData, cifar_identity, default_data_dir, load_cifar10
-from hw0cli.env import PRECISIONS, environment, resolve_device, setup_compile_cache
-from hw0cli.errors import Hw0Error, Hw0UsageError, check
-from hw0cli.models import MAX_WIDTH, readable_names
+from hw0cli.data import CifarData, cifar_identity, load_cifar10
+from hw0cli.env import environment, resolve_device, setup_compile_cache
+from hw0cli.errors import Hw0Error, Hw0UsageError
+from hw0cli.models import readable_names
+from hw0cli.options import flag
 from hw0cli.probe import Execution, choose_execution
+from hw0cli.train_options import (  # re-exported: scripts and tests import them from here
+    LATER_FIELDS,
+    SCIENCE_FIELDS,
+    TrainConfig,
+    config_json,
+    make_config,
+    recipe_settings,
+    run_id_for,
+    science_of,
+    validate,
+)
 from hw0cli.trainer import (  # re-exported: the trainer's pure pieces are part of this API
-    PAD_MODES,
     Trainer,
     augment_batch,
     epoch_draws,
@@ -45,189 +55,18 @@ from hw0cli.trainer import (  # re-exported: the trainer's pure pieces are part 
     worst_view_loss,
 )
 
-__all__ = ["TrainConfig", "Trainer", "augment_batch", "epoch_draws", "hflip", "lr_at",
-           "make_config", "noisy_labels", "parse_augment", "predict_logits", "run_train",
-           "subset_indices", "vflip", "worst_view_loss"]
-
-OPTIMIZERS = ("sgd", "adam")
-SCHEDULES = ("constant", "step", "cosine", "onecycle", "triangle")
-OBJECTIVES = ("standard", "worst-view")
-RECIPES = ("notebook", "fast", "page")
-COMPILE_MODES = ("auto", "default", "reduce-overhead", "max-autotune")
-
-# The fields that change what a run computes; they, and only they, determine the run id.
-SCIENCE_FIELDS = (
-    "width", "noise", "epochs", "batch_size", "lr", "momentum", "nesterov", "weight_decay",
-    "optimizer", "schedule", "augment", "label_smoothing", "objective", "tta", "train_samples",
-    "batchnorm", "seed", "until_train_error", "patience",
-    "warmup", "drop_last", "pad_mode", "cutout", "normalize", "bias", "logit_scale",
-    "tta_shift", "ema",
-)
-# Fields added after run ids were first handed out: they enter the id only when they differ
-# from their default, so every earlier run keeps its id.
-LATER_FIELDS = SCIENCE_FIELDS[SCIENCE_FIELDS.index("warmup"):]
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """One training run. Defaults are the course notebook's recipe."""
-
-    width: int = 64  # channels of the first conv; the net has c, 2c, 4c, 8c
-    noise: float = 0.0  # probability that a training label is replaced by a uniform draw
-    epochs: int = 20  # passes over the training set (the cap, with until_train_error)
-    batch_size: int = 128  # images per SGD step
-    lr: float = 0.1  # peak learning rate (per-step; no batch-size scaling applied)
-    momentum: float = 0.0  # SGD momentum (the notebook uses plain SGD)
-    nesterov: bool = False  # Nesterov momentum (needs momentum > 0)
-    weight_decay: float = 0.0  # L2 coefficient added to the gradient (torch convention)
-    optimizer: str = "sgd"  # sgd | adam
-    schedule: str = "constant"  # constant | step | cosine | onecycle | triangle, over all epochs
-    augment: str = "none"  # none, or any of hflip, vflip, crop joined by '+' or ','
-    label_smoothing: float = 0.0  # cross-entropy target smoothing (0 = plain CE)
-    objective: str = "standard"  # standard | worst-view (max of loss on batch and its vflip)
-    tta: bool = False  # also report test error averaged over the image and its mirror
-    train_samples: int = CIFAR_TRAIN_SIZE  # seeded random subset of the 50,000 train images
-    batchnorm: bool = True  # False drops every BatchNorm layer
-    seed: int = 0  # seeds init, subset, label noise, batch order and augmentation
-    until_train_error: float | None = None  # stop once full-train-set error <= this (0-1)
-    patience: int | None = None  # stop when train error has not improved for this many epochs
-    warmup: float = 0.25  # fraction of steps the onecycle/triangle lr rises over
-    drop_last: bool = False  # skip each epoch's partial last batch (Page, airbench) or not
-    pad_mode: str = "zeros"  # crop padding: zeros | reflect (Page)
-    cutout: int = 0  # side in pixels of a square zeroed per training image (Page: 8); 0 = off
-    normalize: bool = False  # standardize inputs per channel (CIFAR-10 mean/std)
-    bias: bool = True  # conv and linear biases (a bias before BatchNorm is dead weight)
-    logit_scale: float = 1.0  # multiply the logits by this (Page: 0.125)
-    tta_shift: int = 0  # TTA also over images moved by +-this many pixels (needs --tta)
-    ema: float = 0.0  # decay per step of an average of the weights that is evaluated; 0 = off
-    eval_every: int = 1  # test-set evaluation every N epochs (always after the last)
-    recipe: str = "notebook"  # the named defaults these settings came from (informative)
-    # -- execution: how, not what (not part of the run id) --
-    device: str = "auto"  # auto | cuda | cpu
-    precision: str = "auto"  # auto (measured fastest here) | bf16 | fp16 | fp32
-    compile: bool | None = None  # torch.compile; None = on where it works (CUDA, CPU + C++)
-    compile_mode: str = "auto"  # auto (measured) | default | reduce-overhead (CUDA graphs of
-    # the whole step) | max-autotune (longer compile, tuned kernels)
-    data_dir: Path = field(default_factory=default_data_dir)
-    out: Path = Path("artifacts")
-    run_id: str | None = None  # None: derived from the science fields
-    resume: bool = False  # require an existing unfinished run and continue it
-    force: bool = False  # retrain even when a finished run with this id exists
-
-    def science(self) -> dict[str, Any]:
-        return science_of({k: getattr(self, k) for k in SCIENCE_FIELDS})
-
-
-def science_of(stored: dict[str, Any]) -> dict[str, Any]:
-    """The science settings of a stored config, as `TrainConfig.science()` gives them (keys
-    that older files lack take their defaults), for matching runs to configs."""
-    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
-    full = {k: stored.get(k, defaults[k]) for k in SCIENCE_FIELDS}
-    return {k: v for k, v in full.items() if k not in LATER_FIELDS or v != defaults[k]}
-
-
-def recipe_settings(recipe: str) -> dict[str, Any]:
-    """The settings a named recipe stands for; explicit options override them.
-
-    notebook: the course's recipe (plain SGD, lr 0.1, batch 128, constant lr, no augmentation).
-    fast: same layer widths, a better procedure: the best accuracy found for <= 10 s of H100
-      training (see the README for what was measured).
-    page: David Page's training of this backbone (cifar10-fast, "How to train your ResNet"),
-      option by option; the control that measures what the data costs.
-    """
-    check(recipe in RECIPES, f"Unknown recipe '{recipe}'. Choose one of: {', '.join(RECIPES)}.")
-    if recipe == "notebook":
-        return {}
-    page = {
-        "batch_size": 512,  # Page's batch
-        "optimizer": "sgd",
-        "lr": 0.4,  # his peak 0.4 / 512 on a summed loss == 0.4 on the mean loss used here
-        "momentum": 0.9,  # Nesterov, as his `nesterov` optimizer
-        "nesterov": True,
-        "weight_decay": 5e-4,  # his 5e-4 x 512 on the summed loss, on every parameter
-        "schedule": "triangle",  # piecewise linear [0, 5, 24] epochs -> [0, 0.4, 0]
-        "warmup": 5 / 24,
-        "augment": "hflip+crop",  # FlipLR and Crop(32, 32) of the 4-pixel padded image
-        "pad_mode": "reflect",  # his pad() is np.pad(mode="reflect")
-        "cutout": 8,  # Cutout(8, 8), a square inside the image
-        "normalize": True,  # normalise() with the CIFAR-10 mean and std
-        "bias": False,  # conv_bn(..., bias=False); Linear(512, 10, bias=False)
-        "logit_scale": 0.125,  # Mul(weight=0.125) on the classifier output
-        "drop_last": True,  # Batches(..., drop_last=True) for training
-    }
-    if recipe == "page":
-        return page
-    return {
-        **page,
-        "cutout": 0,  # measured: c = 16, 10 epochs, 80.10% without; cutout regularizes a net
-        # that still underfits at this budget (train error 20%)
-        "label_smoothing": 0.2,  # airbench's value: calmer logits, better test error
-        "tta": True,  # flip TTA reported beside the plain accuracy
-    }
-
-
-def make_config(recipe: str = "notebook", **options: Any) -> TrainConfig:
-    """A TrainConfig from a recipe plus explicit options (None means 'use the default')."""
-    settings = recipe_settings(recipe)
-    settings.update({k: v for k, v in options.items() if v is not None})
-    return TrainConfig(recipe=recipe, **settings)
-
-
-def validate(cfg: TrainConfig) -> None:
-    """Raise Hw0UsageError with a fix-it message for any out-of-range setting."""
-    check(1 <= cfg.width <= MAX_WIDTH, f"--width must be between 1 and {MAX_WIDTH} (got "
-          f"{cfg.width}); the course uses 4 to 64.")
-    check(0.0 <= cfg.noise <= 1.0, f"--noise is a probability: it must be in [0, 1] (got "
-          f"{cfg.noise}).")
-    check(cfg.epochs >= 1, f"--epochs must be at least 1 (got {cfg.epochs}).")
-    check(1 <= cfg.train_samples <= CIFAR_TRAIN_SIZE, "--train-samples must be between 1 and "
-          f"{CIFAR_TRAIN_SIZE} (got {cfg.train_samples}).")
-    check(1 <= cfg.batch_size <= cfg.train_samples, "--batch-size must be between 1 and the "
-          f"number of training images ({cfg.train_samples}); got {cfg.batch_size}.")
-    check(cfg.lr > 0 and math.isfinite(cfg.lr), f"--lr must be positive (got {cfg.lr}).")
-    check(0.0 <= cfg.momentum < 1.0, f"--momentum must be in [0, 1) (got {cfg.momentum}).")
-    check(not cfg.nesterov or cfg.momentum > 0, "--nesterov needs --momentum > 0.")
-    check(cfg.weight_decay >= 0, f"--weight-decay must be >= 0 (got {cfg.weight_decay}).")
-    check(cfg.optimizer in OPTIMIZERS, f"Unknown optimizer '{cfg.optimizer}'. Choose one of: "
-          f"{', '.join(OPTIMIZERS)}.")
-    check(cfg.schedule in SCHEDULES, f"Unknown schedule '{cfg.schedule}'. Choose one of: "
-          f"{', '.join(SCHEDULES)}.")
-    parse_augment(cfg.augment)
-    check(0.0 <= cfg.label_smoothing < 1.0, "--label-smoothing must be in [0, 1).")
-    check(cfg.objective in OBJECTIVES, f"Unknown objective '{cfg.objective}'. Choose one of: "
-          f"{', '.join(OBJECTIVES)}.")
-    check(cfg.until_train_error is None or 0.0 <= cfg.until_train_error < 1.0,
-          "--until-train-error is a fraction in [0, 1) (e.g. 0.01 for 1%).")
-    check(cfg.precision in PRECISIONS, f"Unknown precision '{cfg.precision}'. Choose one of: "
-          f"{', '.join(PRECISIONS)}.")
-    check(cfg.compile_mode in COMPILE_MODES, f"Unknown compile mode '{cfg.compile_mode}'. "
-          f"Choose one of: {', '.join(COMPILE_MODES)}.")
-    check(cfg.patience is None or cfg.patience >= 1, "--patience must be at least 1 epoch.")
-    check(cfg.eval_every >= 1, f"--eval-every must be at least 1 (got {cfg.eval_every}).")
-    check(0.0 < cfg.warmup < 1.0, f"--warmup is a fraction of the steps in (0, 1) (got "
-          f"{cfg.warmup}).")
-    check(cfg.pad_mode in PAD_MODES, f"Unknown padding mode '{cfg.pad_mode}'. Choose one of: "
-          f"{', '.join(PAD_MODES)}.")
-    check(0 <= cfg.cutout <= 32, f"--cutout is a square's side in pixels, 0 (off) to 32 (got "
-          f"{cfg.cutout}).")
-    check(cfg.logit_scale > 0 and math.isfinite(cfg.logit_scale),
-          f"--logit-scale must be positive (got {cfg.logit_scale}).")
-    check(cfg.ema == 0.0 or 0.5 <= cfg.ema < 1.0, f"--ema is a decay per step in [0.5, 1), "
-          f"or 0 for off (got {cfg.ema}); 0.99 averages about the last 100 steps.")
-    check(0 <= cfg.tta_shift <= 8, f"--tta-shift must be 0 to 8 pixels (got {cfg.tta_shift}).")
-    check(cfg.tta_shift == 0 or cfg.tta, "--tta-shift adds views to the flip TTA: add --tta.")
-    check(cfg.run_id is None or runs.valid_run_id(cfg.run_id), "--run-id may use letters, "
-          "digits, '.', '_' and '-' only (it names a file).")
-
-
-def run_id_for(cfg: TrainConfig) -> str:
-    """Readable and stable: same science settings, same id."""
-    digest = hashlib.sha256(json.dumps(cfg.science(), sort_keys=True).encode()).hexdigest()[:8]
-    return f"c{cfg.width}-p{cfg.noise:g}-e{cfg.epochs}-s{cfg.seed}-{digest}"
-
+__all__ = ["LATER_FIELDS", "SCIENCE_FIELDS", "TrainConfig", "Trainer", "augment_batch",
+           "epoch_draws", "hflip", "lr_at", "make_config", "noisy_labels", "parse_augment",
+           "predict_logits", "recipe_settings", "run_id_for", "run_train", "science_of",
+           "subset_indices", "validate", "vflip", "worst_view_loss"]
 
 # ---------------------------------------------------------------------------------------------
 # the run
+
+
+def _opt(name: str) -> str:
+    """How messages name an option: its flag, from its declaration."""
+    return flag(TrainConfig, name)
 
 
 class TrainReporter(Protocol):
@@ -307,12 +146,6 @@ def _result_from_record(rec: store.H5Record, path: Path, status: str) -> TrainRe
     )
 
 
-def _config_json(cfg: TrainConfig) -> dict[str, Any]:
-    d = dataclasses.asdict(cfg)
-    d["data_dir"], d["out"] = str(cfg.data_dir), str(cfg.out)
-    return d
-
-
 def _diff(stored: dict[str, Any], cfg: TrainConfig) -> list[str]:
     defaults = {f.name: f.default for f in dataclasses.fields(cfg)}
     return [f"{k}: stored {stored.get(k, defaults[k])!r}, now {v!r}"
@@ -336,7 +169,7 @@ def run_train(cfg: TrainConfig, reporter: TrainReporter | None = None,
             if diff and not cfg.force:
                 raise Hw0UsageError(
                     f"Run '{run_id}' exists with a different configuration ({'; '.join(diff)}). "
-                    "Pick another --run-id, or pass --force to replace it.")
+                    f"Pick another {_opt('run_id')}, or pass {_opt('force')} to replace it.")
             status = rec.attrs.get("status")
             if cfg.force:
                 rec = None
@@ -344,7 +177,8 @@ def run_train(cfg: TrainConfig, reporter: TrainReporter | None = None,
                 return _result_from_record(rec, path, "skipped")
             elif status == "diverged":
                 raise Hw0Error(f"Run '{run_id}' diverged earlier ({rec.attrs.get('message')}). "
-                               "Lower --lr, or pass --force to train it again from scratch.")
+                               f"Lower {_opt('lr')}, or pass {_opt('force')} to train it again "
+                               "from scratch.")
             else:
                 start_epoch = int(rec.attrs.get("epochs_done", 0))
         elif cfg.resume:
@@ -367,7 +201,7 @@ class _Run:
         self.writer = store.BackgroundWriter()
         self.history: dict[str, list[float]] = {k: [] for k in HISTORY_KEYS}
         self.attrs: dict[str, Any] = {
-            "run_id": run_id, "kind": "train", "status": "running", "config": _config_json(cfg),
+            "run_id": run_id, "kind": "train", "status": "running", "config": config_json(cfg),
             "env": environment(device), "device": runs.device_name(device),
             "precision": execution.precision, "compile": execution.compile_mode is not None,
             "execution": {**execution.to_json(), "whole_step_graph": tr.fullgraph},
@@ -441,8 +275,8 @@ class _Run:
                 store.update_h5(self.path, attrs={"status": "interrupted"})
             raise Hw0Error(
                 f"Interrupted. Run '{self.run_id}' keeps its last completed epoch in "
-                f"{self.path}; run the same command again (or add --resume) to continue from "
-                "there.", exit_code=130) from None
+                f"{self.path}; run the same command again (or add {_opt('resume')}) to continue "
+                "from there.", exit_code=130) from None
         except BaseException:
             self.writer.wait()
             raise
@@ -493,5 +327,5 @@ class _Run:
         msg = (f"training diverged in epoch {epoch} (train loss {loss}); the checkpoint of "
                f"epoch {epoch - 1} is kept")
         store.update_h5(self.path, attrs={"status": "diverged", "message": msg})
-        raise Hw0Error(f"Run '{self.run_id}': {msg} in {self.path}. Lower --lr (now "
-                       f"{self.cfg.lr}) and train again with --force.")
+        raise Hw0Error(f"Run '{self.run_id}': {msg} in {self.path}. Lower {_opt('lr')} (now "
+                       f"{self.cfg.lr}) and train again with {_opt('force')}.")

@@ -11,7 +11,7 @@ from hw0cli import store
 from hw0cli.cli import app
 from hw0cli.errors import Hw0UsageError
 from hw0cli.train import TrainConfig, run_train, worst_view_loss
-from tests.conftest import tiny_config
+from tests.helpers import tiny_config
 
 runner = CliRunner()
 

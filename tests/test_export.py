@@ -15,7 +15,7 @@ from hw0cli.export import (
     run_export,
 )
 from hw0cli.train import run_train
-from tests.conftest import tiny_config
+from tests.helpers import tiny_config
 
 
 @pytest.fixture(scope="module")

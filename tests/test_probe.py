@@ -4,7 +4,7 @@ import torch
 
 from hw0cli import probe, store
 from hw0cli.train import make_config, run_train
-from tests.conftest import tiny_config
+from tests.helpers import tiny_config
 
 
 def stub_measure(speeds: dict[str, float], calls: list):

@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from hw0cli import runs, store
-from tests.conftest import tiny_config
+from tests.helpers import tiny_config
 
 runner = CliRunner()
 

@@ -18,7 +18,7 @@ from hw0cli.train import (
     run_train,
     validate,
 )
-from tests.conftest import InterruptAt, tiny_config
+from tests.helpers import InterruptAt, tiny_config
 
 tiny = tiny_config
 

@@ -29,7 +29,7 @@ from hw0cli.trainer import (
     to_input,
     whole_step_capturable,
 )
-from tests.conftest import tiny_config
+from tests.helpers import tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -98,7 +98,7 @@ def test_no_new_graph_after_the_first_epoch(cifar_root, tmp_path):
 
 @pytest.mark.slow
 def test_compiled_resume_equals_uninterrupted(cifar_root, tmp_path):
-    from tests.conftest import InterruptAt
+    from tests.helpers import InterruptAt
 
     kw = dict(batch_size=64, compile=True, compile_mode="default", momentum=0.9,
               augment="hflip+crop", cutout=4, pad_mode="reflect", ema=0.9)
@@ -127,11 +127,12 @@ def slow_fill(f, attrs, arrays):  # the epoch-1 checkpoint write stalls half-way
         time.sleep(120)
 store._fill = slow_fill
 from hw0cli.train import run_train
-from tests.conftest import tiny_config
+from tests.helpers import tiny_config
 run_train(tiny_config(Path(sys.argv[1]), Path(sys.argv[2]), epochs=3))
 """
 
 
+@pytest.mark.slow
 def test_sigkill_during_a_checkpoint_write_leaves_a_resumable_file(cifar_root, tmp_path):
     flag = tmp_path / "writing"
     child = subprocess.Popen([sys.executable, "-c", KILLED_CHILD, str(cifar_root),
@@ -220,6 +221,7 @@ def test_triangle_schedule_is_pages_piecewise_linear():
     assert lrs[25] == pytest.approx(0.2) and lrs[145] == pytest.approx(0.2)
 
 
+@pytest.mark.slow
 def test_page_model_exports_and_matches_torch(cifar_root, tmp_path):
     from hw0cli.export import ensure_onnx
 

@@ -20,14 +20,6 @@ def tiny_args(cifar_root, out):
             "--precision", "fp32", "--no-compile"]
 
 
-def test_help_lists_commands():
-    r = run("--help")
-    assert r.exit_code == 0
-    for cmd in ("train", "runs", "data"):
-        assert cmd in r.output
-    assert run("train", "--help").exit_code == 0
-
-
 @pytest.mark.parametrize(("args", "code", "msg"), [
     (["--width", "0"], 2, "--width"),
     (["--width", "100000"], 2, "--width"),
@@ -122,18 +114,10 @@ def test_train_json_runs_and_resume_errors(cifar_root, tmp_path):
 
 
 def test_truncated_batch_via_cli(tmp_path):
-    from tests.conftest import write_cifar
+    from tests.helpers import write_cifar
     root = write_cifar(tmp_path / "d")
     p = root / "cifar-10-batches-py" / "test_batch"
     p.write_bytes(p.read_bytes()[:1000])
     r = run("train", "--data-dir", root, "--out", tmp_path / "o", "--train-samples", "100",
             "--batch-size", "50")
     assert r.exit_code == 1 and "test_batch" in r.output and "Traceback" not in r.output
-
-
-def test_data_info_and_runs_empty(cifar_root, tmp_path):
-    r = run("data", "info", "--data-dir", cifar_root)  # MNIST missing: exit 1, says the fix
-    assert r.exit_code == 1 and "differs" in r.output and "missing" in r.output
-    assert "hw0 data download --which mnist" in r.output
-    r = run("runs", "--out", tmp_path)
-    assert r.exit_code == 0 and "No runs" in r.output

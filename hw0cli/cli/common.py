@@ -1,0 +1,159 @@
+"""What every command group shares: the consoles, the shared options, the error mapping, and
+small renderers. The error mapping is the one place a library error becomes a message and an
+exit code."""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from hw0cli.errors import Hw0Error
+from hw0cli.paths import DATA_DIR_ENV, OUT_ENV, default_data_dir, default_out_dir
+
+out_console = Console()
+err_console = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Click reads the environment variables itself (and the help names them); without them, the
+# library's defaults (hw0cli.paths) read the same variables.
+DataDir = Annotated[Path | None, typer.Option(
+    "--data-dir", help="Folder holding cifar-10-batches-py/ and MNIST/raw/",
+    envvar=DATA_DIR_ENV, show_envvar=True, show_default="./data")]
+OutDir = Annotated[Path | None, typer.Option(
+    "--out", help="Output folder for run files, ONNX models, plots and reports",
+    envvar=OUT_ENV, show_envvar=True, show_default="./artifacts")]
+Json = Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")]
+Log = Annotated[list[str] | None, typer.Option(
+    "--log", help="Also log to wandb or tensorboard (repeatable); wandb runs offline unless "
+    "you configured it. Needs pip install 'hw0\\[wandb]' or 'hw0\\[tensorboard]'",
+    show_default="none")]
+LogGroup = Annotated[str | None, typer.Option(
+    "--log-group", help="wandb group / TensorBoard subfolder for --log",
+    show_default="none")]
+
+
+def data_dir_or_default(data_dir: Path | None) -> Path:
+    return data_dir or default_data_dir()
+
+
+def out_or_default(out: Path | None) -> Path:
+    return out or default_out_dir()
+
+
+def handle_errors(fn: F) -> F:
+    """Library errors become one paragraph on stderr and their exit code (2: usage, 1:
+    runtime, 130: interrupted); never a traceback."""
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except Hw0Error as exc:
+            # escaped: messages name extras like hw0[wandb], which rich would read as markup
+            err_console.print(f"[bold red]Error:[/] {escape(str(exc))}", highlight=False,
+                              soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            err_console.print("[bold red]Interrupted.[/]")
+            raise typer.Exit(130) from None
+    return wrapper  # type: ignore[return-value]
+
+
+def compact_table(title: str, cols: list[str], rows: list[list[str]],
+                  left: tuple[str, ...] = (), fold: tuple[str, ...] = ()) -> Table:
+    """A borderless table whose cells never get cut: only the `fold` columns may wrap, every
+    other column is at least as wide as its header and its longest cell (markup excluded)."""
+    t = Table(title=title, box=None, padding=(0, 2, 0, 0), header_style="bold underline")
+    for i, c in enumerate(cols):
+        width = max([len(c)] + [Text.from_markup(row[i]).cell_len for row in rows])
+        t.add_column(c, justify="left" if c in left or c == "id" else "right",
+                     no_wrap=c not in fold, overflow="fold",
+                     min_width=None if c in fold else width)
+    for row in rows:
+        t.add_row(*row)
+    return t
+
+
+def simple_table(title: str, cols: tuple[str, ...], rows: list[list[str]],
+                 left: tuple[str, ...] = ()) -> Table:
+    t = Table(title=title)
+    for c in cols:
+        t.add_column(c, justify="left" if c in left else "right")
+    for row in rows:
+        t.add_row(*row)
+    return t
+
+
+def fmt(x: Any, pct: bool = False) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    if pct:
+        return f"{100 * x:.2f}%"
+    if isinstance(x, float):
+        return f"{x:.4g}"
+    return str(x)
+
+
+def print_json(obj: Any) -> None:
+    print(json.dumps(obj, default=str))
+
+
+def say(text: str, console: Console | None = None, wrap: bool = True) -> None:
+    """A paragraph of output (markup allowed, no colour guessing), wrapped to the terminal;
+    `wrap=False` for lines a log reader greps (ids, paths, numbers never split)."""
+    (console or out_console).print(text, highlight=False, soft_wrap=not wrap)
+
+
+def duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
+
+
+def mode_text(compile_mode: str | None) -> str:
+    return "eager" if compile_mode is None else f"compiled: {compile_mode}"
+
+
+class Hw0Typer(typer.Typer):
+    """A Typer app whose every command and callback goes through `handle_errors`, so that
+    library errors are mapped to messages in one place."""
+
+    def command(self, *args: Any, **kwargs: Any) -> Callable[[F], F]:
+        register = super().command(*args, **kwargs)
+
+        def decorate(fn: F) -> F:
+            register(handle_errors(fn))
+            return fn
+        return decorate
+
+    def callback(self, *args: Any, **kwargs: Any) -> Callable[[F], F]:
+        register = super().callback(*args, **kwargs)
+
+        def decorate(fn: F) -> F:
+            register(handle_errors(fn))
+            return fn
+        return decorate
+
+
+def choice(choices: Any, *decls: str, help: str, **kwargs: Any) -> Any:
+    """An option that lists and completes the values of a `Literal`; the library checks the
+    value (with its own message), as it does for library callers."""
+    import typing
+    values = typing.get_args(choices)
+
+    def complete(incomplete: str) -> list[str]:
+        return [c for c in values if c.startswith(incomplete)]
+    return typer.Option(*decls, help=f"{help}; one of: {', '.join(values)}",
+                        autocompletion=complete, **kwargs)
+
+
+def show(renderable: Any) -> None:
+    """A table or other rich renderable, on stdout."""
+    out_console.print(renderable)

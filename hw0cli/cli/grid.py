@@ -1,0 +1,178 @@
+"""`hw0 grid`: the width x label-noise grid (Problem 2): list, run, status, report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from hw0cli.cli.common import (
+    Hw0Typer,
+    Json,
+    compact_table,
+    data_dir_or_default,
+    fmt,
+    out_or_default,
+    print_json,
+    say,
+    show,
+    simple_table,
+)
+from hw0cli.cli.declared import given_options
+from hw0cli.errors import Hw0Error, Hw0UsageError
+
+grid_app = Hw0Typer(help="The width x label-noise grid (Problem 2): list, run, status, "
+                    "report. Each takes --widths, --noise, --seeds and any `hw0 train` "
+                    "option, so one option string describes one grid everywhere.",
+                    no_args_is_help=True)
+
+GRID_CONTEXT = {"allow_extra_args": True, "ignore_unknown_options": True}
+Widths = Annotated[str, typer.Option("--widths", help="Comma-separated widths c")]
+Noises = Annotated[str, typer.Option("--noise", help="Comma-separated noise levels p")]
+Seeds = Annotated[str, typer.Option("--seeds", help="Comma-separated seeds")]
+SINGLE_RUN = ("quiet", "as_json")  # display options of one `hw0 train`, not of a grid
+
+
+def _train_context(ctx: typer.Context) -> Any:
+    """The grid's extra arguments, parsed by `hw0 train`'s own parser."""
+    train_cmd = ctx.find_root().command.get_command(ctx, "train")
+    try:
+        return train_cmd.make_context("hw0 grid", list(ctx.args))
+    except Exception as exc:  # click's usage errors (typer vendors click privately)
+        msg = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        raise Hw0UsageError(f"{msg} (grid commands take --widths, --noise, --seeds and the "
+                            "options of `hw0 train`)") from None
+
+
+def _grid_config(ctx: typer.Context, widths: str, noise: str, seeds: str) -> Any:
+    """Grid axes from our options; every other option as `hw0 train` declares it."""
+    from hw0cli.grid import GridConfig, check_train_options, parse_list
+    from hw0cli.tracking import parse_backends, require
+    from hw0cli.train_options import TrainConfig
+    sub = _train_context(ctx)
+    source = sub.get_parameter_source
+    for k in SINGLE_RUN:
+        if getattr(source(k), "name", "") == "COMMANDLINE":
+            raise Hw0UsageError(f"--{k.removeprefix('as_')} is not a grid option.")
+    given = given_options(TrainConfig, sub.params, source)
+    check_train_options(given)
+    recipe = given.pop("recipe", "notebook")
+    data_dir, out = given.pop("data_dir", None), given.pop("out", None)
+    log = parse_backends(sub.params.get("log"))
+    require(log)
+    return GridConfig(widths=parse_list(widths, int, "--widths"),
+                      noises=parse_list(noise, float, "--noise"),
+                      seeds=parse_list(seeds, int, "--seeds"), recipe=recipe,
+                      train_options=tuple(sorted(given.items())),
+                      data_dir=data_dir_or_default(data_dir), out=out_or_default(out),
+                      log=log, log_group=sub.params.get("log_group"))
+
+
+@grid_app.command("list", context_settings=GRID_CONTEXT)
+def grid_list(ctx: typer.Context, widths: Widths = "4,64", noise: Noises = "0,0.5,1",
+              seeds: Seeds = "0", as_json: Json = False) -> None:
+    """Print one complete `hw0 train ...` command per cell (for xargs, loops, job arrays)."""
+    from hw0cli.grid import cells, grid_commands
+    from hw0cli.train_options import run_id_for
+    cfg = _grid_config(ctx, widths, noise, seeds)
+    cmds = grid_commands(cfg)
+    if as_json:
+        print_json([{"index": i, "run_id": run_id_for(c), "command": cmd,
+                     "width": c.width, "noise": c.noise, "seed": c.seed}
+                    for i, (c, cmd) in enumerate(zip(cells(cfg), cmds, strict=True))])
+        return
+    for cmd in cmds:
+        print(cmd)
+
+
+@grid_app.command("run", context_settings=GRID_CONTEXT)
+def grid_run(ctx: typer.Context, widths: Widths = "4,64", noise: Noises = "0,0.5,1",
+             seeds: Seeds = "0",
+             index: Annotated[int | None, typer.Option(
+                 help="Run only this cell (0-based)", show_default="every cell")] = None,
+             jobs: Annotated[int, typer.Option(help="Parallel processes (capped at one per "
+                                               "visible GPU on a GPU machine)")] = 1) -> None:
+    """Run one cell (--index) or every unfinished cell (--jobs in parallel)."""
+    from hw0cli.grid import cell_at, run_cells
+    cfg = _grid_config(ctx, widths, noise, seeds)
+    if index is not None:
+        _run_one(cfg, index, cell_at(cfg, index))
+        return
+    from hw0cli.cli.display import GridProgress
+    from hw0cli.grid import cells
+    n = len(cells(cfg))
+    say(f"{n} cells, {jobs} at a time; finished cells are skipped; logs in "
+        f"{Path(cfg.out) / 'grid_logs'}", wrap=False)
+    with GridProgress(n) as progress:
+        results = run_cells(cfg, jobs, on_done=progress.done, on_start=progress.start)
+    failed = [r for r in results if r.returncode != 0]
+    if failed:
+        raise Hw0Error(f"{len(failed)} of {len(results)} cells failed: "
+                       f"{', '.join(str(r.index) for r in failed)}. See their logs; "
+                       "`hw0 grid status` shows each cell.")
+
+
+def _run_one(cfg: Any, index: int, cell: Any) -> None:
+    from hw0cli.cli.common import out_console
+    from hw0cli.cli.display import run_with_display
+    from hw0cli.tracking import TrackingConfig
+    res = run_with_display(cell, out_console, TrackingConfig(cfg.log, cfg.out, cfg.group()))
+    verb = "already finished" if res.status == "skipped" else "finished"
+    say(f"cell {index} ({res.run_id}) {verb}: train error {100 * res.train_err:.2f}%, test "
+        f"error {100 * res.test_err:.2f}%", wrap=False)
+
+
+STATE_COLORS = {"done": "green", "running": "cyan", "incomplete": "yellow", "missing": "dim",
+                "failed": "red", "corrupt": "red", "mismatch": "red"}
+
+
+@grid_app.command("status", context_settings=GRID_CONTEXT)
+def grid_status_cmd(ctx: typer.Context, widths: Widths = "4,64", noise: Noises = "0,0.5,1",
+                    seeds: Seeds = "0", as_json: Json = False) -> None:
+    """Each cell: done / running / incomplete / failed / missing, with its final errors."""
+    from hw0cli.grid import grid_status
+    states = grid_status(_grid_config(ctx, widths, noise, seeds))
+    if as_json:
+        print_json([s.to_json() for s in states])
+        return
+    rows = [[str(s.index), str(s.config.width), f"{s.config.noise:g}", str(s.config.seed),
+             f"[{STATE_COLORS[s.state]}]{s.state}[/]", str(s.epochs_done),
+             fmt(s.train_err, True), fmt(s.test_err, True), f"{s.seconds:.0f} s", s.note]
+            for s in states]
+    show(compact_table(
+        "Grid status (c: width, p: label noise)",
+        ["#", "c", "p", "seed", "state", "epochs", "train err", "test err", "time", "note"],
+        rows, left=("state", "note"), fold=("note",)))
+    counts = {k: sum(s.state == k for s in states) for k in STATE_COLORS}
+    say(", ".join(f"{v} {k}" for k, v in counts.items() if v))
+
+
+@grid_app.command("report", context_settings=GRID_CONTEXT)
+def grid_report_cmd(ctx: typer.Context, widths: Widths = "4,64", noise: Noises = "0,0.5,1",
+                    seeds: Seeds = "0", as_json: Json = False) -> None:
+    """Table of final train/test error per (width, p) and the plots, from the run files."""
+    from hw0cli.grid import grid_report
+    cfg = _grid_config(ctx, widths, noise, seeds)
+    rep = grid_report(cfg, plot_dir=Path(cfg.out) / "plots")
+    if as_json:
+        print_json({"rows": [r.__dict__ for r in rep.rows], "plots": [str(p) for p in
+                                                                       rep.plots]})
+        return
+    show(simple_table("Random labels: final errors (mean +- std over seeds)",
+                      ("width", "p", "seeds", "train err", "test err", "epochs", "time (s)"),
+                      [_report_row(r) for r in rep.rows]))
+    for p in rep.plots:
+        say(f"plot: {p}")
+
+
+def _report_row(r: Any) -> list[str]:
+    if not r.seeds:
+        return [str(r.width), f"{r.noise:g}", "0", "-", "-", "-", f"({r.missing} missing)"]
+    spread = len(r.seeds) > 1
+
+    def err(key: str) -> str:
+        mean, sd = r.stat(key)
+        return f"{100 * mean:.2f}%" + (f" +- {100 * sd:.2f}" if spread else "")
+    return [str(r.width), f"{r.noise:g}", str(len(r.seeds)), err("train_err"),
+            err("test_err"), f"{r.stat('epochs')[0]:.0f}", f"{r.stat('seconds')[0]:.0f}"]

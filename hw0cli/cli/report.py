@@ -1,0 +1,104 @@
+"""`hw0 report` and `hw0 all`: the hand-in, and every experiment in order then the hand-in."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from hw0cli.choices import Device, Preset
+from hw0cli.cli.common import (
+    DataDir,
+    Log,
+    OutDir,
+    choice,
+    data_dir_or_default,
+    duration,
+    out_console,
+    out_or_default,
+    say,
+)
+from hw0cli.errors import Hw0Error
+
+
+def report(
+    out: OutDir = None,
+    report_dir: Annotated[Path | None, typer.Option(
+        "--report-dir", help="Where to write", show_default="<out>/report")] = None,
+    formats: Annotated[str, typer.Option("--format", help="pdf, md or both")] = "pdf,md",
+) -> None:
+    """Write the hand-in: report.pdf and report.md (with PNGs) from everything in --out."""
+    from hw0cli.report import ReportConfig, run_report
+    res = run_report(ReportConfig(out=out_or_default(out), report_dir=report_dir,
+                                  formats=tuple(f.strip() for f in formats.split(","))))
+    _print_report(res)
+
+
+def _print_report(res: Any) -> None:
+    for title, present in res.sections.items():
+        mark = "[green]results[/]" if present else "[yellow]missing (says which command)[/]"
+        say(f"  {title}: {mark}")
+    if res.pdf:
+        say(f"PDF: {res.pdf} ({res.pages} pages)")
+    if res.md:
+        say(f"Markdown: {res.md} ({len(res.figures)} figures)")
+
+
+def all_cmd(
+    preset: Annotated[str, choice(Preset, help="quick: laptop CPU, reduced (see README); "
+                                  "full: the assignment's settings, for a GPU")] = "quick",
+    device: Annotated[str, choice(Device, help="Where to train and evaluate")] = "auto",
+    log: Log = None,
+    data_dir: DataDir = None,
+    out: OutDir = None,
+) -> None:
+    """Run every experiment of the homework in order (resumably), then write the report."""
+    from hw0cli.cli.display import RichReporter
+    from hw0cli.pipeline import AllConfig, StepClock, run_all
+    from hw0cli.tracking import parse_backends, require
+    backends = parse_backends(log)
+    require(backends)
+    cfg = AllConfig(preset=preset, data_dir=data_dir_or_default(data_dir),
+                    out=out_or_default(out), device=device, log=backends)
+    _print_preset(cfg)
+    clock = StepClock()
+
+    def step(i: int, n: int, title: str) -> None:
+        eta = clock.eta(i, n)
+        out_console.rule(f"[{i + 1}/{n}] {title}")
+        out_console.print(f"{i} done, 1 running, {n - i - 1} left; "
+                          f"{duration(clock.elapsed())} so far"
+                          + (f", ETA ~{duration(eta)}" if eta is not None else ""),
+                          highlight=False, soft_wrap=True, style="dim")
+
+    def result(r: Any) -> None:
+        clock.record(r)
+        color = {"done": "green", "skipped": "cyan", "failed": "red"}[r.status]
+        say(f"[{color}]{r.status}[/] in {r.seconds:.0f} s: {r.detail}")
+
+    res = run_all(cfg, on_step=step, on_result=result,
+                  reporter_factory=lambda: RichReporter(out_console))
+    _print_all_result(res)
+
+
+def _print_preset(cfg: Any) -> None:
+    from hw0cli.pipeline import PRESETS
+    if cfg.preset not in PRESETS:
+        return  # run_all says which presets exist
+    settings = {k: v for k, v in PRESETS[cfg.preset].items() if k != "description"}
+    say(f"[bold]hw0 all --preset {cfg.preset}[/]: {PRESETS[cfg.preset]['description']}; "
+        f"results in {cfg.out}")
+    say("settings: " + json.dumps(settings, default=list))
+
+
+def _print_all_result(res: Any) -> None:
+    out_console.rule("report")
+    _print_report(res.report)
+    say(f"total {res.seconds:.0f} s; {res.count('done')} steps run, {res.count('skipped')} "
+        f"already done, {len(res.failed)} failed")
+    if res.failed:
+        raise Hw0Error(f"{len(res.failed)} step(s) failed: " + "; ".join(
+            f"{s.title}: {s.detail}" for s in res.failed) + " Fix the cause and run `hw0 all` "
+            "again: finished steps are skipped.")

@@ -1,0 +1,249 @@
+"""A training run's options, declared once, and the named recipes that stand for sets of them.
+
+`TrainConfig`'s fields are the `hw0 train` options: each field's type, default, bounds and help
+are its whole declaration (see `hw0cli.options`), and the command line, the grid's command
+lines, the checks and the run id are derived from it. Torch-free, so `hw0 --help` stays fast;
+the run itself is `hw0cli.train.run_train`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+from annotated_types import Ge, Gt, Interval
+
+from hw0cli.choices import (
+    CIFAR_TRAIN_SIZE,
+    RECIPES,
+    CompileMode,
+    Device,
+    Objective,
+    Optimizer,
+    PadMode,
+    Precision,
+    Recipe,
+    Schedule,
+)
+from hw0cli.errors import check
+from hw0cli.options import Opt, check_declared, declarations, flag, id_fields
+from hw0cli.paths import DATA_DIR_ENV, OUT_ENV, default_data_dir, default_out_dir
+
+MAX_WIDTH = 1024  # c = 1024 is ~400M parameters: beyond any homework GPU's sensible range
+
+MODEL, OPTIM, DATA, EVAL, EXEC, RUN = ("Model", "Optimization", "Data and augmentation",
+                                       "Evaluation and stopping", "Execution (not in the run id)",
+                                       "Run and files")
+ALWAYS, IF_CHANGED = "always", "if-changed"  # run-id roles: see `Opt.run_id`
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run. Defaults are the course notebook's recipe."""
+
+    width: Annotated[int, Interval(ge=1, le=MAX_WIDTH), Opt(
+        "Myrtle5 width c: the convolutions have c, 2c, 4c, 8c channels; the course uses 4 to 64",
+        run_id=ALWAYS, panel=MODEL)] = 64
+    noise: Annotated[float, Interval(ge=0, le=1), Opt(
+        "Label-noise probability p: a training label is replaced by a uniform draw",
+        run_id=ALWAYS, panel=DATA)] = 0.0
+    epochs: Annotated[int, Ge(1), Opt(
+        "Passes over the training set (the cap, with --until-train-error)", run_id=ALWAYS,
+        panel=OPTIM)] = 20
+    batch_size: Annotated[int, Ge(1), Opt("Images per SGD step", run_id=ALWAYS,
+                                          panel=OPTIM)] = 128
+    lr: Annotated[float, Gt(0), Opt("(Peak) learning rate, per step; no batch-size scaling",
+                                    run_id=ALWAYS, panel=OPTIM)] = 0.1
+    momentum: Annotated[float, Interval(ge=0, lt=1), Opt(
+        "SGD momentum (the notebook uses plain SGD)", run_id=ALWAYS, panel=OPTIM)] = 0.0
+    nesterov: Annotated[bool, Opt("Nesterov momentum (needs --momentum > 0)", run_id=ALWAYS,
+                                  panel=OPTIM)] = False
+    weight_decay: Annotated[float, Ge(0), Opt(
+        "L2 coefficient added to the gradient (torch convention)", run_id=ALWAYS,
+        panel=OPTIM)] = 0.0
+    optimizer: Annotated[Optimizer, Opt("Optimizer", run_id=ALWAYS, panel=OPTIM)] = "sgd"
+    schedule: Annotated[Schedule, Opt("Learning-rate schedule over all epochs", run_id=ALWAYS,
+                                      panel=OPTIM)] = "constant"
+    augment: Annotated[str, Opt(
+        "Training augmentation: none, or any of hflip, vflip, crop joined by '+'",
+        run_id=ALWAYS, panel=DATA)] = "none"
+    label_smoothing: Annotated[float, Interval(ge=0, lt=1), Opt(
+        "Cross-entropy target smoothing (0: plain cross-entropy)", run_id=ALWAYS,
+        panel=OPTIM)] = 0.0
+    objective: Annotated[Objective, Opt(
+        "worst-view: minimize the larger loss of a batch and its vertical flip",
+        run_id=ALWAYS, panel=OPTIM)] = "standard"
+    tta: Annotated[bool, Opt(
+        "Also report test error averaged over the image and its mirror (flip TTA)",
+        run_id=ALWAYS, panel=EVAL)] = False
+    train_samples: Annotated[int, Interval(ge=1, le=CIFAR_TRAIN_SIZE), Opt(
+        "Train on a seeded random subset of this many of the 50,000 images", run_id=ALWAYS,
+        panel=DATA)] = CIFAR_TRAIN_SIZE
+    batchnorm: Annotated[bool, Opt("Remove every BatchNorm layer", flag="--no-batchnorm",
+                                   run_id=ALWAYS, panel=MODEL)] = True
+    seed: Annotated[int, Opt(
+        "Seeds the initialization, subset, label noise, batch order and augmentation",
+        run_id=ALWAYS, panel=DATA)] = 0
+    until_train_error: Annotated[float | None, Interval(ge=0, lt=1), Opt(
+        "Stop once the full-train-set error is <= this fraction (e.g. 0.01)",
+        default_text="off", run_id=ALWAYS, panel=EVAL)] = None
+    patience: Annotated[int | None, Ge(1), Opt(
+        "Stop when the train error has not improved for this many epochs",
+        default_text="off", run_id=ALWAYS, panel=EVAL)] = None
+    warmup: Annotated[float, Interval(gt=0, lt=1), Opt(
+        "Fraction of the steps the onecycle/triangle learning rate rises over",
+        run_id=IF_CHANGED, panel=OPTIM)] = 0.25
+    drop_last: Annotated[bool, Opt(
+        "Skip each epoch's partial last batch (Page, airbench)", run_id=IF_CHANGED,
+        panel=OPTIM)] = False
+    pad_mode: Annotated[PadMode, Opt("Padding of the crop augmentation (Page: reflect)",
+                                     noun="padding mode", run_id=IF_CHANGED,
+                                     panel=DATA)] = "zeros"
+    cutout: Annotated[int, Interval(ge=0, le=32), Opt(
+        "Side of a square zeroed in each training image (Page: 8); 0 = off", unit="pixels",
+        run_id=IF_CHANGED, panel=DATA)] = 0
+    normalize: Annotated[bool, Opt("Standardize inputs per channel (CIFAR-10 mean and std)",
+                                   run_id=IF_CHANGED, panel=DATA)] = False
+    bias: Annotated[bool, Opt(
+        "Conv and linear biases (a bias before BatchNorm is dead weight)", run_id=IF_CHANGED,
+        panel=MODEL)] = True
+    logit_scale: Annotated[float, Gt(0), Opt("Multiply the logits by this (Page: 0.125)",
+                                             run_id=IF_CHANGED, panel=MODEL)] = 1.0
+    tta_shift: Annotated[int, Interval(ge=0, le=8), Opt(
+        "With --tta, also average over images moved by +-this many pixels", unit="pixels",
+        run_id=IF_CHANGED, panel=EVAL)] = 0
+    ema: Annotated[float, Interval(ge=0, lt=1), Opt(
+        "Evaluate an average of the weights with this decay per step (0.99: about the last "
+        "100 steps), 0 = off, else at least 0.5", run_id=IF_CHANGED, panel=EVAL)] = 0.0
+    eval_every: Annotated[int, Ge(1), Opt(
+        "Evaluate the test set every N epochs (and after the last)", panel=EVAL)] = 1
+    recipe: Annotated[Recipe, Opt(
+        "Named defaults (see README): notebook is the course's recipe; explicit options "
+        "override it", panel=MODEL)] = "notebook"
+    # -- execution: how, not what (not part of the run id) --
+    device: Annotated[Device, Opt("Where to train", panel=EXEC)] = "auto"
+    precision: Annotated[Precision, Opt(
+        "Arithmetic; auto: the fastest measured on this machine", panel=EXEC)] = "auto"
+    compile: Annotated[bool | None, Opt(
+        "torch.compile the training step", default_text="on for CUDA, and for the CPU when a "
+        "C++ compiler is installed", panel=EXEC)] = None
+    compile_mode: Annotated[CompileMode, Opt(
+        "auto: the fastest measured here; reduce-overhead: the whole step as CUDA graphs; "
+        "max-autotune: longer compile, tuned kernels", panel=EXEC)] = "auto"
+    data_dir: Annotated[Path, Opt("Folder holding cifar-10-batches-py/", envvar=DATA_DIR_ENV,
+                                  default_text="./data", panel=RUN)] = field(
+        default_factory=default_data_dir)
+    out: Annotated[Path, Opt("Output folder for run files, models, plots and reports",
+                             envvar=OUT_ENV, default_text="./artifacts", panel=RUN)] = field(
+        default_factory=default_out_dir)
+    run_id: Annotated[str | None, Opt("Name of the run", default_text="derived from the "
+                                      "settings", panel=RUN)] = None
+    resume: Annotated[bool, Opt("Require an existing unfinished run and continue it (also "
+                                "automatic for the same settings)", panel=RUN)] = False
+    force: Annotated[bool, Opt("Retrain even when a finished run with this id exists",
+                               panel=RUN)] = False
+
+    def science(self) -> dict[str, Any]:
+        return science_of({k: getattr(self, k) for k in SCIENCE_FIELDS})
+
+
+# The fields that change what a run computes; they, and only they, determine the run id.
+# Fields added after run ids were first handed out ("if-changed") enter the id only when they
+# differ from their default, so every earlier run keeps its id.
+LATER_FIELDS = id_fields(TrainConfig, IF_CHANGED)
+SCIENCE_FIELDS = (*id_fields(TrainConfig, ALWAYS), *LATER_FIELDS)
+
+
+def science_of(stored: dict[str, Any]) -> dict[str, Any]:
+    """The science settings of a stored config, as `TrainConfig.science()` gives them (keys
+    that older files lack take their defaults), for matching runs to configs."""
+    defaults = {d.name: d.default for d in declarations(TrainConfig)}
+    full = {k: stored.get(k, defaults[k]) for k in SCIENCE_FIELDS}
+    return {k: v for k, v in full.items() if k not in LATER_FIELDS or v != defaults[k]}
+
+
+def recipe_settings(recipe: str) -> dict[str, Any]:
+    """The settings a named recipe stands for; explicit options override them.
+
+    notebook: the course's recipe (plain SGD, lr 0.1, batch 128, constant lr, no augmentation).
+    fast: same layer widths, a better procedure: the best accuracy found for <= 10 s of H100
+      training (see the README for what was measured).
+    page: David Page's training of this backbone (cifar10-fast, "How to train your ResNet"),
+      option by option; the control that measures what the data costs.
+    """
+    check(recipe in RECIPES, f"Unknown recipe '{recipe}'. Choose one of: {', '.join(RECIPES)}.")
+    if recipe == "notebook":
+        return {}
+    page = {
+        "batch_size": 512,  # Page's batch
+        "optimizer": "sgd",
+        "lr": 0.4,  # his peak 0.4 / 512 on a summed loss == 0.4 on the mean loss used here
+        "momentum": 0.9,  # Nesterov, as his `nesterov` optimizer
+        "nesterov": True,
+        "weight_decay": 5e-4,  # his 5e-4 x 512 on the summed loss, on every parameter
+        "schedule": "triangle",  # piecewise linear [0, 5, 24] epochs -> [0, 0.4, 0]
+        "warmup": 5 / 24,
+        "augment": "hflip+crop",  # FlipLR and Crop(32, 32) of the 4-pixel padded image
+        "pad_mode": "reflect",  # his pad() is np.pad(mode="reflect")
+        "cutout": 8,  # Cutout(8, 8), a square inside the image
+        "normalize": True,  # normalise() with the CIFAR-10 mean and std
+        "bias": False,  # conv_bn(..., bias=False); Linear(512, 10, bias=False)
+        "logit_scale": 0.125,  # Mul(weight=0.125) on the classifier output
+        "drop_last": True,  # Batches(..., drop_last=True) for training
+    }
+    if recipe == "page":
+        return page
+    return {
+        **page,
+        "cutout": 0,  # measured: c = 16, 10 epochs, 80.10% without; cutout regularizes a net
+        # that still underfits at this budget (train error 20%)
+        "label_smoothing": 0.2,  # airbench's value: calmer logits, better test error
+        "tta": True,  # flip TTA reported beside the plain accuracy
+    }
+
+
+def make_config(recipe: str = "notebook", **options: Any) -> TrainConfig:
+    """A TrainConfig from a recipe plus explicit options (None means 'use the default')."""
+    settings = recipe_settings(recipe)
+    settings.update({k: v for k, v in options.items() if v is not None})
+    return TrainConfig(recipe=recipe, **settings)
+
+
+def validate(cfg: TrainConfig) -> None:
+    """Raise Hw0UsageError with a fix-it message for any out-of-range setting: the declared
+    choices and bounds first, then the rules that tie options together."""
+    from hw0cli import runs
+    from hw0cli.augment import parse_augment
+    check_declared(cfg)
+
+    def opt(name: str) -> str:
+        return flag(TrainConfig, name)
+
+    check(cfg.batch_size <= cfg.train_samples, f"{opt('batch_size')} must be between 1 and "
+          f"the number of training images ({cfg.train_samples}); got {cfg.batch_size}.")
+    check(not cfg.nesterov or cfg.momentum > 0, f"{opt('nesterov')} needs "
+          f"{opt('momentum')} > 0.")
+    parse_augment(cfg.augment)
+    check(cfg.ema == 0.0 or cfg.ema >= 0.5, f"{opt('ema')} is a decay per step in [0.5, 1), "
+          f"or 0 for off (got {cfg.ema}); 0.99 averages about the last 100 steps.")
+    check(cfg.tta_shift == 0 or cfg.tta, f"{opt('tta_shift')} adds views to the flip TTA: add "
+          f"{opt('tta')}.")
+    check(cfg.run_id is None or runs.valid_run_id(cfg.run_id), f"{opt('run_id')} may use "
+          "letters, digits, '.', '_' and '-' only (it names a file).")
+
+
+def run_id_for(cfg: TrainConfig) -> str:
+    """Readable and stable: same science settings, same id."""
+    digest = hashlib.sha256(json.dumps(cfg.science(), sort_keys=True).encode()).hexdigest()[:8]
+    return f"c{cfg.width}-p{cfg.noise:g}-e{cfg.epochs}-s{cfg.seed}-{digest}"
+
+
+def config_json(cfg: TrainConfig) -> dict[str, Any]:
+    """The config as the run file stores it: every declared field, paths as strings."""
+    d = dataclasses.asdict(cfg)
+    d["data_dir"], d["out"] = str(cfg.data_dir), str(cfg.out)
+    return d

@@ -1,0 +1,121 @@
+"""Shared test helpers: synthetic data in the real on-disk formats (read by the real loaders),
+tiny training configs, a display that presses Ctrl-C. Fixtures live in conftest.py."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import pickle
+import struct
+from pathlib import Path
+
+import numpy as np
+
+from hw0cli.data import CIFAR_CLASSES
+
+
+def synthetic_cifar(n_per_batch: int, n_test: int, seed: int = 0) -> dict[str, tuple]:
+    """A learnable 10-class task: class k brightens channel k % 3 in quadrant k // 3."""
+    rng = np.random.default_rng(seed)
+
+    def make(n: int) -> tuple[np.ndarray, list[int]]:
+        y = rng.integers(0, 10, n)
+        x = rng.integers(0, 90, (n, 3, 32, 32))
+        for i, k in enumerate(y):
+            r, c = divmod(int(k) // 3, 2)
+            x[i, int(k) % 3, 16 * r:16 * r + 16, 16 * c:16 * c + 16] += 140
+        return x.astype(np.uint8).reshape(n, 3072), [int(v) for v in y]
+
+    batches = {f"data_batch_{i}": make(n_per_batch) for i in range(1, 6)}
+    batches["test_batch"] = make(n_test)
+    return batches
+
+
+class _Py2StylePickler(pickle._Pickler):
+    """Protocol 2 with bytes as Python 2 `str` opcodes, as the official CIFAR files have."""
+
+    dispatch = pickle._Pickler.dispatch.copy()
+
+    def _save_bytes_py2(self, obj: bytes) -> None:
+        n = len(obj)
+        op = (pickle.SHORT_BINSTRING + bytes([n]) if n < 256
+              else pickle.BINSTRING + struct.pack("<i", n))
+        self.write(op + obj)
+        self.memoize(obj)
+
+    dispatch[bytes] = _save_bytes_py2
+
+
+def py2_pickle(obj: object) -> bytes:
+    buf = io.BytesIO()
+    _Py2StylePickler(buf, protocol=2).dump(obj)
+    return buf.getvalue()
+
+
+def write_cifar(root: Path, n_per_batch: int = 100, n_test: int = 200, seed: int = 0) -> Path:
+    """Write `root/cifar-10-batches-py` as the official python-pickle release lays it out."""
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, (x, y) in synthetic_cifar(n_per_batch, n_test, seed).items():
+        batch = {b"batch_label": name.encode(), b"labels": y, b"data": x,
+                 b"filenames": [f"{i}.png".encode() for i in range(len(y))]}
+        (folder / name).write_bytes(py2_pickle(batch))
+    meta = {b"label_names": [c.encode() for c in CIFAR_CLASSES], b"num_cases_per_batch": 10000,
+            b"num_vis": 3072}
+    (folder / "batches.meta").write_bytes(py2_pickle(meta))
+    return root
+
+
+def idx_bytes(arr: np.ndarray) -> bytes:
+    """Encode a uint8 array in the IDX format (magic 0x08 = unsigned byte)."""
+    header = bytes([0, 0, 0x08, arr.ndim]) + struct.pack(f">{arr.ndim}I", *arr.shape)
+    return header + arr.astype(np.uint8).tobytes()
+
+
+def write_mnist(root: Path, n_train: int = 600, n_test: int = 200, gz: bool = True,
+                seed: int = 0) -> Path:
+    """Write MNIST-like IDX files under `root/MNIST/raw` (digit k: a bar at row 2k)."""
+    rng = np.random.default_rng(seed)
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for split, n in (("train", n_train), ("t10k", n_test)):
+        y = rng.integers(0, 10, n).astype(np.uint8)
+        x = rng.integers(0, 60, (n, 28, 28)).astype(np.uint8)
+        for i, k in enumerate(y):
+            x[i, 2 * k + 4: 2 * k + 6, 4:24] = 255
+        for kind, arr in (("images-idx3", x), ("labels-idx1", y)):
+            data = idx_bytes(arr)
+            name = f"{split}-{kind}-ubyte"
+            if gz:
+                (raw / (name + ".gz")).write_bytes(gzip.compress(data))
+            else:
+                (raw / name).write_bytes(data)
+    return root
+
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def tiny_config(cifar_root: Path, out: Path, **overrides):
+    """A seconds-long CPU training config on the synthetic CIFAR set (width 4, fp32, eager)."""
+    from hw0cli.train import TrainConfig
+    base = dict(width=4, epochs=3, batch_size=50, train_samples=500, data_dir=cifar_root,
+                out=out, device="cpu", precision="fp32", lr=0.05, compile=False)
+    return TrainConfig(**{**base, **overrides})
+
+
+class InterruptAt:
+    """A training display that presses Ctrl-C once epoch `epoch` is done (and checkpointed)."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_start(self, info: dict) -> None:
+        pass
+
+    def on_step(self, *args: object) -> None:
+        pass
+
+    def on_epoch(self, row: dict) -> None:
+        if row["epoch"] >= self.epoch:
+            raise KeyboardInterrupt
