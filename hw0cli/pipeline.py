@@ -35,8 +35,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     "full": {
         "description": "the assignment's settings for a GPU: width 64, 20 epochs, the full "
-                       "50,000 training images everywhere, plus the fast recipe",
-        "warmup": [{"width": 64, "epochs": 20}, {"width": 64, "epochs": 20, "recipe": "fast"}],
+                       "50,000 training images everywhere, plus the fast recipe (its 32 "
+                       "epochs)",
+        "warmup": [{"width": 64, "epochs": 20}, {"width": 64, "recipe": "fast"}],
         "robust": [{"width": 64, "epochs": 20, "augment": "vflip"},
                    {"width": 64, "epochs": 20, "objective": "worst-view"}],
         "grid": {"widths": (4, 64), "noises": (0.0, 0.5, 1.0), "seeds": (0,),
