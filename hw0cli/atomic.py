@@ -13,10 +13,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
-def temp_path(path: Path) -> Path:
-    """The temporary name beside `path`: hidden, per process, with `path`'s suffix (writers
-    such as matplotlib pick the format from it)."""
-    return path.with_name(f".{path.name}.tmp{os.getpid()}{path.suffix}")
+def temp_path(path: Path, keep_suffix: bool = False) -> Path:
+    """The temporary name beside `path`: hidden, per process. Its name does not end in
+    `path`'s suffix, so listings of `*.h5` never see a file being written (or one a killed
+    writer left); `keep_suffix` for writers that pick the format from it (matplotlib, ONNX)."""
+    return path.with_name(f".{path.name}.tmp{os.getpid()}{path.suffix if keep_suffix else ''}")
 
 
 def fsync_file(path: Path) -> None:
@@ -25,11 +26,11 @@ def fsync_file(path: Path) -> None:
 
 
 @contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
+def atomic_path(path: Path, keep_suffix: bool = False) -> Iterator[Path]:
     """Yield a temporary path to write `path`'s new content to; it replaces `path` when the
     block ends without an exception."""
     path = Path(path)
-    tmp = temp_path(path)
+    tmp = temp_path(path, keep_suffix)
     try:
         yield tmp
         fsync_file(tmp)

@@ -85,7 +85,7 @@ class ExportResult:
 def export_onnx_file(model: nn.Module, path: Path) -> None:
     """Write eval-mode `model` (on the CPU) as ONNX to `path`, atomically."""
     example = torch.zeros(2, 3, 32, 32, dtype=torch.uint8)
-    with atomic_path(path) as tmp:
+    with atomic_path(path, keep_suffix=True) as tmp:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             prog = torch.onnx.export(
@@ -124,7 +124,7 @@ def _set_metadata(path: Path, meta: dict[str, str], doc: str = "", version: int 
         m.metadata_props.add(key=k, value=v)
     m.doc_string, m.model_version = doc, version
     onnx.checker.check_model(m, full_check=True)
-    with atomic_path(path) as tmp:
+    with atomic_path(path, keep_suffix=True) as tmp:
         onnx.save(m, str(tmp))
 
 
@@ -275,7 +275,7 @@ def ensure_variant(run_path: Path, variant: str, fp32_path: Path, data: Any,
     x, y = np.ascontiguousarray(data.test_x), data.test_y
     base = _accuracy(_cpu_session(fp32_path), x, y)
     try:
-        with atomic_path(dst) as tmp:  # renamed into place once built and checked
+        with atomic_path(dst, keep_suffix=True) as tmp:  # renamed into place once built and checked
             if variant == "fp16":
                 fp16_variant(fp32_path, tmp)
             else:

@@ -32,7 +32,7 @@ class LinregConfig:
     method: Annotated[LinregMethod, Opt("What to compute")] = "all"
     n: Annotated[int, Interval(ge=1, le=MNIST_TRAIN_SIZE), Opt(
         "Training images drawn (without replacement) from the 60,000")] = 500
-    seed: Annotated[int, Opt("Seeds the sample, SGD order and random features")] = 0
+    seed: Annotated[int, Ge(0), Opt("Seeds the sample, SGD order and random features")] = 0
     gd_iters: Annotated[int, Ge(1), Opt(
         "Gradient-descent iterations (0.6 ms each at n = 500 on a 2-core CPU)")] = 10_000
     gd_step: Annotated[float | None, Gt(0), Opt(

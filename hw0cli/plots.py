@@ -21,7 +21,7 @@ def save(fig: plt.Figure, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with atomic_path(path) as tmp:
+        with atomic_path(path, keep_suffix=True) as tmp:
             fig.savefig(tmp, dpi=130, bbox_inches="tight")
     finally:
         plt.close(fig)

@@ -19,7 +19,6 @@ would mean compiling each, tens of seconds per candidate, more than any choice c
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
@@ -29,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from hw0cli import atomic
 from hw0cli.env import cache_dir, device_name, resolve_compile, resolve_precision
 
 if TYPE_CHECKING:
@@ -54,7 +54,7 @@ class Execution:
 
 def precision_candidates(device: torch.device) -> list[str]:
     if device.type == "cuda":  # one: the rule of the module docstring
-        return ["bf16" if torch.cuda.is_bf16_supported() else "fp32"]
+        return [resolve_precision("auto", device)]
     return ["fp32", "bf16"]
 
 
@@ -151,12 +151,10 @@ def _read_cache() -> dict[str, Any]:
 
 
 def _write_cache(cache: dict[str, Any]) -> None:
-    """Atomically (temp file + rename); a cache that cannot be written is only a lost probe."""
+    """Atomically; a cache that cannot be written is only a lost probe."""
     path = _cache_path()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        tmp.write_text(json.dumps(cache, indent=1, sort_keys=True))
-        os.replace(tmp, path)
+        atomic.write_text(path, json.dumps(cache, indent=1, sort_keys=True))
     except OSError:
         pass

@@ -66,7 +66,7 @@ def _wrap(text: str, width: int = 100) -> list[str]:
 def render_pdf(sections: list[Section], path: Path, title_lines: list[str]) -> int:
     """Write the PDF atomically, flowing text, tables and figures down A4 pages; returns the
     page count."""
-    with atomic_path(path) as tmp:
+    with atomic_path(path, keep_suffix=True) as tmp:
         return _render_pdf(sections, tmp, title_lines)
 
 

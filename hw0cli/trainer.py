@@ -23,7 +23,6 @@ from __future__ import annotations
 import copy
 import logging
 import math
-import statistics
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -31,7 +30,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 from torch.optim.adam import adam as adam_update
 from torch.optim.sgd import sgd as sgd_update
 
@@ -52,12 +50,21 @@ from hw0cli.augment import (
 from hw0cli.data import CifarData
 from hw0cli.errors import Hw0UsageError
 from hw0cli.models import Normalize, cnn_from_config
+from hw0cli.train_parts import (
+    FirstCalls,
+    autocast,
+    error_rate,
+    lr_at,
+    noisy_labels,
+    predict_logits,
+    subset_indices,
+    worst_view_loss,
+)
 
-__all__ = ["AUGMENTS", "CROP_PAD", "PAD_MODES", "EpochDraws", "Trainer", "augment_batch",
-           "autocast", "cutout_mask", "epoch_draws", "hflip", "lr_at", "noisy_labels",
-           "parse_augment",
-           "predict_logits", "subset_indices", "to_input", "translate", "vflip",
-           "worst_view_loss"]
+__all__ = ["AUGMENTS", "CROP_PAD", "PAD_MODES", "EpochDraws", "FirstCalls", "Trainer",
+           "augment_batch", "autocast", "cutout_mask", "epoch_draws", "error_rate", "hflip",
+           "lr_at", "noisy_labels", "parse_augment", "predict_logits", "subset_indices",
+           "to_input", "translate", "vflip", "worst_view_loss"]
 
 if TYPE_CHECKING:
     from hw0cli.train import TrainConfig
@@ -68,119 +75,6 @@ ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam's defaults
 def whole_step_capturable() -> bool:
     """Whether this torch's Dynamo traces `loss.backward()` (then the step is one graph)."""
     return hasattr(torch._dynamo.config, "trace_autograd_ops")
-
-
-# ---------------------------------------------------------------------------------------------
-# pure pieces
-
-
-def autocast(device: torch.device, precision: str) -> torch.autocast:
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
-    return torch.autocast(device_type=device.type, dtype=dtype, enabled=precision != "fp32")
-
-
-@torch.inference_mode()
-def predict_logits(model: nn.Module, x: torch.Tensor, device: torch.device, precision: str,
-                   batch_size: int = 1000, view: Callable | None = None) -> torch.Tensor:
-    """Eval-mode logits (N, 10) float32 on `device` for uint8 images x (N, 3, 32, 32)."""
-    was_training = model.training
-    model.eval()
-    out = []
-    for i in range(0, len(x), batch_size):
-        xb = x[i:i + batch_size].to(device, non_blocking=True)
-        if view is not None:
-            xb = view(xb)
-        with autocast(device, precision):
-            out.append(model(to_input(xb)).float())
-    model.train(was_training)
-    return torch.cat(out) if out else torch.empty(0, 10, device=device)
-
-
-def worst_view_loss(out: torch.Tensor, out_flip: torch.Tensor, y: torch.Tensor,
-                    label_smoothing: float = 0.0) -> torch.Tensor:
-    """max(CE(original view), CE(flipped view)): the assignment's min-max objective."""
-    return torch.maximum(F.cross_entropy(out, y, label_smoothing=label_smoothing),
-                         F.cross_entropy(out_flip, y, label_smoothing=label_smoothing))
-
-
-def error_rate(logits: torch.Tensor, y: torch.Tensor) -> float:
-    return 1.0 - (logits.argmax(1) == y).float().mean().item()
-
-
-class FirstCalls:
-    """Times the first few calls of a function (synchronized) to separate the one-time cost of
-    its first calls (compile, autotune; with CUDA graphs the second call records the graph)
-    from its steady cost: the excess of the first `first` calls over the median of the next."""
-
-    def __init__(self, fn: Callable[[], Any], device: torch.device, first: int = 2,
-                 steady: int = 3) -> None:
-        self.fn, self.device, self.first, self.calls = fn, device, first, first + steady
-        self.times: list[float] = []
-
-    def _sync(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-
-    def __call__(self, *args: Any) -> Any:
-        if len(self.times) >= self.calls:
-            return self.fn(*args)
-        self._sync()
-        t = time.perf_counter()
-        out = self.fn(*args)
-        self._sync()
-        self.times.append(time.perf_counter() - t)
-        return out
-
-    @property
-    def one_time_s(self) -> float:
-        later = self.times[self.first:]
-        steady = statistics.median(later) if later else 0.0
-        return sum(max(0.0, t - steady) for t in self.times[:self.first])
-
-
-def subset_indices(n_total: int, n: int, seed: int) -> np.ndarray:
-    """The first n of a seeded permutation, sorted (all indices when n == n_total)."""
-    if n >= n_total:
-        return np.arange(n_total)
-    return np.sort(np.random.default_rng([seed, 1]).permutation(n_total)[:n])
-
-
-def noisy_labels(y: np.ndarray, p: float, seed: int,
-                 num_classes: int = 10) -> tuple[np.ndarray, np.ndarray]:
-    """The assignment's label noise: with probability p, replace y_i by a uniform draw.
-
-    Returns (labels_used, mask) where mask[i] says label i was redrawn; the draw may equal the
-    true label, so the realized changed fraction is about p * (1 - 1/num_classes).
-    Fixed by (seed, p): the same pair always gives the same labels.
-    """
-    rng = np.random.default_rng([seed, 2, round(p * 1_000_000)])
-    mask = rng.random(len(y)) < p
-    draws = rng.integers(0, num_classes, len(y))
-    return np.where(mask, draws, y).astype(np.int64), mask
-
-
-def lr_at(step: int, total_steps: int, base_lr: float, schedule: str,
-          warmup: float = 0.25) -> float:
-    """Learning rate for optimizer step `step` (0-based) of `total_steps`.
-
-    constant: base. step: base x 0.1 after 50% and again after 75% of training.
-    cosine: base * (1 + cos(pi t)) / 2. onecycle: linear from base/10 up to base over the first
-    `warmup` fraction of steps, then linear down to 0 (the triangular schedule of fast CIFAR
-    training). triangle: the same from 0 (Page's piecewise-linear [0, 5, 24] -> [0, lr, 0]).
-    """
-    t = step / max(1, total_steps)
-    if schedule == "constant":
-        return base_lr
-    if schedule == "step":
-        return base_lr * (0.1 ** ((t >= 0.5) + (t >= 0.75)))
-    if schedule == "cosine":
-        return base_lr * 0.5 * (1.0 + math.cos(math.pi * t))
-    if schedule in ("onecycle", "triangle"):
-        start = 0.1 if schedule == "onecycle" else 0.0
-        if t < warmup:
-            return base_lr * (start + (1.0 - start) * t / warmup)
-        return base_lr * max(0.0, (1.0 - t) / (1.0 - warmup))
-    raise ValueError(schedule)
 
 
 class Trainer:
@@ -218,7 +112,7 @@ class Trainer:
         # evaluation chunk: 20,000 flip-eval images in two launches on a GPU (~1.3 GB of
         # activations per layer at c = 64); small on the CPU for cache-friendly blocks
         self.eval_bs = min(10_000 if device.type == "cuda" else 500, len(self.y_test))
-        self._eval = FirstCalls(self._eval_chunk, device)
+        self._eval = FirstCalls(self._eval_chunk, device, compiled=False)
 
     def _build_model(self, cfg: TrainConfig, device: torch.device) -> None:
         torch.manual_seed(cfg.seed)
@@ -307,9 +201,9 @@ class Trainer:
         if size not in self._steps:
             if not hasattr(self, "bufs"):
                 self.bind_optimizer_state()
-            step = self._make_step(size)
-            self._steps[size] = FirstCalls(
-                self._compile(step) if size == self.sizes[0] else step, self.device)
+            step, full = self._make_step(size), size == self.sizes[0]
+            self._steps[size] = FirstCalls(self._compile(step) if full else step, self.device,
+                                           compiled=full and self.compile_mode is not None)
         return self._steps[size]
 
     def _make_step(self, size: int) -> Callable[[], None]:
@@ -442,7 +336,8 @@ class Trainer:
 
     @property
     def one_time_s(self) -> float:
-        """First-call excess of every compiled function so far (compile, autotune, capture)."""
+        """First-call excess of the training steps and evaluation so far (compile, autotune,
+        CUDA-graph capture)."""
         return sum(f.one_time_s for f in (*self._steps.values(), self._eval))
 
     # -- evaluation -----------------------------------------------------------------------

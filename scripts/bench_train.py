@@ -170,12 +170,13 @@ def main() -> None:
                     "default, reduce-overhead, max-autotune or eager)")
     ap.add_argument("--json", type=Path, help="also write the results here")
     a = ap.parse_args()
+    specs = [check_variant(v) for v in a.variants.split(",") if v]
     setup_compile_cache()
     device = resolve_device(a.device)
     data = load_cifar10(a.data_dir)
     ours = Ours(data, a.width, device, a.precision, a.compile, a.batches, a.warmup, a.epochs)
     precision, mode = ours.execution.precision, ours.execution.compile_mode
-    variants = {v: variant(data, a, device, v) for v in a.variants.split(",") if v}
+    variants = {v: variant(data, a, device, v) for v in specs}
     nb_all, our_all = [], []
     var_all: dict[str, list[float]] = {v: [] for v in variants}
     for _ in range(a.repeats):  # interleaved, so a slow spell of the machine hits both
@@ -191,9 +192,18 @@ def main() -> None:
            {v: (float(np.median(var_all[v])), o.one_time) for v, o in variants.items()})
 
 
+def check_variant(spec: str) -> str:
+    modes = ("default", "reduce-overhead", "max-autotune", "eager")
+    precision, _, mode = spec.partition("/")
+    if precision not in DTYPES or mode not in modes:
+        raise SystemExit(f"bench_train.py: --variants takes PRECISION/MODE items (precision "
+                         f"{', '.join(DTYPES)}; mode {', '.join(modes)}); got '{spec}'")
+    return spec
+
+
 def variant(data, a, device: torch.device, spec: str) -> Ours:
     """Our trainer in the execution PRECISION/MODE (MODE eager: not compiled)."""
-    precision, _, mode = spec.partition("/")
+    precision, _, mode = check_variant(spec).partition("/")
     eager = mode == "eager"
     return Ours(data, a.width, device, precision, "off" if eager else "on", a.batches,
                 a.warmup, a.epochs, "default" if eager else mode)

@@ -23,12 +23,18 @@ GROUPS_KNOWN=",notebook,recipes,bench,eval,kernels,all,"
 while [ $# -gt 0 ]; do
   case "$1" in
     --cpu-smoke) smoke=1 ;;
-    --only) only=${2:-}; shift
+    --only)
+      only=${2:-}; only=${only// /}
+      groups_text="groups:${GROUPS_KNOWN//,/ }"
+      [[ ",$only," == *,,* ]] && {  # empty, or an empty item
+        echo "device_check.sh: --only needs comma-separated groups, got '$only' ($groups_text)" >&2
+        exit 2; }
       for g in ${only//,/ }; do
         [[ "$GROUPS_KNOWN" == *",$g,"* ]] || {
-          echo "device_check.sh: unknown group '$g' (groups:${GROUPS_KNOWN//,/ })" >&2; exit 2; }
-      done ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+          echo "device_check.sh: unknown group '$g' in --only ($groups_text)" >&2; exit 2; }
+      done
+      shift ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "device_check.sh: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -49,6 +55,7 @@ step() {  # step NAME LIMIT_S CMD...: run (cut at LIMIT_S and at the deadline), 
           # $OUT/NAME.log, count failures; skipped outside the chosen groups ($group) and
           # when under 20 s of the budget is left
   local name=$1 limit=$2; shift 2
+  rm -f "$OUT/$name.log" "$OUT/$name.json"  # never a stale result from an earlier check
   want "$group" || return 1
   local left=$(( deadline - SECONDS ))
   if [ "$left" -lt 20 ]; then echo "== $name: skipped (budget spent)"; return 1; fi
@@ -197,7 +204,7 @@ if [ -f "$repo/.devdata/cifar10_jpeg_q75.npz" ]; then
 elif [ "$smoke" = 1 ]; then
   step data_synthetic 120 $PY -c "
 from pathlib import Path
-from tests.conftest import write_cifar, write_mnist
+from tests.helpers import write_cifar, write_mnist
 write_cifar(Path('$data'), n_per_batch=200, n_test=500); write_mnist(Path('$data'), 600, 300)"
 else
   echo "device_check.sh: no .devdata/cifar10_jpeg_q75.npz (see the header)" >&2; exit 2

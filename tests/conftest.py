@@ -6,19 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import (  # re-exported: older tests import them from here
-    SHARED_DATA,
-    InterruptAt,
-    idx_bytes,
-    py2_pickle,
-    synthetic_cifar,
-    tiny_config,
-    write_cifar,
-    write_mnist,
-)
-
-__all__ = ["SHARED_DATA", "InterruptAt", "idx_bytes", "py2_pickle", "synthetic_cifar",
-           "tiny_config", "write_cifar", "write_mnist"]
+from tests.helpers import write_cifar, write_mnist
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -24,3 +24,14 @@ def test_device_check_cpu_smoke(tmp_path):
         assert metric in table, table
     assert "cut short at the deadline" in table  # the last step was cut; the table still came
     assert "0 failed step(s)" in r.stdout
+
+
+def test_device_check_rejects_bad_groups_before_running(tmp_path):
+    for args in (["--only"], ["--only", ","], ["--only", "notebook,,bench"],
+                 ["--only", "notebook,foo"], ["--frobnicate"]):
+        r = subprocess.run(["bash", str(ROOT / "scripts" / "device_check.sh"), *args],
+                           capture_output=True, text=True, timeout=60,
+                           env={**os.environ, "OUT": str(tmp_path)})
+        assert r.returncode == 2, (args, r.stdout, r.stderr)
+        assert "device_check.sh:" in r.stderr and r.stdout == ""
+    assert list(tmp_path.iterdir()) == []  # nothing ran, nothing written

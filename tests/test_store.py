@@ -154,3 +154,15 @@ def test_lock_and_cli_work_without_fcntl(without_fcntl, cifar_root: Path,
     assert r.exit_code == 0, r.output
     r = runner.invoke(cli.app, ["runs", "--json", "--out", str(tmp_path)])
     assert r.exit_code == 0 and '"status": "finished"' in r.output
+
+
+def test_a_file_being_written_is_not_a_run(trained, tmp_path: Path) -> None:
+    """A checkpoint being written (or left by a killed writer) is a hidden temp file whose
+    name does not end in .h5: `hw0 runs` and run ids see only finished writes."""
+    out = tmp_path / "o"
+    dst = runs.run_path(out, trained.run_id)
+    dst.parent.mkdir(parents=True)
+    shutil.copy2(trained.path, dst)
+    shutil.copy2(trained.path, store._tmp_path(dst))  # what a killed writer leaves behind
+    assert runs.run_ids(out) == [trained.run_id]
+    assert [r.run_id for r in runs.list_runs(out)] == [trained.run_id]

@@ -21,6 +21,7 @@ from hw0cli.errors import Hw0Error
 from hw0cli.models import CIFAR_MEAN, CIFAR_STD, make_cnn
 from hw0cli.train import make_config, run_id_for, run_train
 from hw0cli.trainer import (
+    FirstCalls,
     Trainer,
     augment_batch,
     cutout_mask,
@@ -310,3 +311,15 @@ def test_compiled_step_matches_eager(cifar_root, tmp_path, recipe, extra):
     bound = (0.3 if extra.get("optimizer") == "adam" else 0.1) * moved
     assert moved > 1e-3 and diff < bound
     assert float(trs[0].loss_sum) == pytest.approx(float(trs[1].loss_sum), rel=1e-4)
+
+
+@pytest.mark.parametrize(("times", "compiled", "one_time"), [
+    ([5.0, 1.2, 1.0, 1.1, 0.9], True, 4.2),  # compile on call 1, CUDA-graph record on call 2
+    ([2.0, 1.0], True, 1.0),  # a two-step run: the second call is the steady one
+    ([3.0], True, 3.0),  # a lone compiled call: its compile dominates
+    ([3.0], False, 0.0),  # a lone eager call (a partial batch in a one-epoch run): all work
+])
+def test_first_calls_split_one_time_from_steady(times, compiled, one_time):
+    fc = FirstCalls(lambda: None, torch.device("cpu"), compiled=compiled)
+    fc.times = list(times)
+    assert fc.one_time_s == pytest.approx(one_time)
