@@ -245,6 +245,15 @@ class CellRun:
 def run_cells(cfg: GridConfig, jobs: int, indices: list[int] | None = None,
               on_done: Callable[[CellRun], None] | None = None,
               on_start: Callable[[int, TrainConfig], None] | None = None) -> list[CellRun]:
+    """Run the grid's cells (see `run_configs`), `jobs` at a time."""
+    return run_configs(cells(cfg), cfg.out, jobs, indices, on_done, on_start, log_args(cfg))
+
+
+def run_configs(all_cells: list[TrainConfig], out: Path, jobs: int,
+                indices: list[int] | None = None,
+                on_done: Callable[[CellRun], None] | None = None,
+                on_start: Callable[[int, TrainConfig], None] | None = None,
+                extra_args: list[str] | None = None) -> list[CellRun]:
     """Run cells as `python -m hw0cli train ...` processes, `jobs` at a time.
 
     GPU machine: one process per visible GPU (CUDA_VISIBLE_DEVICES set per process, jobs
@@ -252,12 +261,11 @@ def run_cells(cfg: GridConfig, jobs: int, indices: list[int] | None = None,
     (OMP_NUM_THREADS = cores / jobs each). Output of each goes to `<out>/grid_logs/<id>.log`.
     """
     check(jobs >= 1, f"--jobs must be at least 1 (got {jobs}).")
-    all_cells = cells(cfg)
     todo = list(range(len(all_cells))) if indices is None else indices
     gpus = visible_gpus()
     slots = min(jobs, len(gpus)) if gpus else jobs
     threads = max(1, (os.cpu_count() or 1) // slots)
-    log_dir = Path(cfg.out) / "grid_logs"
+    log_dir = Path(out) / "grid_logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     free = list(range(slots))
     import threading
@@ -278,7 +286,7 @@ def run_cells(cfg: GridConfig, jobs: int, indices: list[int] | None = None,
                 on_start(i, c)
             with open(log, "a") as fh:
                 rc = subprocess.run([sys.executable, "-m", "hw0cli", "train", "--quiet",
-                                     *train_args(c), *log_args(cfg)], env=env, stdout=fh,
+                                     *train_args(c), *(extra_args or [])], env=env, stdout=fh,
                                     stderr=subprocess.STDOUT).returncode
             res = CellRun(i, run_id_for(c), rc, log)
             if on_done:
