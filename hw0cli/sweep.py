@@ -246,7 +246,9 @@ def spec_path(out: Path, name: str) -> Path:
 
 
 def record(cfg: SweepConfig) -> Path:
-    """Write the sweep's definition where the report looks for sweeps (atomically)."""
+    """Write the sweep's definition where the report looks for sweeps (atomically); a sweep
+    with a bad value is never recorded."""
+    cells(cfg)
     path = spec_path(cfg.out, cfg.label())
     path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps({"name": cfg.label(), **cfg.definition()}, indent=1, default=str)
@@ -352,8 +354,9 @@ class SweepPreset:
     one_at_a_time: bool = False
 
 
-# about 40 s a cell on 2 CPU cores, most of it starting the process and loading the data
-CPU_SIZE = (("train_samples", 2000), ("epochs", 3))
+# tens of seconds a cell on 2 CPU cores, most of it starting the process and loading the
+# data; compiling would cost more than these few steps save
+CPU_SIZE = (("train_samples", 2000), ("epochs", 3), ("compile", False))
 
 SWEEP_PRESETS: dict[str, SweepPreset] = {
     "bn-study": SweepPreset(

@@ -78,7 +78,7 @@ def learning_curves(summary: Any, path: Path) -> Path:
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
-        if len(members) <= 16:
+        if len(members) <= 16 and ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=6)
     axs[0][0].set_ylabel("test error (%)")
     fig.tight_layout()

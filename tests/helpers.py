@@ -119,3 +119,11 @@ class InterruptAt:
     def on_epoch(self, row: dict) -> None:
         if row["epoch"] >= self.epoch:
             raise KeyboardInterrupt
+
+
+def tiny_train_args(cifar_root: Path, out: Path, samples: int = 200) -> list[str]:
+    """`hw0 train` options of a seconds-long CPU cell (fp32, eager; the width is the grid's or
+    sweep's) for grid and sweep commands."""
+    return ["--train-samples", str(samples), "--batch-size", "50", "--epochs",
+            "1", "--precision", "fp32", "--no-compile", "--device", "cpu", "--data-dir",
+            str(cifar_root), "--out", str(out)]
