@@ -362,8 +362,9 @@ SWEEP_PRESETS: dict[str, SweepPreset] = {
     "bn-study": SweepPreset(
         "With and without BatchNorm x learning rate x width x initialization, 2 seeds; CPU "
         "sizes: widths 4 and 8, a 2,000-image subset, 3 epochs",
-        (Axis("batchnorm", (True, False)), Axis("lr", (0.03, 0.3)), Axis("width", (4, 8)),
-         Axis("init", ("default", "kaiming")), Axis("seed", (0, 1))), CPU_SIZE),
+        (Axis("batchnorm", (True, False)), Axis("lr", (0.03, 0.3, 1.0)),
+         Axis("width", (4, 8)), Axis("init", ("default", "kaiming")), Axis("seed", (0, 1))),
+        CPU_SIZE),
     "warmup-knobs": SweepPreset(
         "The warm-up's knobs one at a time around the course recipe (width 4 on a CPU): "
         "batch size, learning-rate schedule, optimizer, training samples",

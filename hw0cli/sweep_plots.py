@@ -125,8 +125,9 @@ def heatmap(summary: Any, path: Path) -> Path:
     im = ax.imshow(100 * grid, cmap="viridis_r", vmin=0, vmax=100, aspect="auto")
     for i in range(len(va)):
         for j in range(len(vb)):
+            dark = math.isnan(grid[i, j]) or grid[i, j] > 0.5  # the colour map's dark half
             ax.text(j, i, text[i][j], ha="center", va="center", fontsize=8,
-                    color="red" if "div" in text[i][j] else "white")
+                    color="red" if "div" in text[i][j] else "white" if dark else "black")
     ax.set_xticks(range(len(vb)), [value_label(v) for v in vb])
     ax.set_yticks(range(len(va)), [value_label(v) for v in va])
     ax.set_xlabel(b.replace("_", " "))

@@ -90,7 +90,7 @@ class SweepSummary:
     def table(self) -> list[list[str]]:
         return [[*(value_label(v) for _, v in s.point), str(len(s.cells)),
                  f"{s.diverged}" + (f" ({s.missing} missing)" if s.missing else ""),
-                 pm(s.stat("train_err")), pm(s.stat("test_err")),
+                 pm(s.stat("train_err"), len(s.done)), pm(s.stat("test_err"), len(s.done)),
                  f"{np.mean([c.epochs for c in s.cells]):.0f}"] for s in self.settings]
 
     def to_json(self) -> dict[str, Any]:
@@ -106,8 +106,11 @@ def pct(x: float) -> str:
     return "-" if math.isnan(x) else f"{100 * x:.1f}%"
 
 
-def pm(ms: tuple[float, float]) -> str:
-    return "-" if math.isnan(ms[0]) else f"{100 * ms[0]:.1f}% +- {100 * ms[1]:.1f}"
+def pm(ms: tuple[float, float], n: int) -> str:
+    """'41.2% +- 1.3' (mean +- std over `n` seeds); no spread for one."""
+    if math.isnan(ms[0]):
+        return "-"
+    return f"{100 * ms[0]:.1f}%" + (f" +- {100 * ms[1]:.1f}" if n > 1 else "")
 
 
 def _result(cell: Any) -> CellResult:
