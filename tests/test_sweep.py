@@ -112,3 +112,18 @@ def test_sweep_args_reproduce_the_sweep(tmp_path):
     assert args[:4] == ["--axis", "lr=0.1,0.30000000000000004", "--axis", "init=kaiming"]
     assert "--epochs" in args  # given explicitly, kept even though it is the default
     assert args[args.index("--name") + 1] == c.label()
+
+
+def test_grid_sh_runs_a_sweep(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    script = Path(__file__).resolve().parents[1] / "scripts" / "grid.sh"
+    env = {**os.environ, "HW0": f"{sys.executable} -m hw0cli"}
+    r = subprocess.run(["bash", str(script), "--sweep", "--dry-run", "--axis", "lr=0.01,0.1",
+                        "--axis", "width=4,8", "--out", str(tmp_path)],
+                       capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    lines = [ln for ln in r.stdout.splitlines() if ln.startswith("cell ")]
+    assert len(lines) == 4 and "--width 8 " in lines[0] and "--lr 0.01" in lines[-1]

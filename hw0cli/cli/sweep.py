@@ -94,16 +94,25 @@ def sweep_run(ctx: typer.Context, axis: Axes = None, preset: PresetOpt = None,
                                                 "visible GPU on a GPU machine)")] = 1) -> None:
     """Run one cell (--index) or every unfinished cell (--jobs in parallel); NaN loss: diverged."""
     from hw0cli.cli.display import GridProgress
-    from hw0cli.sweep import cell_at, cells, failure_message, record, run_sweep
+    from hw0cli.sweep import (
+        FINAL,
+        cell_at,
+        cells,
+        failure_message,
+        record,
+        run_sweep,
+        sweep_status,
+    )
     cfg = _sweep_config(ctx, axis, preset, name, one_at_a_time)
     if index is not None:
         _run_one(cfg, cell_at(cfg, index))
         return
     n = len(cells(cfg))
     record(cfg)
-    say(f"sweep {cfg.label()}: {n} cells, {jobs} at a time; finished cells are skipped; logs "
-        f"in {Path(cfg.out) / 'grid_logs'}", wrap=False)
-    with GridProgress(n) as progress:
+    left = sum(s.state not in FINAL for s in sweep_status(cfg))
+    say(f"sweep {cfg.label()}: {n} cells, {n - left} finished or diverged already (skipped), "
+        f"{left} to run, {jobs} at a time; logs in {Path(cfg.out) / 'grid_logs'}", wrap=False)
+    with GridProgress(left) as progress:
         res = run_sweep(cfg, jobs, on_done=progress.done, on_start=progress.start)
     say(f"{len(res.ran)} cells ran ({len(res.diverged)} diverged), {len(res.skipped)} were "
         "already finished or diverged", wrap=False)
