@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 from hw0cli.plots import plt, save
 from hw0cli.sweep import value_label
@@ -51,8 +52,8 @@ def axis_errors(summary: Any, path: Path) -> Path:
         ax.set_xlabel(name.replace("_", " "))
         ax.set_ylim(-3, 106)
         ax.grid(alpha=0.3)
+        ax.legend(fontsize=6)
     axs[0][0].set_ylabel("final error (%)")
-    axs[0][0].legend(fontsize=7)
     fig.suptitle(f"Sweep {summary.name}: final errors (red x: diverged)", fontsize=10)
     fig.tight_layout()
     return save(fig, path)
@@ -77,6 +78,7 @@ def learning_curves(summary: Any, path: Path) -> Path:
         title = "" if sp is None else f"{split.replace('_', ' ')} {value_label(sp)}"
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         if len(members) <= 16 and ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=6)
