@@ -191,7 +191,7 @@ def sweep_steps(spec: dict[str, Any] | None, cfg: AllConfig) -> list[Step]:
                                            "device": cfg.device}.items()),
                       name=spec.get("name"), data_dir=cfg.data_dir, out=cfg.out)
     scfg = with_preset(own, spec["preset"])
-    return [Step(f"Warm-up study {scfg.label()}: " + ", ".join(
+    return [Step(f"Sweep {scfg.label()} (warm-up study): " + ", ".join(
         f"{k.replace('_', ' ')} {v}" for k, v in c.point), _sweep_step(scfg, c), scfg.group())
         for c in cells(scfg)]
 

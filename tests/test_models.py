@@ -48,7 +48,7 @@ def test_init_weights_follows_its_rule(init):
         assert torch.allclose(gram, torch.eye(32), atol=1e-5)
     else:
         assert abs(float(w.std()) / want - 1) < 0.1
-    assert float(conv.bias.abs().max()) == 0.0
+    assert float(conv.bias.detach().abs().max()) == 0.0
 
 
 def test_init_scale_and_default():

@@ -99,7 +99,7 @@ def test_quick_preset_plan(tmp_path):
     titles = [s.title for s in steps]
     assert len(titles) == 1 + 6 + 1 + 2 + 6 + 1
     assert sum(t.startswith("Problem 2") for t in titles) == 6
-    study = [t for t in titles if t.startswith("Warm-up study bn-study-quick")]
+    study = [t for t in titles if t.startswith("Sweep bn-study-quick")]
     assert len(study) == 6 and "batchnorm False, lr 1.0" in study[-1]
 
 
