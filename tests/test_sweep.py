@@ -127,3 +127,25 @@ def test_grid_sh_runs_a_sweep(tmp_path):
     assert r.returncode == 0, r.stderr
     lines = [ln for ln in r.stdout.splitlines() if ln.startswith("cell ")]
     assert len(lines) == 4 and "--width 8 " in lines[0] and "--lr 0.01" in lines[-1]
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_a_parallel_run(cifar_root, tmp_path):
+    """Ctrl-C on `sweep run` interrupts the running cells and starts no other one."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.helpers import tiny_train_args
+    args = ["--axis", "seed=0,1,2,3", "--width", "2", *tiny_train_args(cifar_root, tmp_path)]
+    args[args.index("--epochs") + 1] = "50"  # long enough to be interrupted
+    proc = subprocess.Popen([sys.executable, "-m", "hw0cli", "sweep", "run", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    end = time.monotonic() + 120
+    while not list((tmp_path / "runs").glob("*.h5")) and time.monotonic() < end:
+        time.sleep(0.2)  # the first cell has written its first checkpoint
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Interrupted" in err
+    assert len(list((tmp_path / "runs").glob("*.h5"))) == 1  # no cell started after Ctrl-C
