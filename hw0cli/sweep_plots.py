@@ -16,10 +16,10 @@ from hw0cli.sweep import value_label
 
 def all_plots(summary: Any, stem: Path) -> list[Path]:
     """Every figure that applies: `<stem>_axes.png`, `<stem>_curves.png` and, with exactly
-    two axes, `<stem>_heatmap.png`."""
+    two axes varied together, `<stem>_heatmap.png`."""
     out = [axis_errors(summary, Path(f"{stem}_axes.png")),
            learning_curves(summary, Path(f"{stem}_curves.png"))]
-    if len(summary.axes) == 2:
+    if len(summary.axes) == 2 and summary.product:
         out.append(heatmap(summary, Path(f"{stem}_heatmap.png")))
     return out
 

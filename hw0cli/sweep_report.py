@@ -82,6 +82,7 @@ class SweepSummary:
     levels: dict[str, list[Level]]
     sentences: list[str]
     plots: list[Path]
+    product: bool = True  # every combination of the axes (False: one at a time)
 
     def header(self) -> list[str]:
         return [*(a.replace("_", " ") for a in self.axes), "seeds", "diverged", "train err",
@@ -150,7 +151,8 @@ def _levels(cfg: SweepConfig, settings: list[Setting], axes: list[str],
     the cells where every other axis is at its base value."""
     base = dict(settings[0].point) if settings else {}
     out: dict[str, list[Level]] = {}
-    values = {a.name: a.values for a in cfg.axes}
+    values = {a.name: _ordered((base[a.name], *a.values) if cfg.one_at_a_time else a.values)
+              for a in cfg.axes if a.name in base}
     for axis in axes:
         splits = [(split, v) for v in values[split]] if split and axis != split else [None]
         out[axis] = []
@@ -163,6 +165,13 @@ def _levels(cfg: SweepConfig, settings: list[Setting], axes: list[str],
                 if members:
                     out[axis].append(_level(axis, v, sp, members))
     return out
+
+
+def _ordered(values: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Each value once; numbers ascending (a one-at-a-time base value joins its axis)."""
+    once = tuple(dict.fromkeys(values))
+    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in once)
+    return tuple(sorted(once)) if numeric else once
 
 
 def _name(axis: str) -> str:
@@ -205,7 +214,7 @@ def sweep_summary(cfg: SweepConfig, plot_dir: Path | None = None) -> SweepSummar
     settings = _settings(results)
     levels = _levels(cfg, settings, axes, split)
     summary = SweepSummary(cfg.label(), axes, split, settings, levels,
-                           _sentences(levels, split), [])
+                           _sentences(levels, split), [], product=not cfg.one_at_a_time)
     if plot_dir is not None and any(r.state in ("done", "diverged") for r in results):
         summary.plots = sweep_plots.all_plots(summary, plot_dir / f"sweep_{cfg.label()}")
     return summary

@@ -116,3 +116,28 @@ def test_slurm_scripts_sized_to_the_cells(cifar_root, tmp_path):
     assert "#SBATCH --array=0-1%1\n" in text and "#SBATCH --gres=gpu:1\n" in text
     r = runner.invoke(app, ["grid", "slurm", "--time", "soon", "--out", str(tmp_path)])
     assert r.exit_code == 2 and "--time" in r.output
+
+
+@pytest.mark.slow
+def test_one_at_a_time_report_compares_each_axis_at_the_base(cifar_root, tmp_path):
+    opts = ["--axis", "batch-size=50,100", "--axis", "optimizer=sgd,adam", "--one-at-a-time",
+            "--width", "2", *tiny_train_args(cifar_root, tmp_path)]
+    opts.remove("--batch-size")
+    opts.remove("50")  # the base batch size is the recipe's, 128
+    for i in range(4):
+        assert runner.invoke(app, ["sweep", "run", "--index", str(i), *opts]).exit_code == 0
+    r = runner.invoke(app, ["sweep", "report", "--json", *opts])
+    rep = json.loads(r.stdout)
+    points = [s["point"] for s in rep["settings"]]
+    assert points == [{"batch_size": 128, "optimizer": "sgd"},
+                      {"batch_size": 50, "optimizer": "sgd"},
+                      {"batch_size": 100, "optimizer": "sgd"},
+                      {"batch_size": 128, "optimizer": "adam"}]
+    err = {(p["batch_size"], p["optimizer"]): s["test_err"][0]
+           for p, s in zip(points, rep["settings"], strict=True)}
+    sentences = {s.split(":")[0]: s for s in rep["sentences"]}
+    # each axis at every value, the others at the base: sgd only for batch size
+    assert f"{100 * err[(50, 'sgd')]:.1f}% at 50" in sentences["Changing batch size"]
+    assert f"{100 * err[(128, 'sgd')]:.1f}% at 128" in sentences["Changing batch size"]
+    assert f"{100 * err[(128, 'adam')]:.1f}% at adam" in sentences["Changing optimizer"]
+    assert "heatmap" not in " ".join(rep["plots"])  # not a product of two axes
