@@ -124,12 +124,14 @@ class SweepConfig:
                 "train_options": {k: str(v) if isinstance(v, Path) else v
                                   for k, v in self.train_options}}
 
+    def digest(self) -> str:
+        """8 hex digits of the definition: the same cells, the same digest."""
+        text = json.dumps(self.definition(), sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:8]
+
     def label(self) -> str:
         """The sweep's name: given, or derived from its definition (stable across calls)."""
-        if self.name:
-            return self.name
-        text = json.dumps(self.definition(), sort_keys=True, default=str)
-        return "sweep-" + hashlib.sha256(text.encode()).hexdigest()[:8]
+        return self.name or f"sweep-{self.digest()}"
 
     def group(self) -> str:
         return self.log_group or self.label()
@@ -381,8 +383,9 @@ SWEEP_PRESETS: dict[str, SweepPreset] = {
 
 def with_preset(cfg: SweepConfig, preset: str) -> SweepConfig:
     """`cfg` on top of a named sweep: its own axes replace the preset's axes of the same name
-    (others are added), its training options override the preset's; named after the preset
-    unless `cfg` has a name."""
+    (others are added), its training options override the preset's. Named after the preset
+    ('bn-study'; adjusted: 'bn-study-<hash>', so that it is recorded beside the preset's own
+    cells, not over them) unless `cfg` has a name."""
     import dataclasses
     check(preset in SWEEP_PRESETS, f"Unknown sweep preset '{preset}'. Choose one of: "
           f"{', '.join(SWEEP_PRESETS)}.")
@@ -392,6 +395,9 @@ def with_preset(cfg: SweepConfig, preset: str) -> SweepConfig:
     options = {**dict(p.train_options), **dict(cfg.train_options)}
     if not p.one_at_a_time:  # an explicit option fixes an axis of the product
         axes = tuple(a for a in axes if a.name not in dict(cfg.train_options))
-    return dataclasses.replace(cfg, axes=axes, one_at_a_time=p.one_at_a_time,
-                               train_options=tuple(sorted(options.items())),
-                               name=cfg.name or preset)
+    out = dataclasses.replace(cfg, axes=axes, one_at_a_time=p.one_at_a_time,
+                              train_options=tuple(sorted(options.items())), name=cfg.name)
+    if out.name is None:
+        adjusted = bool(cfg.axes or cfg.train_options)
+        out = dataclasses.replace(out, name=f"{preset}-{out.digest()}" if adjusted else preset)
+    return out

@@ -86,6 +86,7 @@ def test_presets_adjusted_by_own_axes_and_options(tmp_path):
     s = sweep.with_preset(cfg(tmp_path, "width=4", train_options=(("epochs", 1),)), "bn-study")
     assert dict((a.name, a.values) for a in s.axes)["width"] == (4,)
     assert dict(s.train_options)["epochs"] == 1
+    assert s.label().startswith("bn-study-") and s.label() != "bn-study"  # not the preset's
     assert len(sweep.cells(s)) == 2 * 3 * 1 * 2 * 2  # bn x lr x width x init x seeds
     knobs = sweep.cells(sweep.with_preset(cfg(tmp_path), "warmup-knobs"))
     assert knobs[0].config.width == 4 and knobs[0].config.lr == TrainConfig().lr

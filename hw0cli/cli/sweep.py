@@ -146,10 +146,9 @@ def sweep_status_cmd(ctx: typer.Context, axis: Axes = None, preset: PresetOpt = 
                      name: Name = None, one_at_a_time: OneAtATime = False,
                      as_json: Json = False) -> None:
     """Each cell: done / diverged / running / incomplete / missing, with its final errors."""
-    from hw0cli.sweep import record, sweep_status, value_label
+    from hw0cli.sweep import sweep_status, value_label
     cfg = _sweep_config(ctx, axis, preset, name, one_at_a_time)
     states = sweep_status(cfg)
-    record(cfg)
     if as_json:
         print_json([s.to_json() for s in states])
         return
@@ -170,10 +169,8 @@ def sweep_report_cmd(ctx: typer.Context, axis: Axes = None, preset: PresetOpt = 
                      name: Name = None, one_at_a_time: OneAtATime = False,
                      as_json: Json = False) -> None:
     """What changes with each axis: a table, one measured sentence per axis, the plots."""
-    from hw0cli.sweep import record
     from hw0cli.sweep_report import sweep_summary
     cfg = _sweep_config(ctx, axis, preset, name, one_at_a_time)
-    record(cfg)
     summary = sweep_summary(cfg, plot_dir=Path(cfg.out) / "plots")
     if as_json:
         print_json(summary.to_json())
