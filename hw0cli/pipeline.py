@@ -23,8 +23,10 @@ from hw0cli.train import TrainConfig, TrainReporter, make_config, run_id_for, ru
 PRESETS: dict[str, dict[str, Any]] = {
     "quick": {
         "description": "laptop-CPU settings: width 4 for the warm-up and Problem 1 (10 "
-                       "epochs), the random-label grid on a 1,000-image training subset (so "
-                       "small that even c = 4 can memorize it), Problem 3 at n = 500; "
+                       "epochs), a BatchNorm study (with and without BatchNorm x 3 learning "
+                       "rates, width 4, 1,000 images, 3 epochs), the random-label grid on a "
+                       "1,000-image training subset (so small that even c = 4 can memorize "
+                       "it), Problem 3 at n = 500; "
                        "accuracies are below the full assignment's",
         "warmup": [{"width": 4, "epochs": 10}],
         "robust": [{"width": 4, "epochs": 10, "augment": "vflip"},

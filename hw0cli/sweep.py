@@ -15,6 +15,7 @@ every sweep that was listed or run there.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -178,7 +179,6 @@ def _points(cfg: SweepConfig, base: TrainConfig) -> list[tuple[tuple[str, Any], 
 def _config(cfg: SweepConfig, point: tuple[tuple[str, Any], ...]) -> TrainConfig:
     opts = {k: v for k, v in cfg.train_options if k not in SET_BY_SWEEP}
     c = make_config(cfg.recipe, **{**opts, "data_dir": cfg.data_dir, "out": cfg.out})
-    import dataclasses
     return dataclasses.replace(c, **dict(point))
 
 
@@ -386,7 +386,6 @@ def with_preset(cfg: SweepConfig, preset: str) -> SweepConfig:
     (others are added), its training options override the preset's. Named after the preset
     ('bn-study'; adjusted: 'bn-study-<hash>', so that it is recorded beside the preset's own
     cells, not over them) unless `cfg` has a name."""
-    import dataclasses
     check(preset in SWEEP_PRESETS, f"Unknown sweep preset '{preset}'. Choose one of: "
           f"{', '.join(SWEEP_PRESETS)}.")
     p = SWEEP_PRESETS[preset]

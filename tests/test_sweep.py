@@ -82,6 +82,13 @@ def test_random_labels_preset_is_the_grid(tmp_path):
     assert s.label() == "random-labels"
 
 
+def test_preset_names_listed_for_the_cli():
+    from typing import get_args
+
+    from hw0cli.choices import SweepPreset
+    assert tuple(sweep.SWEEP_PRESETS) == get_args(SweepPreset)
+
+
 def test_presets_adjusted_by_own_axes_and_options(tmp_path):
     s = sweep.with_preset(cfg(tmp_path, "width=4", train_options=(("epochs", 1),)), "bn-study")
     assert dict((a.name, a.values) for a in s.axes)["width"] == (4,)

@@ -8,9 +8,11 @@ from typing import Annotated, Any
 
 import typer
 
+from hw0cli.choices import SweepPreset
 from hw0cli.cli.common import (
     Hw0Typer,
     Json,
+    choice,
     compact_table,
     data_dir_or_default,
     fmt,
@@ -31,9 +33,9 @@ sweep_app = Hw0Typer(help="Training runs over the values of any `hw0 train` opti
 Axes = Annotated[list[str] | None, typer.Option(
     "--axis", help="An option and the values to try, e.g. lr=0.01,0.1 or batchnorm=on,off "
     "(repeatable)", show_default="none")]
-PresetOpt = Annotated[str | None, typer.Option(
-    "--preset", help="A named sweep: bn-study, warmup-knobs or random-labels (Problem 2's "
-    "grid); --axis and train options adjust it", show_default="none")]
+PresetOpt = Annotated[str | None, choice(
+    SweepPreset, "--preset", help="A named sweep (random-labels: Problem 2's grid); --axis "
+    "and train options adjust it", show_default="none")]
 Name = Annotated[str | None, typer.Option(
     "--name", help="The sweep's name in the report and the logs", show_default="the preset, "
     "or sweep-<hash of the definition>")]
