@@ -397,8 +397,9 @@ def run_report(cfg: ReportConfig) -> ReportResult:
     figdir.mkdir(parents=True, exist_ok=True)
     all_runs = runs.list_runs(out)
     from hw0cli.sweep_report import sweep_cell_ids, sweep_sections
-    sections = [warmup_section(all_runs, figdir, frozenset(sweep_cell_ids(out))),
-                *sweep_sections(out, figdir), problem1_section(all_runs, figdir),
+    in_sweeps = frozenset(sweep_cell_ids(out))  # shown in their sweep's section instead
+    sections = [warmup_section(all_runs, figdir, in_sweeps), *sweep_sections(out, figdir),
+                problem1_section([r for r in all_runs if r.run_id not in in_sweeps], figdir),
                 problem2_section(all_runs, figdir), problem3_section(out, figdir),
                 environment_section(all_runs, out, cfg.preset)]
     title = [f"Generated {time.strftime('%Y-%m-%d %H:%M %Z')} from {out.resolve()}",

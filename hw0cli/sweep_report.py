@@ -114,7 +114,7 @@ def pm(ms: tuple[float, float], n: int) -> str:
     return f"{100 * ms[0]:.1f}%" + (f" +- {100 * ms[1]:.1f}" if n > 1 else "")
 
 
-def _result(cell: Any) -> CellResult:
+def _result(cell: Any, varied: list[str]) -> CellResult:
     s = cell_state(cell)
     history: dict[str, np.ndarray] = {}
     if s.state in ("done", "diverged", "incomplete", "running"):
@@ -124,7 +124,7 @@ def _result(cell: Any) -> CellResult:
         except Hw0Error:  # unreadable: no curve
             history = {}
     ok = s.state == "done"
-    return CellResult(tuple(p for p in cell.point if p[0] != SEED), cell.config.seed, s.state,
+    return CellResult(tuple(p for p in cell.point if p[0] in varied), cell.config.seed, s.state,
                       s.train_err if ok else math.nan, s.test_err if ok else math.nan,
                       s.epochs_done, history)
 
@@ -208,8 +208,10 @@ def sweep_summary(cfg: SweepConfig, plot_dir: Path | None = None) -> SweepSummar
     """Aggregate the sweep's cells (finished and diverged) over seeds; plots under
     `plot_dir` when given and anything finished."""
     from hw0cli import sweep_plots
-    results = [_result(c) for c in cells(cfg)]
-    axes = [a.name for a in cfg.axes if a.name != SEED]
+    # the axes that vary: one value is a setting of the whole sweep, not an effect
+    axes = [a.name for a in cfg.axes if a.name != SEED
+            and (len(a.values) > 1 or cfg.one_at_a_time)]
+    results = [_result(c, axes) for c in cells(cfg)]
     split = axes[0] if len(axes) > 1 and not cfg.one_at_a_time else None
     settings = _settings(results)
     levels = _levels(cfg, settings, axes, split)

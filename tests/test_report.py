@@ -65,7 +65,9 @@ def test_all_runs_every_step_and_writes_the_report(all_done):
     diverged = [s for s in res.steps if s.detail.startswith("diverged")]
     assert "batchnorm False, lr 1000000000000.0" in " ".join(s.title for s in diverged)
     assert all("lr 0.05" not in s.title for s in diverged)
-    assert "Warm-up: what changes when you change batchnorm, lr" in rep.sections
+    # the axes with one value (width, init, seed) are settings of the study, not effects
+    assert "Warm-up: what changes when you change batchnorm, lr (sweep tiny-study)" in \
+        rep.sections
     for title in ("Warm-up", "Problem 1", "Problem 2", "Problem 3",
                   "Environment and reproducibility", "hw0 train --width 2"):
         assert title in text, title

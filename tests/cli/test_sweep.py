@@ -99,6 +99,7 @@ def test_run_all_cells_resumably_then_report(cifar_root, tmp_path):
     assert "Warm-up: what changes when you change lr, width" in md
     assert "diverged (NaN loss) in 2 of 2 cells at 1e+12" in md
     assert "No finished training run yet" in md
+    assert "Every finished run, ranked" not in md  # nor does Problem 1's ranking list them
 
 
 def test_slurm_scripts_sized_to_the_cells(cifar_root, tmp_path):
