@@ -217,9 +217,9 @@ class LocalSlurm:
 
     def _start(self, cmd: list[str]) -> None:
         import subprocess
-        log = open(self.root / (Path(cmd[0]).name + ".out"), "w")  # noqa: SIM115
-        self.procs.append(subprocess.Popen(cmd, env=self.env, stdout=log,
-                                           stderr=subprocess.STDOUT))
+        with open(self.root / (Path(cmd[0]).name + ".out"), "w") as log:  # the child's copy
+            self.procs.append(subprocess.Popen(cmd, env=self.env, stdout=log,
+                                               stderr=subprocess.STDOUT))
 
     def _wait(self, ready, seconds: float, what: str) -> None:
         import time
