@@ -20,6 +20,7 @@ Schedule = Literal["constant", "step", "cosine", "onecycle", "triangle"]
 Objective = Literal["standard", "worst-view"]
 Recipe = Literal["notebook", "fast", "page"]
 PadMode = Literal["zeros", "reflect"]
+Init = Literal["default", "kaiming", "xavier", "orthogonal"]
 
 DEVICES: tuple[str, ...] = get_args(Device)
 PRECISIONS: tuple[str, ...] = get_args(Precision)
@@ -29,6 +30,7 @@ SCHEDULES: tuple[str, ...] = get_args(Schedule)
 OBJECTIVES: tuple[str, ...] = get_args(Objective)
 RECIPES: tuple[str, ...] = get_args(Recipe)
 PAD_MODES: tuple[str, ...] = get_args(PadMode)
+INITS: tuple[str, ...] = get_args(Init)
 
 View = Literal["original", "vflip", "hflip"]
 Backend = Literal["auto", "onnxruntime", "torch"]
@@ -40,3 +42,4 @@ SgdSchedule = Literal["constant", "invsqrt"]
 RfKind = Literal["rff", "relu"]
 Dtype = Literal["float32", "float64"]
 Preset = Literal["quick", "full"]
+SweepPreset = Literal["bn-study", "warmup-knobs", "random-labels"]

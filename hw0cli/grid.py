@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import os
 import shlex
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -245,6 +246,61 @@ class CellRun:
 def run_cells(cfg: GridConfig, jobs: int, indices: list[int] | None = None,
               on_done: Callable[[CellRun], None] | None = None,
               on_start: Callable[[int, TrainConfig], None] | None = None) -> list[CellRun]:
+    """Run the grid's cells (see `run_configs`), `jobs` at a time."""
+    return run_configs(cells(cfg), cfg.out, jobs, indices, on_done, on_start, log_args(cfg))
+
+
+class _Lanes:
+    """The parallel lanes of a run: one visible GPU each, or a share of the CPU cores; the
+    running cell processes, to interrupt together on Ctrl-C."""
+
+    def __init__(self, jobs: int) -> None:
+        import threading
+        self.gpus = visible_gpus()
+        self.slots = min(jobs, len(self.gpus)) if self.gpus else jobs
+        self.threads = max(1, (os.cpu_count() or 1) // self.slots)
+        self.free = list(range(self.slots))
+        self.lock = threading.Lock()
+        self.children: set[subprocess.Popen] = set()
+        self.stopping = threading.Event()
+
+    def run(self, cmd: list[str], log: Path) -> int:
+        """Run `cmd` in a free lane, its output appended to `log`; 130 once interrupted."""
+        with self.lock:
+            slot = self.free.pop()
+        env = dict(os.environ)
+        if self.gpus:
+            env["CUDA_VISIBLE_DEVICES"] = self.gpus[slot]
+        else:
+            env["OMP_NUM_THREADS"] = str(self.threads)
+        try:
+            with open(log, "a") as fh, self.lock:
+                if self.stopping.is_set():
+                    return 130
+                proc = subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT)
+                self.children.add(proc)
+            try:
+                return proc.wait()
+            finally:
+                with self.lock:
+                    self.children.discard(proc)
+        finally:
+            with self.lock:
+                self.free.append(slot)
+
+    def interrupt(self) -> None:
+        """Start no other cell; the running ones checkpoint their last epoch and stop."""
+        with self.lock:
+            self.stopping.set()
+            for p in self.children:
+                p.send_signal(signal.SIGINT)
+
+
+def run_configs(all_cells: list[TrainConfig], out: Path, jobs: int,
+                indices: list[int] | None = None,
+                on_done: Callable[[CellRun], None] | None = None,
+                on_start: Callable[[int, TrainConfig], None] | None = None,
+                extra_args: list[str] | None = None) -> list[CellRun]:
     """Run cells as `python -m hw0cli train ...` processes, `jobs` at a time.
 
     GPU machine: one process per visible GPU (CUDA_VISIBLE_DEVICES set per process, jobs
@@ -252,44 +308,32 @@ def run_cells(cfg: GridConfig, jobs: int, indices: list[int] | None = None,
     (OMP_NUM_THREADS = cores / jobs each). Output of each goes to `<out>/grid_logs/<id>.log`.
     """
     check(jobs >= 1, f"--jobs must be at least 1 (got {jobs}).")
-    all_cells = cells(cfg)
     todo = list(range(len(all_cells))) if indices is None else indices
-    gpus = visible_gpus()
-    slots = min(jobs, len(gpus)) if gpus else jobs
-    threads = max(1, (os.cpu_count() or 1) // slots)
-    log_dir = Path(cfg.out) / "grid_logs"
+    lanes = _Lanes(jobs)
+    log_dir = Path(out) / "grid_logs"
     log_dir.mkdir(parents=True, exist_ok=True)
-    free = list(range(slots))
-    import threading
-    lock = threading.Lock()
 
     def work(i: int) -> CellRun:
-        with lock:
-            slot = free.pop()
-        try:
-            c = all_cells[i]
-            env = dict(os.environ)
-            if gpus:
-                env["CUDA_VISIBLE_DEVICES"] = gpus[slot]
-            else:
-                env["OMP_NUM_THREADS"] = str(threads)
-            log = log_dir / f"{run_id_for(c)}.log"
-            if on_start:
-                on_start(i, c)
-            with open(log, "a") as fh:
-                rc = subprocess.run([sys.executable, "-m", "hw0cli", "train", "--quiet",
-                                     *train_args(c), *log_args(cfg)], env=env, stdout=fh,
-                                    stderr=subprocess.STDOUT).returncode
-            res = CellRun(i, run_id_for(c), rc, log)
-            if on_done:
-                on_done(res)
-            return res
-        finally:
-            with lock:
-                free.append(slot)
+        c = all_cells[i]
+        log = log_dir / f"{run_id_for(c)}.log"
+        if on_start:
+            on_start(i, c)
+        rc = lanes.run([sys.executable, "-m", "hw0cli", "train", "--quiet", *train_args(c),
+                        *(extra_args or [])], log)
+        res = CellRun(i, run_id_for(c), rc, log)
+        if on_done:
+            on_done(res)
+        return res
 
-    with ThreadPoolExecutor(max_workers=slots) as pool:
+    pool = ThreadPoolExecutor(max_workers=lanes.slots)
+    try:
         return list(pool.map(work, todo))
+    except KeyboardInterrupt:
+        lanes.interrupt()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    finally:
+        pool.shutdown(wait=True)
 
 
 # ---------------------------------------------------------------------------------------------

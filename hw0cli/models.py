@@ -80,11 +80,40 @@ def make_cnn(c: int = 64, num_classes: int = 10, batchnorm: bool = True, bias: b
 
 
 def cnn_from_config(cfg: Mapping[str, Any]) -> nn.Sequential:
-    """The model a run's stored config describes (keys absent in older files take defaults)."""
-    return make_cnn(int(cfg["width"]), batchnorm=bool(cfg.get("batchnorm", True)),
-                    bias=bool(cfg.get("bias", True)),
-                    logit_scale=float(cfg.get("logit_scale", 1.0)),
-                    normalize=bool(cfg.get("normalize", False)))
+    """The model a run's stored config describes (keys absent in older files take defaults),
+    initialized as it says (from torch's current random state)."""
+    model = make_cnn(int(cfg["width"]), batchnorm=bool(cfg.get("batchnorm", True)),
+                     bias=bool(cfg.get("bias", True)),
+                     logit_scale=float(cfg.get("logit_scale", 1.0)),
+                     normalize=bool(cfg.get("normalize", False)))
+    return init_weights(model, str(cfg.get("init", "default")),
+                        float(cfg.get("init_scale", 1.0)))
+
+
+def init_weights(model: nn.Module, init: str = "default", scale: float = 1.0) -> nn.Module:
+    """Re-initialize the conv and linear weights in place: `kaiming` (He, fan-in, for ReLU),
+    `xavier` (Glorot, uniform) or `orthogonal` (ReLU gain), biases zeroed; `default` keeps
+    PyTorch's (Kaiming-uniform with a = sqrt(5)). Every weight is then multiplied by `scale`.
+    BatchNorm layers keep their unit scale and zero shift."""
+    if init not in ("default", "kaiming", "xavier", "orthogonal"):
+        raise ValueError(f"unknown initialization {init!r}")
+    if init == "default" and scale == 1.0:
+        return model  # the same random draws as before the option existed
+    relu_gain = nn.init.calculate_gain("relu")
+    with torch.no_grad():
+        for m in model.modules():
+            if not isinstance(m, (nn.Conv2d, nn.Linear)):
+                continue
+            if init == "kaiming":
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+            elif init == "xavier":
+                nn.init.xavier_uniform_(m.weight)
+            elif init == "orthogonal":
+                nn.init.orthogonal_(m.weight, gain=relu_gain)
+            if init != "default" and m.bias is not None:
+                nn.init.zeros_(m.bias)
+            m.weight.mul_(scale)
+    return model
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -23,8 +23,10 @@ from hw0cli.train import TrainConfig, TrainReporter, make_config, run_id_for, ru
 PRESETS: dict[str, dict[str, Any]] = {
     "quick": {
         "description": "laptop-CPU settings: width 4 for the warm-up and Problem 1 (10 "
-                       "epochs), the random-label grid on a 1,000-image training subset (so "
-                       "small that even c = 4 can memorize it), Problem 3 at n = 500; "
+                       "epochs), a BatchNorm study (with and without BatchNorm x 3 learning "
+                       "rates, width 4, 2,000 images, 3 epochs), the random-label grid on a "
+                       "1,000-image training subset (so small that even c = 4 can memorize "
+                       "it), Problem 3 at n = 500; "
                        "accuracies are below the full assignment's",
         "warmup": [{"width": 4, "epochs": 10}],
         "robust": [{"width": 4, "epochs": 10, "augment": "vflip"},
@@ -32,6 +34,12 @@ PRESETS: dict[str, dict[str, Any]] = {
         "grid": {"widths": (4, 64), "noises": (0.0, 0.5, 1.0), "seeds": (0,),
                  "train_options": {"train_samples": 1000, "eval_every": 10}},
         "linreg": {"method": "all", "n": 500},
+        # the warm-up's play-around, CPU-sized: with/without BatchNorm x three learning rates
+        "sweep": {"preset": "bn-study", "name": "bn-study-quick",
+                  "axes": {"width": (4,), "init": ("default",), "seed": (0,)},
+                  # 2,000 images: on 1,000 (24 steps) BatchNorm's running statistics are
+                  # still far off, and eval-mode test error is near chance with or without it
+                  "train_options": {}},
     },
     "full": {
         "description": "the assignment's settings for a GPU: width 64, 20 epochs, the full "
@@ -43,6 +51,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "grid": {"widths": (4, 64), "noises": (0.0, 0.5, 1.0), "seeds": (0,),
                  "train_options": {}},
         "linreg": {"method": "all", "n": 500},
+        "sweep": {"preset": "bn-study", "name": "bn-study-full",
+                  "axes": {"width": (16, 64)},
+                  "train_options": {"train_samples": 50_000, "epochs": 10, "compile": None}},
     },
 }
 
@@ -142,6 +153,7 @@ def plan(cfg: AllConfig) -> list[Step]:
         o, v = res.views["original"].accuracy, res.views["vflip"].accuracy
         return f"original {100 * o:.2f}%, upside down {100 * v:.2f}% ({res.provider})"
 
+    steps += sweep_steps(p.get("sweep"), cfg)
     steps.append(Step("Problem 1: flip evaluation of the warm-up run", flip_eval))
     for r in p["robust"]:
         c = make_config("notebook", **r, **common)
@@ -171,6 +183,39 @@ def plan(cfg: AllConfig) -> list[Step]:
 
     steps.append(Step(f"Problem 3: hw0 linreg --method all --n {lcfg.n}", linreg_step))
     return steps
+
+
+def sweep_steps(spec: dict[str, Any] | None, cfg: AllConfig) -> list[Step]:
+    """One step per cell of the preset's warm-up study (`spec`: a named sweep adjusted by
+    `axes` and `train_options`); a cell that diverges is a result, not a failed step."""
+    from hw0cli.sweep import Axis, SweepConfig, cells, with_preset
+    if not spec:
+        return []
+    own = SweepConfig(axes=tuple(Axis(k, tuple(v)) for k, v in spec.get("axes", {}).items()),
+                      train_options=tuple({**spec.get("train_options", {}),
+                                           "device": cfg.device}.items()),
+                      name=spec.get("name"), data_dir=cfg.data_dir, out=cfg.out)
+    scfg = with_preset(own, spec["preset"])
+    return [Step(f"Sweep {scfg.label()} (warm-up study): " + ", ".join(
+        f"{k.replace('_', ' ')} {v}" for k, v in c.point), _sweep_step(scfg, c), scfg.group())
+        for c in cells(scfg)]
+
+
+def _sweep_step(scfg: Any, cell: Any) -> Callable[[TrainReporter | None], str]:
+    def go(reporter: TrainReporter | None) -> str:
+        from hw0cli.errors import Hw0Error
+        from hw0cli.sweep import cell_state, record
+        record(scfg)
+        if cell_state(cell).state == "diverged":
+            return "skipped (diverged earlier: a result of this study)"
+        try:
+            return _train_step(cell.config)(reporter)
+        except Hw0Error:
+            state = cell_state(cell)
+            if state.state != "diverged":
+                raise
+            return f"diverged (a result of this study): {state.note}"
+    return go
 
 
 def _run_step(cfg: AllConfig, step: Step, reporter_factory: Callable[[], Any] | None) -> str:

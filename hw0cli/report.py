@@ -86,10 +86,12 @@ def _steady_seconds(r: runs.RunSummary, attrs: dict[str, Any]) -> float:
     return r.seconds - float(one.get("train_s", 0.0)) if isinstance(one, dict) else r.seconds
 
 
-def warmup_section(all_runs: list[runs.RunSummary], figdir: Path) -> Section:
+def warmup_section(all_runs: list[runs.RunSummary], figdir: Path,
+                   sweep_ids: frozenset[str] = frozenset()) -> Section:
     sec = Section("Warm-up: Myrtle5 on CIFAR-10")
     main = [r for r in all_runs if r.status == "finished" and not _is_grid(r)
-            and not _is_robust(r) and not r.config.get("noise")]
+            and not _is_robust(r) and not r.config.get("noise")
+            and r.run_id not in sweep_ids]  # a sweep's cells are shown in its own section
     if not main:
         sec.present = False
         sec.text("No finished training run yet. Produce one with `hw0 train` (the course "
@@ -394,7 +396,10 @@ def run_report(cfg: ReportConfig) -> ReportResult:
     figdir = report_dir / "figures"
     figdir.mkdir(parents=True, exist_ok=True)
     all_runs = runs.list_runs(out)
-    sections = [warmup_section(all_runs, figdir), problem1_section(all_runs, figdir),
+    from hw0cli.sweep_report import sweep_cell_ids, sweep_sections
+    in_sweeps = frozenset(sweep_cell_ids(out))  # shown in their sweep's section instead
+    sections = [warmup_section(all_runs, figdir, in_sweeps), *sweep_sections(out, figdir),
+                problem1_section([r for r in all_runs if r.run_id not in in_sweeps], figdir),
                 problem2_section(all_runs, figdir), problem3_section(out, figdir),
                 environment_section(all_runs, out, cfg.preset)]
     title = [f"Generated {time.strftime('%Y-%m-%d %H:%M %Z')} from {out.resolve()}",

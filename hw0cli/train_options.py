@@ -22,6 +22,7 @@ from hw0cli.choices import (
     RECIPES,
     CompileMode,
     Device,
+    Init,
     Objective,
     Optimizer,
     PadMode,
@@ -119,6 +120,12 @@ class TrainConfig:
     ema: Annotated[float, Interval(ge=0, lt=1), Opt(
         "Evaluate an average of the weights with this decay per step (0.99: about the last "
         "100 steps), 0 = off, else at least 0.5", run_id=IF_CHANGED, panel=EVAL)] = 0.0
+    init: Annotated[Init, Opt(
+        "Initialization of the conv and linear weights (biases zeroed); default: PyTorch's",
+        noun="initialization", run_id=IF_CHANGED, panel=MODEL)] = "default"
+    init_scale: Annotated[float, Gt(0), Opt(
+        "Multiply the initial conv and linear weights by this", run_id=IF_CHANGED,
+        panel=MODEL)] = 1.0
     eval_every: Annotated[int, Ge(1), Opt(
         "Evaluate the test set every N epochs (and after the last)", panel=EVAL)] = 1
     recipe: Annotated[Recipe, Opt(

@@ -118,7 +118,8 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         model = cnn_from_config({"width": cfg.width, "batchnorm": cfg.batchnorm,
                                  "bias": cfg.bias, "logit_scale": cfg.logit_scale,
-                                 "normalize": cfg.normalize})
+                                 "normalize": cfg.normalize, "init": cfg.init,
+                                 "init_scale": cfg.init_scale})
         self.model = model.to(device, memory_format=torch.channels_last)  # uncompiled handle
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         # with --ema, an exponential moving average of the weights (BatchNorm statistics

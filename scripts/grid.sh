@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# The Problem 2 grid (widths x label noise) in plain bash, on top of `hw0 grid list`.
+# The Problem 2 grid (widths x label noise), or any sweep, in plain bash, on top of
+# `hw0 grid list` (`hw0 sweep list` with --sweep).
 #
-#   scripts/grid.sh [-j N] [--dry-run] [hw0 grid/train options...]
+#   scripts/grid.sh [-j N] [--dry-run] [--sweep] [hw0 grid/sweep/train options...]
 #   scripts/grid.sh -j 2 --train-samples 2000          # a CPU-sized grid, 2 processes
 #   scripts/grid.sh --widths 4,64 --noise 0,0.5,1       # the assignment grid, one job per GPU
+#   scripts/grid.sh -j 2 --sweep --preset bn-study      # a sweep: the warm-up's BatchNorm study
 #
-# Lanes pull cells from a shared queue (widest cells first, so the long ones start early); each
+# Lanes pull cells from a shared queue (last first: the grid's widest, so they start early); each
 # lane runs one cell at a time. On a GPU machine there is one lane per visible GPU
 # (CUDA_VISIBLE_DEVICES set per lane, -j ignored);
 # on a CPU machine, -j N lanes share the cores (OMP_NUM_THREADS = cores / N). Every cell is an
@@ -15,20 +17,22 @@ set -euo pipefail
 
 jobs=1
 dry=0
+kind=grid
 args=()
 while [ $# -gt 0 ]; do
   case "$1" in
     -j) jobs="$2"; shift 2 ;;
     -j*) jobs="${1#-j}"; shift ;;
     --dry-run) dry=1; shift ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    --sweep) kind=sweep; shift ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     *) args+=("$1"); shift ;;
   esac
 done
 HW0=${HW0:-hw0}
 
-mapfile -t cmds < <($HW0 grid list "${args[@]+"${args[@]}"}")
-[ "${#cmds[@]}" -gt 0 ] || { echo "grid.sh: the grid is empty" >&2; exit 2; }
+mapfile -t cmds < <($HW0 $kind list "${args[@]+"${args[@]}"}")
+[ "${#cmds[@]}" -gt 0 ] || { echo "grid.sh: the $kind is empty" >&2; exit 2; }
 
 gpus=()
 if [ -n "${CUDA_VISIBLE_DEVICES-}" ]; then
@@ -66,7 +70,12 @@ for lane in $(seq 0 $(( lanes - 1 ))); do
     rc=0
     while i=$(next_cell) && [ -n "$i" ]; do
       echo "[lane $lane] cell $i: ${cmds[$i]}"
-      eval "${cmds[$i]/#hw0 /$HW0 } --quiet" || { echo "[lane $lane] cell $i failed" >&2; rc=1; }
+      if [ "$kind" = sweep ]; then  # a diverged cell is a result of a sweep, not a failure
+        $HW0 sweep run --index "$i" "${args[@]+"${args[@]}"}" \
+          || { echo "[lane $lane] cell $i failed" >&2; rc=1; }
+      else
+        eval "${cmds[$i]/#hw0 /$HW0 } --quiet" || { echo "[lane $lane] cell $i failed" >&2; rc=1; }
+      fi
     done
     exit $rc
   ) &
@@ -75,5 +84,5 @@ done
 status=0
 for pid in "${pids[@]}"; do wait "$pid" || status=1; done
 rm -f "$queue" "$queue.lock"
-$HW0 grid status "${args[@]+"${args[@]}"}" || true
+$HW0 $kind status "${args[@]+"${args[@]}"}" || true
 exit $status

@@ -119,3 +119,129 @@ class InterruptAt:
     def on_epoch(self, row: dict) -> None:
         if row["epoch"] >= self.epoch:
             raise KeyboardInterrupt
+
+
+def tiny_train_args(cifar_root: Path, out: Path, samples: int = 200) -> list[str]:
+    """`hw0 train` options of a seconds-long CPU cell (fp32, eager; the width is the grid's or
+    sweep's) for grid and sweep commands."""
+    return ["--train-samples", str(samples), "--batch-size", "50", "--epochs",
+            "1", "--precision", "fp32", "--no-compile", "--device", "cpu", "--data-dir",
+            str(cifar_root), "--out", str(out)]
+
+
+SLURM_DAEMONS = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "sinfo")
+
+
+def slurm_available() -> bool:
+    """The Debian packages slurmctld, slurmd, munge (and slurm-client) are installed, and we
+    may start them (root: Slurm runs its daemons and the test's jobs as root here)."""
+    import os
+    import shutil
+    return all(shutil.which(d) or shutil.which(d, path="/usr/sbin")
+               for d in SLURM_DAEMONS) and os.geteuid() == 0
+
+
+SLURM_CONF = """\
+ClusterName=hw0test
+SlurmctldHost=localhost(127.0.0.1)
+SlurmctldPort={ctld_port}
+SlurmdPort={d_port}
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+CredType=cred/munge
+AuthInfo=socket={root}/munge.socket
+StateSaveLocation={root}/state
+SlurmdSpoolDir={root}/spool
+SlurmctldPidFile={root}/slurmctld.pid
+SlurmdPidFile={root}/slurmd.pid
+SlurmctldLogFile={root}/slurmctld.log
+SlurmdLogFile={root}/slurmd.log
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+JobCompType=jobcomp/none
+MpiDefault=none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_CPU
+ReturnToService=2
+SchedulerType=sched/backfill
+SchedulerParameters=sched_interval=1
+MinJobAge=5
+NodeName=hw0node NodeHostname={host} NodeAddr=127.0.0.1 CPUs={cpus} State=UNKNOWN
+PartitionName=debug Nodes=hw0node Default=YES MaxTime=INFINITE State=UP
+"""
+
+
+class LocalSlurm:
+    """A single-node Slurm (munged, slurmctld, slurmd) in a folder of its own, on free ports;
+    `env` points the Slurm commands at it (SLURM_CONF). Stopped (its own processes only) on
+    exit."""
+
+    def __init__(self, root: Path, cpus: int = 2) -> None:
+        self.root, self.cpus = Path(root), cpus
+        self.procs: list = []
+
+    def __enter__(self) -> LocalSlurm:
+        import os
+        import shutil
+        import socket
+        import subprocess
+        r = self.root
+        (r / "state").mkdir(parents=True, exist_ok=True)
+        (r / "spool").mkdir(exist_ok=True)
+        shutil.copy("/etc/munge/munge.key", r / "munge.key")
+        ports = []
+        for _ in range(2):
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                ports.append(s.getsockname()[1])
+        (r / "slurm.conf").write_text(SLURM_CONF.format(
+            root=r, ctld_port=ports[0], d_port=ports[1], host=socket.gethostname(),
+            cpus=self.cpus))
+        self.env = {**os.environ, "SLURM_CONF": str(r / "slurm.conf")}
+        munged = shutil.which("munged") or "/usr/sbin/munged"
+        self._start([munged, "-F", "--force", f"--socket={r}/munge.socket",
+                     f"--key-file={r}/munge.key", f"--pid-file={r}/munged.pid",
+                     f"--log-file={r}/munged.log", f"--seed-file={r}/munged.seed"])
+        self._wait(lambda: (r / "munge.socket").exists(), 10, "munged")
+        ctld = shutil.which("slurmctld") or "/usr/sbin/slurmctld"
+        slurmd = shutil.which("slurmd") or "/usr/sbin/slurmd"
+        self._start([ctld, "-D", "-c", "-i"])
+        self._start([slurmd, "-D", "-N", "hw0node"])
+        self._wait(lambda: subprocess.run(["sinfo", "-h", "-o", "%T"], env=self.env,
+                                          capture_output=True, text=True).stdout.strip()
+                   == "idle", 60, "the node")
+        return self
+
+    def _start(self, cmd: list[str]) -> None:
+        import subprocess
+        with open(self.root / (Path(cmd[0]).name + ".out"), "w") as log:  # the child's copy
+            self.procs.append(subprocess.Popen(cmd, env=self.env, stdout=log,
+                                               stderr=subprocess.STDOUT))
+
+    def _wait(self, ready, seconds: float, what: str) -> None:
+        import time
+        end = time.monotonic() + seconds
+        while not ready():
+            if time.monotonic() > end:
+                logs = "\n".join(p.read_text()[-800:] for p in self.root.glob("*.log"))
+                raise RuntimeError(f"{what} not ready after {seconds} s:\n{logs}")
+            time.sleep(0.5)
+
+    def wait_job(self, job: str, seconds: float) -> None:
+        """Until job `job` (all its array tasks) left the queue."""
+        import subprocess
+        self._wait(lambda: not subprocess.run(
+            ["squeue", "-h", "-j", job], env=self.env, capture_output=True,
+            text=True).stdout.strip(), seconds, f"job {job}")
+
+    def __exit__(self, *exc: object) -> None:
+        for p in reversed(self.procs):
+            p.terminate()
+        for p in reversed(self.procs):
+            try:
+                p.wait(timeout=10)
+            except Exception:
+                p.kill()

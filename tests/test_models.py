@@ -29,3 +29,37 @@ def test_flops_per_image_matches_torch_flop_counter(c):
     with FlopCounterMode(display=False) as step:
         model(x).sum().backward()
     assert step.get_total_flops() == 2 * flops_per_image(c, train=True)
+
+
+@pytest.mark.parametrize("init", ["kaiming", "xavier", "orthogonal"])
+def test_init_weights_follows_its_rule(init):
+    import math
+
+    from hw0cli.models import init_weights
+    torch.manual_seed(0)
+    m = init_weights(make_cnn(16), init)
+    conv = m[3]  # 16 -> 32 channels, 3x3
+    fan_in, fan_out = 16 * 9, 32 * 9
+    want = {"kaiming": math.sqrt(2 / fan_in), "xavier": math.sqrt(2 / (fan_in + fan_out)),
+            "orthogonal": None}[init]
+    w = conv.weight.detach().reshape(32, -1)
+    if want is None:  # rows orthonormal, times the ReLU gain
+        gram = w @ w.T / 2
+        assert torch.allclose(gram, torch.eye(32), atol=1e-5)
+    else:
+        assert abs(float(w.std()) / want - 1) < 0.1
+    assert float(conv.bias.detach().abs().max()) == 0.0
+
+
+def test_init_scale_and_default():
+    from hw0cli.models import cnn_from_config
+    torch.manual_seed(3)
+    default = make_cnn(4)
+    torch.manual_seed(3)
+    same = cnn_from_config({"width": 4})  # older run files: PyTorch's draws, untouched
+    torch.manual_seed(3)
+    scaled = cnn_from_config({"width": 4, "init": "default", "init_scale": 0.5})
+    for a, b in zip(default.state_dict().values(), same.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    assert torch.allclose(scaled[0].weight, 0.5 * default[0].weight)
+    assert torch.equal(scaled[1].weight, default[1].weight)  # BatchNorm keeps its unit scale

@@ -109,3 +109,11 @@ def test_a_new_declaration_reaches_the_command_line():
     r = runner.invoke(app, ["--size", "4", "--no-color", "--loud"], env={"TOY_OUT": "/o"})
     assert r.exit_code == 0, r.output
     assert seen == {"size": 4, "color": False, "out": Path("/o"), "loud": True}
+
+
+def test_init_options_enter_the_run_id_only_when_set():
+    from hw0cli.train_options import TrainConfig, run_id_for
+    assert run_id_for(TrainConfig()) == "c64-p0-e20-s0-a438375c"  # every earlier id stands
+    ids = {run_id_for(TrainConfig(init=i)) for i in ("default", "kaiming", "xavier")}
+    assert len(ids) == 3
+    assert run_id_for(TrainConfig(init_scale=0.5)) != run_id_for(TrainConfig())

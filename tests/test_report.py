@@ -21,6 +21,10 @@ TINY = {
                                "compile": False, "precision": "fp32"}},
     "linreg": {"method": "all", "n": 60, "gd_iters": 200, "sgd_iters": 200,
                "overparam_iters": 100, "rf_features": (10, 60, 200)},
+    "sweep": {"preset": "bn-study", "name": "tiny-study",
+              "axes": {"width": (2,), "init": ("default",), "seed": (0,), "lr": (0.05, 1e12)},
+              "train_options": {"train_samples": 200, "batch_size": 50, "epochs": 1,
+                                "precision": "fp32"}},
 }
 
 
@@ -58,6 +62,12 @@ def test_all_runs_every_step_and_writes_the_report(all_done):
     reader = PdfReader(rep.pdf)
     assert len(reader.pages) == rep.pages >= 8
     text = "\n".join(p.extract_text() for p in reader.pages)
+    diverged = [s for s in res.steps if s.detail.startswith("diverged")]
+    assert "batchnorm False, lr 1000000000000.0" in " ".join(s.title for s in diverged)
+    assert all("lr 0.05" not in s.title for s in diverged)
+    # the axes with one value (width, init, seed) are settings of the study, not effects
+    assert "Warm-up: what changes when you change batchnorm, lr (sweep tiny-study)" in \
+        rep.sections
     for title in ("Warm-up", "Problem 1", "Problem 2", "Problem 3",
                   "Environment and reproducibility", "hw0 train --width 2"):
         assert title in text, title
@@ -89,8 +99,10 @@ def test_missing_sections_name_their_commands(data_root, tmp_path):
 def test_quick_preset_plan(tmp_path):
     steps = pipeline.plan(pipeline.AllConfig(preset="quick", data_dir=tmp_path, out=tmp_path))
     titles = [s.title for s in steps]
-    assert len(titles) == 1 + 1 + 2 + 6 + 1
+    assert len(titles) == 1 + 6 + 1 + 2 + 6 + 1
     assert sum(t.startswith("Problem 2") for t in titles) == 6
+    study = [t for t in titles if t.startswith("Sweep bn-study-quick")]
+    assert len(study) == 6 and "batchnorm False, lr 1.0" in study[-1]
 
 
 def test_warmup_section_compares_recipes(cifar_root, tmp_path):

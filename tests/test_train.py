@@ -196,3 +196,17 @@ def test_until_train_error_stops_early(cifar_root, tmp_path):
 def test_bf16_autocast_path_runs_on_cpu(cifar_root, tmp_path):
     res = run_train(tiny(cifar_root, tmp_path, precision="bf16", epochs=1))
     assert res.precision == "bf16" and math.isfinite(res.test_loss)
+
+
+
+def test_init_recorded_and_used(cifar_root, tmp_path):
+    from hw0cli.data import load_cifar10
+    from hw0cli.trainer import Trainer
+    cfg = tiny_config(cifar_root, tmp_path, epochs=1, init="orthogonal", init_scale=0.5)
+    tr = Trainer(cfg, load_cifar10(cifar_root), torch.device("cpu"), "fp32", None)
+    first = tr.model[0].weight.detach().reshape(4, -1)  # before any step
+    gain = torch.nn.init.calculate_gain("relu") * 0.5
+    assert torch.allclose(first @ first.T, gain**2 * torch.eye(4), atol=1e-5)
+    res = run_train(cfg)
+    stored = store.read_h5(res.path, attrs_only=True).attrs["config"]
+    assert (stored["init"], stored["init_scale"]) == ("orthogonal", 0.5)

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from hw0cli.cli import data, evaluation, grid, linreg, report, train
+from hw0cli.cli import data, evaluation, grid, linreg, report, sweep, train
 from hw0cli.cli.common import Hw0Typer
 from hw0cli.cli.display import GridProgress, RichReporter, run_with_display
 
@@ -41,6 +41,7 @@ app.add_typer(train.runs_app, name="runs")
 app.command()(evaluation.export)
 app.command("eval")(evaluation.eval_cmd)
 app.add_typer(grid.grid_app, name="grid")
+app.add_typer(sweep.sweep_app, name="sweep")
 app.command()(linreg.linreg)
 app.command()(report.report)
 app.command("all")(report.all_cmd)

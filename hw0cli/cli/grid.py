@@ -34,14 +34,17 @@ Seeds = Annotated[str, typer.Option("--seeds", help="Comma-separated seeds")]
 SINGLE_RUN = ("quiet", "as_json")  # display options of one `hw0 train`, not of a grid
 
 
-def _train_context(ctx: typer.Context) -> Any:
-    """The grid's extra arguments, parsed by `hw0 train`'s own parser."""
+OWN_OPTIONS = {"grid": "--widths, --noise, --seeds", "sweep": "--axis, --preset, --name"}
+
+
+def _train_context(ctx: typer.Context, kind: str = "grid") -> Any:
+    """The grid's (or sweep's) extra arguments, parsed by `hw0 train`'s own parser."""
     train_cmd = ctx.find_root().command.get_command(ctx, "train")
     try:
-        return train_cmd.make_context("hw0 grid", list(ctx.args))
+        return train_cmd.make_context(f"hw0 {kind}", list(ctx.args))
     except Exception as exc:  # click's usage errors (typer vendors click privately)
         msg = exc.format_message() if hasattr(exc, "format_message") else str(exc)
-        raise Hw0UsageError(f"{msg} (grid commands take --widths, --noise, --seeds and the "
+        raise Hw0UsageError(f"{msg} ({kind} commands take {OWN_OPTIONS[kind]} and the "
                             "options of `hw0 train`)") from None
 
 
@@ -176,3 +179,28 @@ def _report_row(r: Any) -> list[str]:
         return f"{100 * mean:.2f}%" + (f" +- {100 * sd:.2f}" if spread else "")
     return [str(r.width), f"{r.noise:g}", str(len(r.seeds)), err("train_err"),
             err("test_err"), f"{r.stat('epochs')[0]:.0f}", f"{r.stat('seconds')[0]:.0f}"]
+
+
+@grid_app.command("slurm", context_settings=GRID_CONTEXT)
+def grid_slurm(ctx: typer.Context, widths: Widths = "4,64", noise: Noises = "0,0.5,1",
+               seeds: Seeds = "0",
+               gpus: Annotated[int, typer.Option(help="GPUs per task (0: none)")] = 0,
+               cpus_per_task: Annotated[int, typer.Option(help="CPUs per task")] = 2,
+               time: Annotated[str, typer.Option(help="Time limit per task")] = "02:00:00",
+               partition: Annotated[str | None, typer.Option(help="Slurm partition")] = None,
+               parallel: Annotated[int | None, typer.Option(
+                   help="At most this many tasks at once")] = None,
+               submit: Annotated[bool, typer.Option(help="Also sbatch it")] = False) -> None:
+    """Write (and with --submit, submit) an sbatch job array with one task per cell."""
+    from hw0cli.cli.sweep import write_and_submit
+    from hw0cli.grid import cells, log_args, log_group
+    from hw0cli.slurm import SlurmOptions
+    from hw0cli.sweep import options_args
+    cfg = _grid_config(ctx, widths, noise, seeds)
+    args = ["--widths", widths, "--noise", noise, "--seeds", seeds,
+            *options_args(cfg.recipe, cfg.train_options, cfg.data_dir, cfg.out),
+            *log_args(cfg)]
+    label = log_group(cfg)
+    write_and_submit("grid", args, len(cells(cfg)), SlurmOptions(
+        gpus, cpus_per_task, time, partition, parallel, f"hw0-{label}"), Path(cfg.out), label,
+        submit)
