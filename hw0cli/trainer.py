@@ -70,6 +70,7 @@ if TYPE_CHECKING:
     from hw0cli.train import TrainConfig
 
 ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam's defaults
+KINDS_OF_RUN_PER_PROCESS = 64  # compiled step variants one process may hold
 
 
 def whole_step_capturable() -> bool:
@@ -193,6 +194,11 @@ class Trainer:
             logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
         if self.fullgraph:
             torch._dynamo.config.trace_autograd_ops = True  # loss.backward() inside the graph
+        # one cache entry of the step's code per kind of run (width, batch size, augmentation,
+        # loss): a process training many kinds (hw0 all, a sweep) would pass Dynamo's default
+        # limit of 8, which fullgraph=True turns into an error
+        dyn = torch._dynamo.config
+        dyn.recompile_limit = max(dyn.recompile_limit, KINDS_OF_RUN_PER_PROCESS)
         mode = None if self.compile_mode == "default" else self.compile_mode
         return torch.compile(fn, fullgraph=self.fullgraph, dynamic=False, mode=mode)
 

@@ -323,3 +323,19 @@ def test_first_calls_split_one_time_from_steady(times, compiled, one_time):
     fc = FirstCalls(lambda: None, torch.device("cpu"), compiled=compiled)
     fc.times = list(times)
     assert fc.one_time_s == pytest.approx(one_time)
+
+
+@pytest.mark.slow
+def test_one_process_trains_many_compiled_runs(cifar_root, tmp_path, monkeypatch):
+    """Every Trainer compiles the same step code: one compile-cache entry per distinct width,
+    batch size, augmentation or loss in a process. A process that trains many kinds of run
+    (`hw0 all`, a sweep) must not hit Dynamo's recompile limit (8 by default; fullgraph=True
+    turns hitting it into an error)."""
+    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 1)
+    data = load_cifar10(cifar_root)
+    for width in (4, 8, 2):
+        cfg = make_config("notebook", width=width, epochs=1, batch_size=64, train_samples=128,
+                          data_dir=cifar_root, out=tmp_path, device="cpu")
+        tr = Trainer(cfg, data, torch.device("cpu"), "fp32", "default")
+        tr.load_draws(1)
+        tr.step_fn(64)()
