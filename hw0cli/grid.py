@@ -203,9 +203,13 @@ def cell_state(i: int, c: TrainConfig) -> CellState:
 
 def cell_at(cfg: GridConfig, index: int) -> TrainConfig:
     """Cell `index` of the grid (0-based), or a usage error naming the range."""
-    all_cells = cells(cfg)
-    check(0 <= index < len(all_cells), f"--index {index} is outside the grid (0 to "
-          f"{len(all_cells) - 1}; see `hw0 grid list`).")
+    return pick_cell(cells(cfg), index, "grid")
+
+
+def pick_cell(all_cells: list, index: int, kind: str) -> Any:
+    """Cell `index` (0-based) of a grid or sweep, or a usage error naming the range."""
+    check(0 <= index < len(all_cells), f"--index {index} is outside the {kind} (0 to "
+          f"{len(all_cells) - 1}; see `hw0 {kind} list`).")
     return all_cells[index]
 
 

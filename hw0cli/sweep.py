@@ -202,10 +202,7 @@ def cells(cfg: SweepConfig) -> list[SweepCell]:
 
 
 def cell_at(cfg: SweepConfig, index: int) -> SweepCell:
-    all_cells = cells(cfg)
-    check(0 <= index < len(all_cells), f"--index {index} is outside the sweep (0 to "
-          f"{len(all_cells) - 1}; see `hw0 sweep list`).")
-    return all_cells[index]
+    return grid.pick_cell(cells(cfg), index, "sweep")
 
 
 def log_args(cfg: SweepConfig) -> list[str]:
