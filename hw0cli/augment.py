@@ -17,7 +17,8 @@ from hw0cli.choices import PAD_MODES as PAD_MODES  # re-exported: the trainer im
 from hw0cli.errors import Hw0UsageError
 
 AUGMENTS = ("none", "hflip", "vflip", "crop")
-CROP_PAD = 4  # pixels of translation for `crop` (pad 4 + random 32x32 crop, the CIFAR standard)
+CROP_PAD = 4  # default pixels of translation for `crop` (pad 4 + random 32x32 crop, the CIFAR
+# standard); `--crop-pad` changes it (airbench translates by 2: less distortion for short runs)
 
 
 def parse_augment(spec: str) -> tuple[str, ...]:
@@ -47,20 +48,29 @@ class EpochDraws:
     perm: torch.Tensor  # (n,) int64
     hflip: torch.Tensor | None  # (n,) bool
     vflip: torch.Tensor | None
-    shift: torch.Tensor | None  # (n, 2) int64 crop offsets in [0, 2 * CROP_PAD]
+    shift: torch.Tensor | None  # (n, 2) int64 crop offsets in [0, 2 * crop_pad]
     cut: torch.Tensor | None = None  # (n, 2) int64 top-left corner of the cutout square
 
 
 def epoch_draws(n: int, seed: int, epoch: int, ops: tuple[str, ...], device: torch.device,
-                cutout: int = 0, size: int = 32) -> EpochDraws:
+                cutout: int = 0, size: int = 32, crop_pad: int = CROP_PAD,
+                alternate_flip: bool = False) -> EpochDraws:
     """One epoch's draws from a CPU generator seeded by (seed, epoch); cutout's come last, so
-    runs without cutout draw exactly what they always did."""
+    runs without cutout draw exactly what they always did.
+
+    `alternate_flip` (airbench's derandomized flip): each image's mirror bit is drawn once per
+    run (from the seed) in epoch 1 and inverted every epoch after, so every image is seen both
+    ways in any two consecutive epochs instead of the same way twice a quarter of the time.
+    """
     g = torch.Generator().manual_seed(seed * 100_003 + epoch)
     perm = torch.randperm(n, generator=g)
     hf = torch.rand(n, generator=g) < 0.5 if "hflip" in ops else None
     vf = torch.rand(n, generator=g) < 0.5 if "vflip" in ops else None
-    sh = torch.randint(0, 2 * CROP_PAD + 1, (n, 2), generator=g) if "crop" in ops else None
+    sh = torch.randint(0, 2 * crop_pad + 1, (n, 2), generator=g) if "crop" in ops else None
     cut = torch.randint(0, size - cutout + 1, (n, 2), generator=g) if cutout else None
+    if hf is not None and alternate_flip:
+        first = torch.rand(n, generator=torch.Generator().manual_seed(seed * 100_003)) < 0.5
+        hf = first[perm] ^ bool((epoch - 1) % 2)
     return EpochDraws(*(t.to(device) if t is not None else None
                         for t in (perm, hf, vf, sh, cut)))
 
@@ -76,18 +86,19 @@ def pad_source(size: int, pad: int, mode: str, device: torch.device | None = Non
 
 
 def augment_batch(x: torch.Tensor, hf: torch.Tensor | None, vf: torch.Tensor | None,
-                  shift: torch.Tensor | None, pad_mode: str = "zeros") -> torch.Tensor:
-    """Per-image flips (bool masks (B,)) and crops (offsets (B, 2) into the padded image) of x
-    (B, C, H, W); the crop pads with zeros or by reflection."""
+                  shift: torch.Tensor | None, pad_mode: str = "zeros",
+                  crop_pad: int = CROP_PAD) -> torch.Tensor:
+    """Per-image flips (bool masks (B,)) and crops (offsets (B, 2) into the image padded by
+    `crop_pad` pixels) of x (B, C, H, W); the crop pads with zeros or by reflection."""
     if hf is not None:
         x = torch.where(hf[:, None, None, None], hflip(x), x)
     if vf is not None:
         x = torch.where(vf[:, None, None, None], vflip(x), x)
     if shift is not None:
         b, c, h, w = x.shape
-        rows = pad_source(h, CROP_PAD, pad_mode, x.device)[shift[:, 0:1]
+        rows = pad_source(h, crop_pad, pad_mode, x.device)[shift[:, 0:1]
                                                            + torch.arange(h, device=x.device)]
-        cols = pad_source(w, CROP_PAD, pad_mode, x.device)[shift[:, 1:2]
+        cols = pad_source(w, crop_pad, pad_mode, x.device)[shift[:, 1:2]
                                                            + torch.arange(w, device=x.device)]
         bidx = torch.arange(b, device=x.device)[:, None, None, None]
         cidx = torch.arange(c, device=x.device)[None, :, None, None]

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 # Per-channel mean and standard deviation of CIFAR-10's training images, as fractions of 255
@@ -114,6 +115,40 @@ def init_weights(model: nn.Module, init: str = "default", scale: float = 1.0) ->
                 nn.init.zeros_(m.bias)
             m.weight.mul_(scale)
     return model
+
+
+def whitening_filters(x: torch.Tensor, pairs: int, eps: float = 5e-4) -> torch.Tensor:
+    """(2 * pairs, C, 3, 3) conv filters that whiten the 3x3 patches of the images `x`
+    (N, C, H, W, as the first convolution sees them): the top `pairs` principal directions of
+    the patches, each scaled by 1 / sqrt(its variance + eps * the mean variance), then the
+    same with the opposite sign (so a ReLU after them keeps both halves; airbench's whitening
+    layer). Patches are read in chunks, so N may be large."""
+    c = x.shape[1]
+    cov = torch.zeros(c * 9, c * 9, dtype=torch.float64)
+    count = 0
+    for i in range(0, len(x), 500):
+        p = F.unfold(x[i:i + 500].double(), kernel_size=3).transpose(1, 2).reshape(-1, c * 9)
+        cov += p.T @ p
+        count += len(p)
+    mean = F.unfold(x.double().mean(0, keepdim=True), 3).mean(-1)  # (1, 9C): patches' mean
+    cov = cov / count - mean.T @ mean
+    var, vec = torch.linalg.eigh(cov)  # ascending
+    var, vec = var.flip(0)[:pairs], vec.flip(1)[:, :pairs]
+    filt = (vec / torch.sqrt(var + eps * var.mean())).T.reshape(pairs, c, 3, 3)
+    return torch.cat([filt, -filt]).float()
+
+
+def whiten_first_conv(model: nn.Module, x: torch.Tensor) -> None:
+    """Set the first convolution's filters to whitening filters of `x` (uint8-converted
+    inputs in [0, 1], (N, C, 32, 32)), as many +- pairs as it has room for (at most 9C), the
+    rest left as initialized; freeze the filters (a bias, if any, keeps training)."""
+    conv = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+    norm = next((m for m in model.modules() if isinstance(m, Normalize)), None)
+    with torch.no_grad():
+        seen = norm(x) if norm is not None else x
+        pairs = min(conv.out_channels // 2, conv.in_channels * 9)
+        conv.weight[:2 * pairs] = whitening_filters(seen.cpu(), pairs).to(conv.weight)
+    conv.weight.requires_grad_(False)
 
 
 def count_parameters(model: nn.Module) -> int:

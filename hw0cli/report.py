@@ -139,8 +139,9 @@ def warmup_section(all_runs: list[runs.RunSummary], figdir: Path,
 
 
 def _recipe_text(c: dict[str, Any], epochs: int) -> str:
-    extra = [f"{k.replace('_', ' ')} {c[k]}" for k in ("cutout", "pad_mode", "normalize",
-                                                       "bias", "logit_scale", "warmup")
+    extra = [f"{k.replace('_', ' ')} {c[k]}" for k in ("cutout", "pad_mode", "crop_pad",
+                                                       "alternate_flip", "normalize", "bias",
+                                                       "logit_scale", "whiten", "warmup")
              if k in c and c[k] != TrainConfig.__dataclass_fields__[k].default]
     return (f"{c.get('recipe', 'notebook')}: optimizer {c.get('optimizer')}, lr {c.get('lr')}, "
             f"momentum {c.get('momentum')}, batch {c.get('batch_size')}, schedule "

@@ -107,11 +107,22 @@ class TrainConfig:
     cutout: Annotated[int, Interval(ge=0, le=32), Opt(
         "Side of a square zeroed in each training image (Page: 8); 0 = off", unit="pixels",
         run_id=IF_CHANGED, panel=DATA)] = 0
+    crop_pad: Annotated[int, Interval(ge=1, le=16), Opt(
+        "How far the crop augmentation moves an image (pads this much, crops 32x32); Page: 4, "
+        "airbench: 2", unit="pixels", run_id=IF_CHANGED, panel=DATA)] = 4
+    alternate_flip: Annotated[bool, Opt(
+        "Mirror each image in every other epoch (its first-epoch flip drawn from the seed, "
+        "then inverted each epoch; airbench) instead of a fresh coin each epoch",
+        run_id=IF_CHANGED, panel=DATA)] = False
     normalize: Annotated[bool, Opt("Standardize inputs per channel (CIFAR-10 mean and std)",
                                    run_id=IF_CHANGED, panel=DATA)] = False
     bias: Annotated[bool, Opt(
         "Conv and linear biases (a bias before BatchNorm is dead weight)", run_id=IF_CHANGED,
         panel=MODEL)] = True
+    whiten: Annotated[bool, Opt(
+        "Set the first convolution to +-whitening filters of the training images' 3x3 patches "
+        "(the top c/2 principal directions, scaled to unit variance) and freeze it (airbench)",
+        run_id=IF_CHANGED, panel=MODEL)] = False
     logit_scale: Annotated[float, Gt(0), Opt("Multiply the logits by this (Page: 0.125)",
                                              run_id=IF_CHANGED, panel=MODEL)] = 1.0
     tta_shift: Annotated[int, Interval(ge=0, le=8), Opt(
@@ -247,6 +258,9 @@ def validate(cfg: TrainConfig) -> None:
     parse_augment(cfg.augment)
     check(cfg.ema == 0.0 or cfg.ema >= 0.5, f"{opt('ema')} is a decay per step in [0.5, 1), "
           f"or 0 for off (got {cfg.ema}); 0.99 averages about the last 100 steps.")
+    check(not cfg.alternate_flip or "hflip" in parse_augment(cfg.augment),
+          f"{opt('alternate_flip')} changes how hflip is drawn: add hflip to {opt('augment')} "
+          "(e.g. --augment hflip+crop).")
     check(cfg.tta_shift == 0 or cfg.tta, f"{opt('tta_shift')} adds views to the flip TTA: add "
           f"{opt('tta')}.")
     check(cfg.run_id is None or runs.valid_run_id(cfg.run_id), f"{opt('run_id')} may use "

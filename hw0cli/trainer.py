@@ -49,7 +49,7 @@ from hw0cli.augment import (
 )
 from hw0cli.data import CifarData
 from hw0cli.errors import Hw0UsageError
-from hw0cli.models import Normalize, cnn_from_config
+from hw0cli.models import Normalize, cnn_from_config, whiten_first_conv
 from hw0cli.train_parts import (
     FirstCalls,
     autocast,
@@ -121,11 +121,16 @@ class Trainer:
                                  "bias": cfg.bias, "logit_scale": cfg.logit_scale,
                                  "normalize": cfg.normalize, "init": cfg.init,
                                  "init_scale": cfg.init_scale})
+        if cfg.whiten:  # from (up to) 5,000 training images, before the optimizer sees it
+            whiten_first_conv(model, to_input(self.x_train[:5000].cpu()))
         self.model = model.to(device, memory_format=torch.channels_last)  # uncompiled handle
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         # with --ema, an exponential moving average of the weights (BatchNorm statistics
         # copied) is the model that is evaluated, exported and stored under weights/
         self.ema_model = copy.deepcopy(self.model).requires_grad_(False) if cfg.ema else None
+        self.ema_params = [] if self.ema_model is None else [
+            q for p, q in zip(self.model.parameters(), self.ema_model.parameters(), strict=True)
+            if p.requires_grad]  # the averaged counterparts of self.params
         self.eval_model = self.ema_model or self.model
         cuda = device.type == "cuda"
         if cfg.optimizer == "sgd":
@@ -221,7 +226,8 @@ class Trainer:
             bi = self.perm[i]
             xb = augment_batch(self.x_train[bi], None if self.hf is None else self.hf[i],
                                None if self.vf is None else self.vf[i],
-                               None if self.shift is None else self.shift[i], cfg.pad_mode)
+                               None if self.shift is None else self.shift[i], cfg.pad_mode,
+                               cfg.crop_pad)
             x = to_input(xb)
             if self.cut is not None:
                 x = torch.where(cutout_mask(self.cut[i], cfg.cutout), self.cut_fill, x)
@@ -291,8 +297,7 @@ class Trainer:
         assert self.ema_model is not None
         k = self.k.float()
         d = torch.clamp((1.0 + k) / (10.0 + k), max=self.cfg.ema)
-        ema = [p for p in self.ema_model.parameters()]
-        torch._foreach_lerp_(ema, self.params, 1.0 - d)
+        torch._foreach_lerp_(self.ema_params, self.params, 1.0 - d)
         for b_ema, b in zip(self.ema_model.buffers(), self.model.buffers(), strict=True):
             b_ema.copy_(b)
 
@@ -301,7 +306,8 @@ class Trainer:
     def load_draws(self, epoch: int) -> None:
         """The epoch's random decisions and learning rates, into the step's buffers."""
         cfg = self.cfg
-        d = epoch_draws(self.n, cfg.seed, epoch, self.ops, torch.device("cpu"), cfg.cutout)
+        d = epoch_draws(self.n, cfg.seed, epoch, self.ops, torch.device("cpu"), cfg.cutout,
+                        crop_pad=cfg.crop_pad, alternate_flip=cfg.alternate_flip)
         k0 = (epoch - 1) * self.steps_per_epoch
         lrs = [lr_at(k0 + s, self.total_steps, cfg.lr, cfg.schedule, cfg.warmup)
                for s in range(len(self.lr_epoch))]

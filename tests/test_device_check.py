@@ -12,16 +12,22 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.slow
 def test_device_check_cpu_smoke(tmp_path):
-    env = {**os.environ, "OUT": str(tmp_path), "PYTHON": sys.executable}
+    env = {**os.environ, "OUT": str(tmp_path), "PYTHON": sys.executable,
+           "EXPLORE": "base:|alt:--alternate-flip"}
     r = subprocess.run(["bash", str(ROOT / "scripts" / "device_check.sh"), "--cpu-smoke"],
                        capture_output=True, text=True, env=env, timeout=900)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
     table = (tmp_path / "table.txt").read_text()
     for metric in ("notebook recipe, cold cache", "notebook recipe, warm cache",
-                   "fast recipe seed 0", "page recipe seed 0", "train images/s",
+                   "fast recipe (as committed), 1 epochs seed 0",
+                   "fast recipe --alternate-flip, 1 epochs seed 0",
+                   "page recipe, 1 epochs seed 1", "train images/s",
                    "hw0 eval --flip (defaults)", "flip eval", "Gaussian KRR",
                    "hw0 all --preset quick: wall from a cold process"):
         assert metric in table, table
+    best = "(as committed)" if "best variant of the fast recipe at seed 0: base" in r.stdout \
+        else "--alternate-flip"
+    assert f"fast recipe {best}, 1 epochs over 2 seeds" in table  # the best, on every seed
     assert "cut short at the deadline" in table  # the last step was cut; the table still came
     assert "0 failed step(s)" in r.stdout
 

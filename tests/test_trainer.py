@@ -44,6 +44,8 @@ def compiled_trainer(cifar_root, tmp_path, recipe="notebook", **overrides) -> Tr
 
 @pytest.mark.slow
 @pytest.mark.parametrize("recipe,extra", [("notebook", {}), ("fast", {}),
+                                          ("fast", {"whiten": True, "alternate_flip": True,
+                                                    "crop_pad": 2}),
                                           ("notebook", {"objective": "worst-view"}),
                                           ("page", {"optimizer": "adam", "lr": 1e-3})])
 def test_whole_step_is_one_graph(cifar_root, tmp_path, recipe, extra):
@@ -102,7 +104,8 @@ def test_compiled_resume_equals_uninterrupted(cifar_root, tmp_path):
     from tests.helpers import InterruptAt
 
     kw = dict(batch_size=64, compile=True, compile_mode="default", momentum=0.9,
-              augment="hflip+crop", cutout=4, pad_mode="reflect", ema=0.9)
+              augment="hflip+crop", cutout=4, pad_mode="reflect", ema=0.9, whiten=True,
+              alternate_flip=True, crop_pad=2)
     full = run_train(tiny_config(cifar_root, tmp_path / "a", **kw))
     cfg_b = tiny_config(cifar_root, tmp_path / "b", **kw)
     with pytest.raises(Hw0Error, match="Interrupted"):
@@ -339,3 +342,70 @@ def test_one_process_trains_many_compiled_runs(cifar_root, tmp_path, monkeypatch
         tr = Trainer(cfg, data, torch.device("cpu"), "fp32", "default")
         tr.load_draws(1)
         tr.step_fn(64)()
+
+
+def test_alternate_flip_mirrors_each_image_every_other_epoch():
+    ops, cpu = ("hflip", "crop"), torch.device("cpu")
+    by_image = []
+    for epoch in (1, 2, 3):
+        d = epoch_draws(256, 5, epoch, ops, cpu, alternate_flip=True)
+        flip = torch.empty(256, dtype=torch.bool)
+        flip[d.perm] = d.hflip  # position -> the image it holds
+        by_image.append(flip)
+        plain = epoch_draws(256, 5, epoch, ops, cpu)  # the other draws are unchanged
+        assert torch.equal(d.perm, plain.perm) and torch.equal(d.shift, plain.shift)
+    assert torch.equal(by_image[1], ~by_image[0]) and torch.equal(by_image[2], by_image[0])
+    assert 0.35 < by_image[0].float().mean() < 0.65  # the first epoch's bits are fair coins
+    other = epoch_draws(256, 6, 1, ops, cpu, alternate_flip=True)
+    other_flip = torch.empty(256, dtype=torch.bool)
+    other_flip[other.perm] = other.hflip
+    assert not torch.equal(other_flip, by_image[0])  # drawn from the seed
+
+
+def test_crop_pad_moves_images_by_up_to_that_many_pixels():
+    rng = np.random.default_rng(2)
+    x = rng.integers(0, 256, (6, 3, 32, 32), dtype=np.uint8)
+    d = epoch_draws(5000, 0, 1, ("crop",), torch.device("cpu"), crop_pad=2)
+    assert d.shift.min() == 0 and d.shift.max() == 4  # offsets into the 2-pixel padded image
+    shift = d.shift[:6]
+    got = augment_batch(torch.from_numpy(x), None, None, shift, "reflect", crop_pad=2)
+    padded = np.pad(x, ((0, 0), (0, 0), (2, 2), (2, 2)), mode="reflect")
+    for i, (r, c) in enumerate(shift.tolist()):
+        np.testing.assert_array_equal(got[i].numpy(), padded[i, :, r:r + 32, c:c + 32])
+
+
+def test_whitening_filters_decorrelate_patches():
+    """The filters' responses on the images they were fitted to have unit variance and no
+    correlation (up to the eps that keeps tiny directions finite), top directions first."""
+    from hw0cli.models import whitening_filters
+
+    g = torch.Generator().manual_seed(0)
+    base = torch.rand(200, 3, 8, 8, generator=g)
+    x = F.avg_pool2d(F.interpolate(base, size=32, mode="bilinear"), 3, 1, 1)  # correlated
+    filt = whitening_filters(x, pairs=6, eps=1e-6)
+    assert filt.shape == (12, 3, 3, 3) and torch.equal(filt[6:], -filt[:6])
+    out = F.conv2d(x.double(), filt[:6].double()).transpose(0, 1).reshape(6, -1)
+    cov = torch.cov(out)
+    torch.testing.assert_close(cov, torch.eye(6, dtype=torch.float64), atol=1e-3, rtol=0)
+    patches = F.unfold(x.double(), 3).transpose(1, 2).reshape(-1, 27)
+    raw = torch.linalg.eigvalsh(torch.cov(patches.T)).flip(0)
+    # each filter's norm is 1 / sqrt(its direction's variance): largest variance first
+    norms = filt[:6].flatten(1).double().norm(dim=1)
+    torch.testing.assert_close(norms, raw[:6].rsqrt(), rtol=1e-3, atol=0)
+
+
+def test_whitened_first_conv_is_frozen_and_trained_past(cifar_root, tmp_path):
+    cfg = tiny_config(cifar_root, tmp_path, width=8, whiten=True, normalize=True, ema=0.9,
+                      momentum=0.9)
+    tr = Trainer(cfg, load_cifar10(cifar_root), torch.device("cpu"), "fp32", None)
+    conv = getattr(tr.model, "0")
+    assert not conv.weight.requires_grad and all(p is not conv.weight for p in tr.params)
+    first = conv.weight.detach().clone()
+    assert torch.equal(first[4:8], -first[:4])  # c = 8: four +- pairs
+    rest = [p.detach().clone() for p in tr.params]
+    tr.load_draws(1)
+    for _ in range(2):
+        tr.step_fn(cfg.batch_size)()
+    assert torch.equal(conv.weight, first)  # no gradient, no weight decay
+    assert all(not torch.equal(a, p) for a, p in zip(rest, tr.params, strict=True))
+    assert torch.equal(getattr(tr.ema_model, "0").weight, first)

@@ -42,6 +42,8 @@ def tiny_args(cifar_root, out):
     (["--logit-scale", "0"], 2, "--logit-scale"),
     (["--warmup", "1.5"], 2, "--warmup"),
     (["--tta-shift", "2"], 2, "--tta"),
+    (["--crop-pad", "0"], 2, "--crop-pad"),
+    (["--alternate-flip", "--augment", "crop"], 2, "add hflip to --augment"),
     (["--compile-mode", "turbo"], 2, "compile mode"),
 ])
 def test_bad_train_options(tmp_path, args, code, msg):
