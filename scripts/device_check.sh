@@ -46,7 +46,12 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${OUT:-/tmp/hw0_device_check}
 mkdir -p "$OUT"
 work=$(mktemp -d)
-export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+# .devdata/pylib: pure-Python packages hw0 needs that the device image lacks (annotated_types:
+# cp -r "$(python -c 'import annotated_types as a, os; print(os.path.dirname(a.__file__))')"
+# .devdata/pylib/)
+pylib="$repo/.devdata/pylib"
+[ -d "$pylib" ] || pylib=""
+export PYTHONPATH="$repo${pylib:+:$pylib}${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 PY=${PYTHON:-python3}
 HW0="$PY -m hw0cli"
 data="$work/data"
@@ -136,7 +141,7 @@ explored = dict(line.split(":", 1) for line in
                 (load_text("explore.txt") or "").splitlines() if ":" in line)
 for group, rs in groups.items():
     name = group.removeprefix("x-")
-    label = (f"fast recipe {explored.get(name) or '(as committed)'}".rstrip()
+    label = (f"fast recipe {explored.get(name, name) or '(as committed)'}".rstrip()
              + f", {rs[0]['epochs_done']} epochs" if group.startswith("x-")
              else f"{group} recipe, {rs[0]['epochs_done']} epochs")
     for r in rs:
@@ -206,6 +211,13 @@ print("onnxruntime", ort.__version__, "providers", ort.get_available_providers()
 print("numpy", numpy.__version__, "scikit-learn", sklearn.__version__, "cpus", os.cpu_count())
 EOF
 cat "$OUT/env.log"
+# hw0 itself must import, or every step would fail the same way (the first device call of
+# session 5 lost its minutes to a missing annotated_types)
+if ! step imports 60 $PY -c "import hw0cli.cli, hw0cli.train, hw0cli.linreg"; then
+  echo "device_check.sh: hw0 does not import here (see $OUT/imports.log); a pure-Python" \
+    "package the image lacks goes into .devdata/pylib (see the header)" >&2
+  exit 2
+fi
 command -v nvidia-smi > /dev/null && nvidia-smi > "$OUT/nvidia-smi.log" 2>&1
 
 # 2. data
@@ -233,8 +245,7 @@ if want notebook; then
 fi
 group=explore
 IFS='|' read -ra variants <<< "${EXPLORE:-base:}"
-rm -f "$OUT/explore.txt"
-for v in "${variants[@]}"; do
+for v in "${variants[@]}"; do  # NAME:OPTIONS lines accumulate over calls (the table's labels)
   name=${v%%:*}; opts=${v#*:}
   want explore && echo "$name:$opts" >> "$OUT/explore.txt"
   # shellcheck disable=SC2086  # options split on purpose
@@ -244,8 +255,8 @@ best=$($PY -c "
 import json, pathlib
 out = pathlib.Path('$OUT')
 errs = {}
-for line in (out / 'explore.txt').read_text().splitlines():
-    name = line.split(':', 1)[0]
+for v in '''${EXPLORE:-base:}'''.split('|'):
+    name = v.split(':', 1)[0]
     try:
         errs[name] = json.loads((out / f'train_x-{name}_s0.json').read_text())['test_err']
     except (OSError, ValueError, KeyError):
@@ -293,6 +304,7 @@ step bench_variants 150 $PY "$repo/scripts/bench_train.py" --data-dir "$data" --
   $BENCH --variants "$VARIANTS" $DEV --json "$OUT/bench_variants.json"
 
 # 6. `hw0 all` wall-clock from a cold process, last, cut at the deadline (the table still prints)
+rm -f "$OUT/hw0_all.json" "$OUT/hw0_all.log"
 left=$(( deadline - SECONDS )); cap=$(( left < ALL_CAP ? left : ALL_CAP ))
 if [ "$cap" -gt 5 ] && want all; then
   echo "== hw0_all: hw0 all --preset $ALL_PRESET (cut after $cap s)"

@@ -41,3 +41,21 @@ def test_device_check_rejects_bad_groups_before_running(tmp_path):
         assert r.returncode == 2, (args, r.stdout, r.stderr)
         assert "device_check.sh:" in r.stderr and r.stdout == ""
     assert list(tmp_path.iterdir()) == []  # nothing ran, nothing written
+
+
+def test_device_check_stops_when_hw0_does_not_import(tmp_path):
+    """A package missing on the device image (annotated_types was) fails every step the same
+    way: the script says so once and exits 2 instead of spending the call."""
+    fake = tmp_path / "fake"
+    fake.mkdir()
+    (fake / "annotated_types.py").write_text("raise ImportError('not on this image')\n")
+    wrapper = tmp_path / "python"
+    wrapper.write_text(f'#!/bin/sh\nPYTHONPATH="{fake}:$PYTHONPATH" exec "{sys.executable}" "$@"\n')
+    wrapper.chmod(0o755)
+    r = subprocess.run(["bash", str(ROOT / "scripts" / "device_check.sh"), "--cpu-smoke"],
+                       capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "OUT": str(tmp_path / "out"), "PYTHON": str(wrapper)})
+    assert r.returncode == 2, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "hw0 does not import here" in r.stderr
+    assert "not on this image" in (tmp_path / "out" / "imports.log").read_text()
+    assert not (tmp_path / "out" / "train_notebook_s0.log").exists()  # nothing else ran
