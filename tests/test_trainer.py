@@ -229,12 +229,14 @@ def test_triangle_schedule_is_pages_piecewise_linear():
 def test_page_model_exports_and_matches_torch(cifar_root, tmp_path):
     from hw0cli.export import ensure_onnx
 
-    cfg = tiny_config(cifar_root, tmp_path, epochs=1, **{
+    cfg = tiny_config(cifar_root, tmp_path, epochs=1, whiten=True, alternate_flip=True, **{
         k: v for k, v in make_config("page").__dict__.items()
         if k in ("bias", "logit_scale", "normalize", "cutout", "pad_mode", "augment")})
     res = run_train(cfg)
     model, _ = runs.load_model(res.path)
     assert model.logit_scale.factor == 0.125 and getattr(model, "0").bias is None
+    w = getattr(model, "0").weight  # the frozen whitening filters are stored and loaded
+    assert torch.equal(w[2:4], -w[:2])  # width 4: two +- pairs
     _, diff, reused = ensure_onnx(res.path)
     assert not reused and diff < 1e-4
 
