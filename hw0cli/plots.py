@@ -49,70 +49,90 @@ def per_class_views(classes: Sequence[str], views: dict[str, np.ndarray], path: 
 def linreg_plots(summary: LinregSummary, arrays: dict[str, np.ndarray], folder: Path,
                  rid: str) -> list[Path]:
     """Spectrum, GD/SGD curves, random-features and kernel sweeps, whichever exist."""
-    out: list[Path] = []
+    figures = [("spectrum", _spectrum_figure), ("gd_sgd", _gd_sgd_figure),
+               ("random_features", _random_features_figure), ("kernel", _kernel_figure)]
+    out = []
+    for name, draw in figures:
+        fig = draw(summary, arrays)
+        if fig is not None:
+            out.append(save(fig, folder / f"linreg_{rid}_{name}.png"))
+    return out
+
+
+def _spectrum_figure(summary: LinregSummary, arrays: dict[str, np.ndarray]) -> plt.Figure | None:
     s = arrays.get("singular_values")
-    if s is not None:
-        fig, ax = plt.subplots(figsize=(6, 4))
-        ax.semilogy(np.arange(1, len(s) + 1), s, ".", ms=3, label="singular values of X")
-        tol = summary.spectrum.tol
-        ax.axhline(tol, color="r", ls="--", label=f"rank tolerance {tol:.2g}")
-        ax.set_xlabel("index i")
-        ax.set_ylabel("sigma_i (log scale)")
-        sp = summary.spectrum
-        ax.set_title(f"Spectrum of X (n={summary.n}): rank {sp.rank}, cond {sp.cond_X:.3g}")
-        ax.legend()
-        ax.grid(alpha=0.3)
-        out.append(save(fig, folder / f"linreg_{rid}_spectrum.png"))
+    if s is None:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.semilogy(np.arange(1, len(s) + 1), s, ".", ms=3, label="singular values of X")
+    sp = summary.spectrum
+    ax.axhline(sp.tol, color="r", ls="--", label=f"rank tolerance {sp.tol:.2g}")
+    ax.set_xlabel("index i")
+    ax.set_ylabel("sigma_i (log scale)")
+    ax.set_title(f"Spectrum of X (n={summary.n}): rank {sp.rank}, cond {sp.cond_X:.3g}")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def _gd_sgd_figure(summary: LinregSummary, arrays: dict[str, np.ndarray]) -> plt.Figure | None:
     curves = [m for m in ("gd", "sgd") if f"curves/{m}/iter" in arrays]
-    if curves:
-        fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-        for m in curves:
-            it = arrays[f"curves/{m}/iter"] + 1
-            axes[0].loglog(it, arrays[f"curves/{m}/train_mse"], label=f"{m.upper()} train")
-            axes[0].loglog(it, arrays[f"curves/{m}/test_mse"], "--", label=f"{m.upper()} test")
-            axes[1].semilogx(it, arrays[f"curves/{m}/dist_pinv"], label=f"{m.upper()}")
-        if summary.min_norm is not None:
-            axes[0].axhline(summary.min_norm["pinv"].test_mse, color="k", ls=":",
-                            label="min-norm solution, test")
-        axes[0].set_xlabel("iteration + 1")
-        axes[0].set_ylabel("mean squared error")
-        axes[0].set_title("Train and test MSE")
-        axes[0].legend(fontsize=8)
-        axes[1].set_xlabel("iteration + 1")
-        axes[1].set_ylabel("||b_t - b_pinv||")
-        axes[1].set_title("Distance to the minimum-norm solution")
-        axes[1].legend(fontsize=8)
-        for ax in axes:
-            ax.grid(alpha=0.3, which="both")
-        out.append(save(fig, folder / f"linreg_{rid}_gd_sgd.png"))
-    kinds = [k for k in ("rff", "relu") if f"sweeps/rf_{k}/D" in arrays]
-    if kinds:
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for k in kinds:
-            ax.loglog(arrays[f"sweeps/rf_{k}/D"], arrays[f"sweeps/rf_{k}/test_mse"], "o-",
-                      ms=3, label={"rff": "random Fourier (Gaussian)", "relu": "ReLU"}[k])
-        ax.axvline(summary.n, color="k", ls=":", label=f"D = n = {summary.n}")
-        ax.set_xlabel("number of random features D")
-        ax.set_ylabel("test MSE (log scale)")
-        ax.set_title("Random features: test error vs D")
+    if not curves:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for m in curves:
+        it = arrays[f"curves/{m}/iter"] + 1
+        axes[0].loglog(it, arrays[f"curves/{m}/train_mse"], label=f"{m.upper()} train")
+        axes[0].loglog(it, arrays[f"curves/{m}/test_mse"], "--", label=f"{m.upper()} test")
+        axes[1].semilogx(it, arrays[f"curves/{m}/dist_pinv"], label=f"{m.upper()}")
+    if summary.min_norm is not None:
+        axes[0].axhline(summary.min_norm["pinv"].test_mse, color="k", ls=":",
+                        label="min-norm solution, test")
+    for ax, ylabel, title in ((axes[0], "mean squared error", "Train and test MSE"),
+                              (axes[1], "||b_t - b_pinv||",
+                               "Distance to the minimum-norm solution")):
+        ax.set_xlabel("iteration + 1")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3, which="both")
-        out.append(save(fig, folder / f"linreg_{rid}_random_features.png"))
-    if "sweeps/kernel/bandwidth" in arrays:
-        fig, ax = plt.subplots(figsize=(6, 4))
-        bws = arrays["sweeps/kernel/bandwidth"]
-        ax.semilogx(bws, arrays["sweeps/kernel/test_mse"], "o-")
-        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-        ax.set_xticks(bws, [f"{b:.3g}" for b in bws])
-        if summary.median_bandwidth is not None:
-            ax.axvline(summary.median_bandwidth, color="k", ls=":", label="median heuristic")
-            ax.legend(fontsize=8)
-        ax.set_xlabel("bandwidth sigma (pixel-space distance)")
-        ax.set_ylabel("test MSE")
-        ax.set_title("Exact Gaussian kernel regression")
-        ax.grid(alpha=0.3, which="both")
-        out.append(save(fig, folder / f"linreg_{rid}_kernel.png"))
-    return out
+    return fig
+
+
+def _random_features_figure(summary: LinregSummary, arrays: dict[str, np.ndarray]
+                            ) -> plt.Figure | None:
+    kinds = [k for k in ("rff", "relu") if f"sweeps/rf_{k}/D" in arrays]
+    if not kinds:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for k in kinds:
+        ax.loglog(arrays[f"sweeps/rf_{k}/D"], arrays[f"sweeps/rf_{k}/test_mse"], "o-",
+                  ms=3, label={"rff": "random Fourier (Gaussian)", "relu": "ReLU"}[k])
+    ax.axvline(summary.n, color="k", ls=":", label=f"D = n = {summary.n}")
+    ax.set_xlabel("number of random features D")
+    ax.set_ylabel("test MSE (log scale)")
+    ax.set_title("Random features: test error vs D")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, which="both")
+    return fig
+
+
+def _kernel_figure(summary: LinregSummary, arrays: dict[str, np.ndarray]) -> plt.Figure | None:
+    if "sweeps/kernel/bandwidth" not in arrays:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 4))
+    bws = arrays["sweeps/kernel/bandwidth"]
+    ax.semilogx(bws, arrays["sweeps/kernel/test_mse"], "o-")
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_xticks(bws, [f"{b:.3g}" for b in bws])
+    if summary.median_bandwidth is not None:
+        ax.axvline(summary.median_bandwidth, color="k", ls=":", label="median heuristic")
+        ax.legend(fontsize=8)
+    ax.set_xlabel("bandwidth sigma (pixel-space distance)")
+    ax.set_ylabel("test MSE")
+    ax.set_title("Exact Gaussian kernel regression")
+    ax.grid(alpha=0.3, which="both")
+    return fig
 
 
 def grid_error_vs_noise(rows: list, path: Path) -> Path:

@@ -8,7 +8,6 @@ import shutil
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import matplotlib
 
@@ -70,76 +69,88 @@ def render_pdf(sections: list[Section], path: Path, title_lines: list[str]) -> i
         return _render_pdf(sections, tmp, title_lines)
 
 
+LINE_H, TOP, BOTTOM, LEFT = 0.0155, 0.955, 0.04, 0.06  # page fractions
+
+
+class _PdfPages:
+    """Lines and figures flowed down A4 pages; a full page is saved and a new one started
+    (with a "continued" header) when the next item does not fit."""
+
+    def __init__(self, pdf: PdfPages) -> None:
+        self.pdf, self.fig, self.y, self.pages = pdf, None, TOP, 0
+
+    def new_page(self, header: str = "") -> None:
+        self.close_page()
+        self.fig = plt.figure(figsize=PAGE)
+        self.y = TOP
+        self.pages += 1
+        if header:
+            self.fig.text(LEFT, self.y, header, fontsize=9, color="gray", va="top")
+            self.y -= LINE_H * 1.6
+
+    def close_page(self) -> None:
+        if self.fig is not None:
+            self.pdf.savefig(self.fig)
+            plt.close(self.fig)
+            self.fig = None
+
+    def need(self, height: float, header: str) -> None:
+        if self.y - height < BOTTOM:
+            self.new_page(header)
+
+    def text(self, line: str, size: float = 8.0, weight: str = "normal", mono: bool = True,
+             header: str = "") -> None:
+        h = LINE_H * size / 8.0
+        self.need(h, header)
+        self.fig.text(LEFT, self.y, line, fontsize=size, weight=weight, va="top",
+                      family="monospace" if mono else None)
+        self.y -= h
+
+    def figure(self, image: Path, caption: str, header: str) -> None:
+        img = plt.imread(image)
+        width = 0.88
+        height = width * (PAGE[0] / PAGE[1]) * img.shape[0] / img.shape[1]
+        if height > 0.6:
+            width, height = width * 0.6 / height, 0.6
+        lines = _wrap(caption, 110)
+        self.need(height + LINE_H * (len(lines) + 1), header)
+        ax = self.fig.add_axes((LEFT + (0.88 - width) / 2, self.y - height, width, height))
+        ax.imshow(img)
+        ax.axis("off")
+        self.y -= height + LINE_H * 0.4
+        for ln in lines:
+            self.text(ln, 7.5, mono=False, header=header)
+
+
 def _render_pdf(sections: list[Section], tmp: Path, title_lines: list[str]) -> int:
-    line_h, top, bottom, left = 0.0155, 0.955, 0.04, 0.06
-    aspect_page = PAGE[0] / PAGE[1]
-    state: dict[str, Any] = {"fig": None, "y": top, "pages": 0}
-
     with PdfPages(tmp) as pdf:
-        def new_page(header: str = "") -> None:
-            if state["fig"] is not None:
-                pdf.savefig(state["fig"])
-                plt.close(state["fig"])
-            state["fig"] = plt.figure(figsize=PAGE)
-            state["y"] = top
-            state["pages"] += 1
-            if header:
-                state["fig"].text(left, state["y"], header, fontsize=9, color="gray", va="top")
-                state["y"] -= line_h * 1.6
-
-        def need(height: float, header: str) -> None:
-            if state["y"] - height < bottom:
-                new_page(header)
-
-        def text(line: str, size: float = 8.0, weight: str = "normal", mono: bool = True,
-                 header: str = "") -> None:
-            h = line_h * size / 8.0
-            need(h, header)
-            state["fig"].text(left, state["y"], line, fontsize=size, weight=weight, va="top",
-                              family="monospace" if mono else None)
-            state["y"] -= h
-
-        new_page()
-        text("hw0: results", 18, "bold", mono=False)
-        state["y"] -= line_h
+        doc = _PdfPages(pdf)
+        doc.new_page()
+        doc.text("hw0: results", 18, "bold", mono=False)
+        doc.y -= LINE_H
         for ln in title_lines:
             for w in _wrap(ln, 100):
-                text(w)
-        state["y"] -= line_h
-        text("Contents", 12, "bold", mono=False)
+                doc.text(w)
+        doc.y -= LINE_H
+        doc.text("Contents", 12, "bold", mono=False)
         for i, sec in enumerate(sections):
-            text(f"{i + 1}. {sec.title}" + ("" if sec.present else "  (missing: see below)"))
+            doc.text(f"{i + 1}. {sec.title}" + ("" if sec.present else "  (missing: see below)"))
         for sec in sections:
-            new_page()
-            text(sec.title, 15, "bold", mono=False)
-            state["y"] -= line_h * 0.5
+            doc.new_page()
+            doc.text(sec.title, 15, "bold", mono=False)
+            doc.y -= LINE_H * 0.5
             cont = f"{sec.title} (continued)"
             for b in sec.blocks:
                 if b.kind == "figure" and b.image is not None:
-                    img = plt.imread(b.image)
-                    width = 0.88
-                    height = width * aspect_page * img.shape[0] / img.shape[1]
-                    if height > 0.6:
-                        width, height = width * 0.6 / height, 0.6
-                    caption = _wrap(b.caption, 110)
-                    need(height + line_h * (len(caption) + 1), cont)
-                    ax = state["fig"].add_axes((left + (0.88 - width) / 2, state["y"] - height,
-                                                width, height))
-                    ax.imshow(img)
-                    ax.axis("off")
-                    state["y"] -= height + line_h * 0.4
-                    for ln in caption:
-                        text(ln, 7.5, mono=False, header=cont)
-                    state["y"] -= line_h * 0.8
-                    continue
-                lines = (_table_lines(*b.table) if b.kind == "table" and b.table
-                         else [w for ln in b.lines for w in _wrap(ln)])
-                for ln in lines:
-                    text(ln, 7.0 if b.kind == "table" else 8.0, header=cont)
-                state["y"] -= line_h * 0.8
-        pdf.savefig(state["fig"])
-        plt.close(state["fig"])
-    return int(state["pages"])
+                    doc.figure(b.image, b.caption, cont)
+                else:
+                    lines = (_table_lines(*b.table) if b.kind == "table" and b.table
+                             else [w for ln in b.lines for w in _wrap(ln)])
+                    for ln in lines:
+                        doc.text(ln, 7.0 if b.kind == "table" else 8.0, header=cont)
+                doc.y -= LINE_H * 0.8
+        doc.close_page()
+    return doc.pages
 
 
 def render_md(sections: list[Section], path: Path, title_lines: list[str]) -> None:
