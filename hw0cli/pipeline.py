@@ -127,48 +127,58 @@ def _train_step(cfg: TrainConfig) -> Callable[[TrainReporter | None], str]:
 
 def plan(cfg: AllConfig) -> list[Step]:
     """The steps of the preset, in order."""
-    from hw0cli.evaluate import EvalConfig, run_eval
-    from hw0cli.grid import GridConfig, cells, log_group
-    from hw0cli.linreg import LinregConfig, linreg_id, run_linreg
-
     check(cfg.preset in PRESETS, f"Unknown preset '{cfg.preset}'. Choose one of: "
           f"{', '.join(PRESETS)}.")
     p = PRESETS[cfg.preset]
     common = {"data_dir": cfg.data_dir, "out": cfg.out, "device": cfg.device}
-    steps: list[Step] = []
     warm = [make_config(w.get("recipe", "notebook"), **{k: v for k, v in w.items()
                                                         if k != "recipe"}, **common)
             for w in p["warmup"]]
-    for c in warm:
-        steps.append(Step(f"Warm-up: width {c.width}, {c.epochs} epochs, {c.recipe} recipe",
-                          _train_step(c), f"all-{cfg.preset}"))
+    steps = [Step(f"Warm-up: width {c.width}, {c.epochs} epochs, {c.recipe} recipe",
+                  _train_step(c), f"all-{cfg.preset}") for c in warm]
+    steps += sweep_steps(p.get("sweep"), cfg)
+    steps.append(Step("Problem 1: flip evaluation of the warm-up run",
+                      _flip_eval_step(cfg, warm[0])))
+    for r in p["robust"]:
+        c = make_config("notebook", **r, **common)
+        how = f"augment {c.augment}" if c.augment != "none" else f"objective {c.objective}"
+        steps.append(Step(f"Problem 1: flip-robust training ({how})", _train_step(c),
+                          f"all-{cfg.preset}"))
+    steps += _grid_steps(p["grid"], cfg)
+    steps.append(_linreg_step(p["linreg"], cfg))
+    return steps
+
+
+def _flip_eval_step(cfg: AllConfig, run_cfg: TrainConfig) -> Callable[..., str]:
+    from hw0cli.evaluate import EvalConfig, run_eval
 
     def flip_eval(_: TrainReporter | None) -> str:
-        path = runs.run_path(cfg.out, run_id_for(warm[0]))
-        done = store.has_dataset(path, "eval/vflip/accuracy")
-        if done:
+        path = runs.run_path(cfg.out, run_id_for(run_cfg))
+        if store.has_dataset(path, "eval/vflip/accuracy"):
             return "skipped (already evaluated)"
         res = run_eval(EvalConfig(run=str(path), views=("original", "vflip"), out=cfg.out,
                                   data_dir=cfg.data_dir))
         o, v = res.views["original"].accuracy, res.views["vflip"].accuracy
         return f"original {100 * o:.2f}%, upside down {100 * v:.2f}% ({res.provider})"
 
-    steps += sweep_steps(p.get("sweep"), cfg)
-    steps.append(Step("Problem 1: flip evaluation of the warm-up run", flip_eval))
-    for r in p["robust"]:
-        c = make_config("notebook", **r, **common)
-        how = f"augment {c.augment}" if c.augment != "none" else f"objective {c.objective}"
-        steps.append(Step(f"Problem 1: flip-robust training ({how})", _train_step(c),
-                          f"all-{cfg.preset}"))
-    g = p["grid"]
+    return flip_eval
+
+
+def _grid_steps(g: dict[str, Any], cfg: AllConfig) -> list[Step]:
+    from hw0cli.grid import GridConfig, cells, log_group
+
     grid_cfg = GridConfig(widths=g["widths"], noises=g["noises"], seeds=g["seeds"],
                           train_options=tuple(sorted({**g["train_options"],
                                                       "device": cfg.device}.items())),
                           data_dir=cfg.data_dir, out=cfg.out)
-    for c in cells(grid_cfg):
-        steps.append(Step(f"Problem 2: width {c.width}, p = {c.noise:g}, seed {c.seed}",
-                          _train_step(c), log_group(grid_cfg)))
-    lcfg = LinregConfig(**p["linreg"], data_dir=cfg.data_dir, out=cfg.out, device=cfg.device)
+    return [Step(f"Problem 2: width {c.width}, p = {c.noise:g}, seed {c.seed}",
+                 _train_step(c), log_group(grid_cfg)) for c in cells(grid_cfg)]
+
+
+def _linreg_step(options: dict[str, Any], cfg: AllConfig) -> Step:
+    from hw0cli.linreg import LinregConfig, linreg_id, run_linreg
+
+    lcfg = LinregConfig(**options, data_dir=cfg.data_dir, out=cfg.out, device=cfg.device)
 
     def linreg_step(_: TrainReporter | None) -> str:
         path = Path(cfg.out) / "linreg" / f"{linreg_id(lcfg)}.h5"
@@ -181,8 +191,7 @@ def plan(cfg: AllConfig) -> list[Step]:
                 f"{pinv.test_mse if pinv else nan:.4g}, best kernel test MSE "
                 f"{s.kernel.best_test_mse if s.kernel else nan:.4g}")
 
-    steps.append(Step(f"Problem 3: hw0 linreg --method all --n {lcfg.n}", linreg_step))
-    return steps
+    return Step(f"Problem 3: hw0 linreg --method all --n {lcfg.n}", linreg_step)
 
 
 def sweep_steps(spec: dict[str, Any] | None, cfg: AllConfig) -> list[Step]:
