@@ -191,7 +191,6 @@ def problem1_section(all_runs: list[runs.RunSummary], figdir: Path) -> Section:
 
 
 def problem2_section(all_runs: list[runs.RunSummary], figdir: Path) -> Section:
-    from hw0cli.grid import GridRow
     sec = Section("Problem 2: random labels")
     grid_runs = [r for r in all_runs if _is_grid(r) and r.status == "finished"]
     if not grid_runs:
@@ -199,27 +198,7 @@ def problem2_section(all_runs: list[runs.RunSummary], figdir: Path) -> Section:
         sec.text("No grid runs yet. Run the grid with `scripts/grid.sh -j 2 --train-samples "
                  "2000` (CPU) or `hw0 grid run --jobs 1` (GPU), then `hw0 report`.")
         return sec
-    groups: dict[str, list[runs.RunSummary]] = {}
-    for r in grid_runs:
-        key = json.dumps({k: v for k, v in science_of(r.config).items()
-                          if k not in ("width", "noise", "seed")}, sort_keys=True)
-        groups.setdefault(key, []).append(r)
-    key, members = max(groups.items(), key=lambda kv: len(kv[1]))
-    settings = json.loads(key)
-    rows: dict[tuple[int, float], GridRow] = {}
-    curves = {}
-    for r in members:
-        c = r.config
-        row = rows.setdefault((c["width"], c["noise"]), GridRow(c["width"], c["noise"], [], [],
-                                                                [], [], [], 0))
-        h = store.read_h5(r.path, prefixes=("history/",)).group("history")
-        row.seeds.append(c["seed"])
-        row.train_err.append(runs.last_finite(h["train_eval_err"], r.train_err))
-        row.test_err.append(r.test_err)
-        row.epochs.append(r.epochs_done)
-        row.seconds.append(r.seconds)
-        curves[(c["width"], c["noise"], c["seed"])] = h
-    ordered = [rows[k] for k in sorted(rows)]
+    settings, ordered, curves = _grid_rows(grid_runs)
     sec.text(f"Myrtle5 trained on {settings.get('train_samples')} CIFAR-10 images whose labels "
              "were replaced with probability p by uniform draws, until the full-train error "
              f"(eval mode, on the labels trained on) is <= {pct(settings.get('until_train_error'))}"
@@ -245,6 +224,32 @@ def problem2_section(all_runs: list[runs.RunSummary], figdir: Path) -> Section:
     sec.figure(plots.grid_curves(curves, figdir / "grid_learning_curves.png"),
                "Learning curves of each cell.")
     return sec
+
+
+def _grid_rows(grid_runs: list[runs.RunSummary]) -> tuple[dict[str, Any], list[Any], dict]:
+    """The largest group of grid runs sharing every setting but width, noise and seed: its
+    settings, one row per (width, p) over the seeds, and each run's history."""
+    from hw0cli.grid import GridRow
+    groups: dict[str, list[runs.RunSummary]] = {}
+    for r in grid_runs:
+        key = json.dumps({k: v for k, v in science_of(r.config).items()
+                          if k not in ("width", "noise", "seed")}, sort_keys=True)
+        groups.setdefault(key, []).append(r)
+    key, members = max(groups.items(), key=lambda kv: len(kv[1]))
+    rows: dict[tuple[int, float], GridRow] = {}
+    curves = {}
+    for r in members:
+        c = r.config
+        row = rows.setdefault((c["width"], c["noise"]), GridRow(c["width"], c["noise"], [], [],
+                                                                [], [], [], 0))
+        h = store.read_h5(r.path, prefixes=("history/",)).group("history")
+        row.seeds.append(c["seed"])
+        row.train_err.append(runs.last_finite(h["train_eval_err"], r.train_err))
+        row.test_err.append(r.test_err)
+        row.epochs.append(r.epochs_done)
+        row.seconds.append(r.seconds)
+        curves[(c["width"], c["noise"], c["seed"])] = h
+    return json.loads(key), [rows[k] for k in sorted(rows)], curves
 
 
 def _latest_linreg(out: Path) -> tuple[Path, Any] | None:
