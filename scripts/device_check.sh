@@ -13,7 +13,7 @@
 # wanted first, each cut at its own limit and at the script's deadline. Groups (all by
 # default): notebook (the course recipe, cold and warm compile cache), explore (the fast
 # recipe and the variants EXPLORE="NAME:OPTIONS|..." names, seed 0, then the best over seeds
-# 1 and 2; default: the fast recipe alone), recipes (page over seeds), bench (bench_train.py
+# 1 and 2; default: "base:|lr08:--lr 0.8"), recipes (page over seeds), bench (bench_train.py
 # and its variants), eval (hw0 eval, bench_eval.py; needs notebook), kernels, all (hw0 all).
 # Full logs and JSON results go to $OUT (default /tmp/hw0_device_check); a table is printed
 # last.
@@ -244,7 +244,10 @@ if want notebook; then
   train train_notebook_s0 "$COLD" --epochs $EPOCHS || FALLBACK="--no-compile"
 fi
 group=explore
-IFS='|' read -ra variants <<< "${EXPLORE:-base:}"
+# the open question for the fast recipe (session 5): does the peak lr 0.8 that helps width 16
+# at 10 epochs on the CPU also help width 64 at 32?
+EXPLORE=${EXPLORE:-"base:|lr08:--lr 0.8"}
+IFS='|' read -ra variants <<< "$EXPLORE"
 for v in "${variants[@]}"; do  # NAME:OPTIONS lines accumulate over calls (the table's labels)
   name=${v%%:*}; opts=${v#*:}
   want explore && echo "$name:$opts" >> "$OUT/explore.txt"
@@ -255,7 +258,7 @@ best=$($PY -c "
 import json, pathlib
 out = pathlib.Path('$OUT')
 errs = {}
-for v in '''${EXPLORE:-base:}'''.split('|'):
+for v in '''$EXPLORE'''.split('|'):
     name = v.split(':', 1)[0]
     try:
         errs[name] = json.loads((out / f'train_x-{name}_s0.json').read_text())['test_err']
