@@ -60,7 +60,7 @@ def epoch_draws(n: int, seed: int, epoch: int, ops: tuple[str, ...], device: tor
 
     `alternate_flip` (airbench's derandomized flip): each image's mirror bit is drawn once per
     run (from the seed) in epoch 1 and inverted every epoch after, so every image is seen both
-    ways in any two consecutive epochs instead of the same way twice a quarter of the time.
+    ways in any two consecutive epochs (with a fresh coin each epoch: half the time).
     """
     g = torch.Generator().manual_seed(seed * 100_003 + epoch)
     perm = torch.randperm(n, generator=g)

@@ -133,15 +133,21 @@ def whitening_filters(x: torch.Tensor, pairs: int, eps: float = 5e-4) -> torch.T
     mean = F.unfold(x.double().mean(0, keepdim=True), 3).mean(-1)  # (1, 9C): patches' mean
     cov = cov / count - mean.T @ mean
     var, vec = torch.linalg.eigh(cov)  # ascending
+    floor = eps * var.mean()  # relative to the mean over all directions, whatever is kept
     var, vec = var.flip(0)[:pairs], vec.flip(1)[:, :pairs]
-    filt = (vec / torch.sqrt(var + eps * var.mean())).T.reshape(pairs, c, 3, 3)
+    # an eigenvector's sign is LAPACK's choice: fix it (largest entry positive) so a run's
+    # filters, and so its training, do not depend on the torch build
+    big = vec.abs().argmax(0)
+    vec = vec * torch.sign(vec[big, torch.arange(pairs)])
+    filt = (vec / torch.sqrt(var + floor)).T.reshape(pairs, c, 3, 3)
     return torch.cat([filt, -filt]).float()
 
 
 def whiten_first_conv(model: nn.Module, x: torch.Tensor) -> None:
     """Set the first convolution's filters to whitening filters of `x` (uint8-converted
     inputs in [0, 1], (N, C, 32, 32)), as many +- pairs as it has room for (at most 9C), the
-    rest left as initialized; freeze the filters (a bias, if any, keeps training)."""
+    rest (c > 18 C) left as initialized; freeze the filters (a bias, if any, keeps
+    training)."""
     conv = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
     norm = next((m for m in model.modules() if isinstance(m, Normalize)), None)
     with torch.no_grad():

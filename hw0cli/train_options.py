@@ -121,7 +121,8 @@ class TrainConfig:
         panel=MODEL)] = True
     whiten: Annotated[bool, Opt(
         "Set the first convolution to +-whitening filters of the training images' 3x3 patches "
-        "(the top c/2 principal directions, scaled to unit variance) and freeze it (airbench)",
+        "(the top min(c/2, 27) principal directions, scaled to unit variance; any other "
+        "filters keep their random start) and freeze it (airbench)",
         run_id=IF_CHANGED, panel=MODEL)] = False
     logit_scale: Annotated[float, Gt(0), Opt("Multiply the logits by this (Page: 0.125)",
                                              run_id=IF_CHANGED, panel=MODEL)] = 1.0
@@ -195,7 +196,7 @@ def recipe_settings(recipe: str) -> dict[str, Any]:
 
     notebook: the course's recipe (plain SGD, lr 0.1, batch 128, constant lr, no augmentation).
     fast: same layer widths, a better procedure: the best accuracy found for <= 10 s of steady
-      GPU training (32 epochs: 9.2 s on an H200; see the README for what was measured).
+      GPU training (32 epochs: 9.0 s on an H200; see the README for what was measured).
     page: David Page's training of this backbone (cifar10-fast, "How to train your ResNet",
       experiments.ipynb, "Post 4: Architecture - backbone ... test acc 91.1%"), option by
       option; the control that measures what the data costs.
@@ -225,7 +226,7 @@ def recipe_settings(recipe: str) -> dict[str, Any]:
         return page
     return {
         **page,
-        "epochs": 32,  # what 10 s of steady training fits on an H200 (9.2 s)
+        "epochs": 32,  # what 10 s of steady training fits on an H200 (9.0 s)
         "warmup": 5 / 24,  # the settings measured on the GPU (README): the peak 0.8 epoch
         "drop_last": True,  # later than page's, the partial batch skipped
         "cutout": 0,  # measured: c = 16, 10 epochs, 80.10% without; cutout regularizes a net
@@ -264,7 +265,10 @@ def validate(cfg: TrainConfig) -> None:
           f"or 0 for off (got {cfg.ema}); 0.99 averages about the last 100 steps.")
     check(not cfg.alternate_flip or "hflip" in parse_augment(cfg.augment),
           f"{opt('alternate_flip')} changes how hflip is drawn: add hflip to {opt('augment')} "
-          "(e.g. --augment hflip+crop).")
+          "(e.g. --augment hflip+crop), or pass --no-alternate-flip (the fast recipe turns it "
+          "on).")
+    check(not cfg.whiten or cfg.width >= 2, f"{opt('whiten')} needs {opt('width')} >= 2 (a "
+          "pair of +- filters per whitened direction).")
     check(cfg.tta_shift == 0 or cfg.tta, f"{opt('tta_shift')} adds views to the flip TTA: add "
           f"{opt('tta')}.")
     check(cfg.run_id is None or runs.valid_run_id(cfg.run_id), f"{opt('run_id')} may use "

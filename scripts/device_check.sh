@@ -46,7 +46,8 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${OUT:-/tmp/hw0_device_check}
 mkdir -p "$OUT"
 work=$(mktemp -d)
-# .devdata/pylib: pure-Python packages hw0 needs that the device image lacks (annotated_types:
+# .devdata/pylib: only the pure-Python packages hw0 needs that the device image lacks (they
+# come before the image's site-packages) (annotated_types:
 # cp -r "$(python -c 'import annotated_types as a, os; print(os.path.dirname(a.__file__))')"
 # .devdata/pylib/)
 pylib="$repo/.devdata/pylib"
@@ -254,24 +255,24 @@ for v in "${variants[@]}"; do  # NAME:OPTIONS lines accumulate over calls (the t
   # shellcheck disable=SC2086  # options split on purpose
   train "train_x-${name}_s0" "$COLD" --recipe fast $XEPOCHS $opts
 done
-best=$($PY -c "
-import json, pathlib
-out = pathlib.Path('$OUT')
-errs = {}
-for v in '''$EXPLORE'''.split('|'):
-    name = v.split(':', 1)[0]
-    try:
-        errs[name] = json.loads((out / f'train_x-{name}_s0.json').read_text())['test_err']
-    except (OSError, ValueError, KeyError):
-        pass
-print(min(errs, key=errs.get))" 2>/dev/null)
+best=""; best_err=2
+for v in "${variants[@]}"; do  # the lowest seed-0 test error of this call's variants
+  err=$($PY -c "import json, sys; print(json.load(open(sys.argv[1]))['test_err'])" \
+    "$OUT/train_x-${v%%:*}_s0.json" 2>/dev/null) || continue
+  if $PY -c "import sys; sys.exit(not float(sys.argv[1]) < float(sys.argv[2]))" "$err" \
+      "$best_err"; then
+    best=$v; best_err=$err
+  fi
+done
 if [ -n "$best" ]; then
-  opts=$(grep "^$best:" "$OUT/explore.txt" | head -1 | cut -d: -f2-)
-  echo "== best variant of the fast recipe at seed 0: $best ($opts); seeds 1 and 2"
+  name=${best%%:*}; opts=${best#*:}
+  echo "== best variant of the fast recipe at seed 0: $name ($opts); seeds 1 and 2"
   for s in $SEEDS; do
     # shellcheck disable=SC2086
-    [ "$s" = 0 ] || train "train_x-${best}_s$s" "$WARM" --recipe fast $XEPOCHS $opts --seed "$s"
+    [ "$s" = 0 ] || train "train_x-${name}_s$s" "$WARM" --recipe fast $XEPOCHS $opts --seed "$s"
   done
+elif want explore; then
+  echo "== no variant of the fast recipe finished at seed 0: no seeds 1 and 2"
 fi
 group=recipes
 for s in $SEEDS; do

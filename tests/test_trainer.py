@@ -386,6 +386,8 @@ def test_whitening_filters_decorrelate_patches():
     x = F.avg_pool2d(F.interpolate(base, size=32, mode="bilinear"), 3, 1, 1)  # correlated
     filt = whitening_filters(x, pairs=6, eps=1e-6)
     assert filt.shape == (12, 3, 3, 3) and torch.equal(filt[6:], -filt[:6])
+    flat = filt[:6].flatten(1)  # signs fixed, not LAPACK's: each largest entry positive
+    assert (flat.gather(1, flat.abs().argmax(1, keepdim=True)) > 0).all()
     out = F.conv2d(x.double(), filt[:6].double()).transpose(0, 1).reshape(6, -1)
     cov = torch.cov(out)
     torch.testing.assert_close(cov, torch.eye(6, dtype=torch.float64), atol=1e-3, rtol=0)

@@ -44,6 +44,8 @@ def tiny_args(cifar_root, out):
     (["--tta-shift", "2"], 2, "--tta"),
     (["--crop-pad", "0"], 2, "--crop-pad"),
     (["--alternate-flip", "--augment", "crop"], 2, "add hflip to --augment"),
+    (["--recipe", "fast", "--augment", "crop"], 2, "--no-alternate-flip"),
+    (["--whiten", "--width", "1"], 2, "--whiten needs --width >= 2"),
     (["--compile-mode", "turbo"], 2, "compile mode"),
 ])
 def test_bad_train_options(tmp_path, args, code, msg):
