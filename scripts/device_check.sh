@@ -255,15 +255,20 @@ for v in "${variants[@]}"; do  # NAME:OPTIONS lines accumulate over calls (the t
   # shellcheck disable=SC2086  # options split on purpose
   train "train_x-${name}_s0" "$COLD" --recipe fast $XEPOCHS $opts
 done
-best=""; best_err=2
-for v in "${variants[@]}"; do  # the lowest seed-0 test error of this call's variants
-  err=$($PY -c "import json, sys; print(json.load(open(sys.argv[1]))['test_err'])" \
-    "$OUT/train_x-${v%%:*}_s0.json" 2>/dev/null) || continue
-  if $PY -c "import sys; sys.exit(not float(sys.argv[1]) < float(sys.argv[2]))" "$err" \
-      "$best_err"; then
-    best=$v; best_err=$err
-  fi
-done
+# the variant with the lowest seed-0 test error among those of this call that finished
+best=$($PY - "$OUT" "${variants[@]}" <<'EOF' 2>/dev/null
+import json, sys
+from pathlib import Path
+errs = {}
+for v in sys.argv[2:]:
+    try:
+        r = json.loads((Path(sys.argv[1]) / f"train_x-{v.split(':', 1)[0]}_s0.json").read_text())
+        errs[v] = r["test_err"]
+    except (OSError, ValueError, KeyError):
+        pass
+print(min(errs, key=errs.get) if errs else "")
+EOF
+)
 if [ -n "$best" ]; then
   name=${best%%:*}; opts=${best#*:}
   echo "== best variant of the fast recipe at seed 0: $name ($opts); seeds 1 and 2"
