@@ -127,7 +127,7 @@ def train_args(c: TrainConfig) -> list[str]:
     the folders, and every option that differs from `c`'s recipe, as declared on TrainConfig."""
     recipe = ["--recipe", c.recipe] if c.recipe != "notebook" else []
     axes = ["--width", str(c.width), "--noise", str(c.noise), "--seed", str(c.seed)]
-    rest = command_args(c, make_config(c.recipe), always=("data_dir", "out"),
+    rest = command_args(c, make_config(c.recipe, width=c.width), always=("data_dir", "out"),
                         skip=("width", "noise", "seed", "recipe"))
     return [*recipe, *axes, *rest]
 

@@ -43,7 +43,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     "full": {
         "description": "the assignment's settings for a GPU: width 64, 20 epochs, the full "
-                       "50,000 training images everywhere, plus the fast recipe (its 32 "
+                       "50,000 training images everywhere, plus the fast recipe (its 30 "
                        "epochs)",
         "warmup": [{"width": 64, "epochs": 20}, {"width": 64, "recipe": "fast"}],
         "robust": [{"width": 64, "epochs": 20, "augment": "vflip"},

@@ -178,7 +178,10 @@ def _points(cfg: SweepConfig, base: TrainConfig) -> list[tuple[tuple[str, Any], 
 
 def _config(cfg: SweepConfig, point: tuple[tuple[str, Any], ...]) -> TrainConfig:
     opts = {k: v for k, v in cfg.train_options if k not in SET_BY_SWEEP}
-    c = make_config(cfg.recipe, **{**opts, "data_dir": cfg.data_dir, "out": cfg.out})
+    # the point goes through the recipe (its settings depend on the width), then replaces
+    # outright: a None value (an axis value that turns an option off) included
+    c = make_config(cfg.recipe, **{**opts, **dict(point), "data_dir": cfg.data_dir,
+                                   "out": cfg.out})
     return dataclasses.replace(c, **dict(point))
 
 
@@ -221,7 +224,7 @@ def options_args(recipe: str, train_options: tuple[tuple[str, Any], ...], data_d
                  out: Path) -> list[str]:
     """`hw0 train` options that give `train_options` on top of `recipe` (and the folders)."""
     from hw0cli.options import command_args
-    base = make_config(recipe)
+    base = make_config(recipe, width=dict(train_options).get("width"))
     given = make_config(recipe, **{**dict(train_options), "data_dir": data_dir, "out": out})
     return [*(["--recipe", recipe] if recipe != "notebook" else []),
             *command_args(given, base, always=("data_dir", "out", *dict(train_options)),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -145,7 +146,9 @@ class TrainConfig:
         "shown here are notebook's, the course's recipe. fast: 30 epochs of batch 512, "
         "Nesterov SGD at lr 0.4 with a triangle schedule, weight decay 5e-4, alternating "
         "flips and 2-pixel reflect-padded crops, normalized inputs, no biases, logits x 0.125, "
-        "label smoothing 0.2, flip TTA. page: Page's backbone run: the same for 20 epochs with "
+        "label smoothing 0.2, flip TTA (below width 64, lr and logit scale x sqrt(64 / width), "
+        "at most x2). "
+        "page: Page's backbone run: the same at every width for 20 epochs with "
         "random flips, 4-pixel crops and an 8-pixel cutout instead of label smoothing and TTA",
         panel=MODEL)] = "notebook"
     # -- execution: how, not what (not part of the run id) --
@@ -191,12 +194,17 @@ def science_of(stored: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in full.items() if k not in LATER_FIELDS or v != defaults[k]}
 
 
-def recipe_settings(recipe: str) -> dict[str, Any]:
-    """The settings a named recipe stands for; explicit options override them.
+FAST_TUNED_WIDTH = 64  # the width the fast recipe was tuned at on the GPU
+FAST_MAX_WIDTH_FACTOR = 2.0  # narrower nets: lr and logit scale at most x2 (measured: x4 hurts)
+
+
+def recipe_settings(recipe: str, width: int = FAST_TUNED_WIDTH) -> dict[str, Any]:
+    """The settings a named recipe stands for at a width; explicit options override them.
 
     notebook: the course's recipe (plain SGD, lr 0.1, batch 128, constant lr, no augmentation).
     fast: same layer widths, a better procedure: the best accuracy found for <= 10 s of steady
       GPU training on an H100 (30 epochs: 9.6 s; see the README for what was measured).
+      Narrower nets take a larger lr and logit scale (`fast_width_factor`).
     page: David Page's training of this backbone (cifar10-fast, "How to train your ResNet",
       experiments.ipynb, "Post 4: Architecture - backbone ... test acc 91.1%"), option by
       option; the control that measures what the data costs.
@@ -224,8 +232,14 @@ def recipe_settings(recipe: str) -> dict[str, Any]:
     }
     if recipe == "page":
         return page
+    k = fast_width_factor(width)
     return {
         **page,
+        # a narrower net (fewer features into the head, fewer weights per BatchNorm) underfits
+        # at lr 0.4 and logits x 0.125: c = 16, 10 epochs: x2 on both 81.94%, on lr alone
+        # 81.57%, neither 80.77% (README)
+        "lr": round(page["lr"] * k, 4),
+        "logit_scale": round(page["logit_scale"] * k, 4),
         "epochs": 30,  # what 10 s of steady training fits on an H100: 9.6 s (32 took 10.4 s
         # over 3 seeds, 31 took 10.0 s; an H200 runs 32 in 9.0 s)
         "warmup": 5 / 24,  # the settings measured on the GPU (README): the peak 0.8 epoch
@@ -240,9 +254,21 @@ def recipe_settings(recipe: str) -> dict[str, Any]:
     }
 
 
+def fast_width_factor(width: int) -> float:
+    """How much the fast recipe scales its lr and logit scale at width c: sqrt(64 / c) below
+    the width it was tuned at, at most 2 (x2 at c <= 16), 1 at and above it (wider nets: not
+    measured). 10 epochs on the CPU: c = 16 best at x2 of x1 and x2; c = 4 best at x2 of x1,
+    x2 and x4 (65.58%, 68.06%, 63.27%)."""
+    # an out-of-range width is refused later, by validate(), with its own message
+    ratio = FAST_TUNED_WIDTH / min(max(width, 1), FAST_TUNED_WIDTH)
+    return min(math.sqrt(ratio), FAST_MAX_WIDTH_FACTOR)
+
+
 def make_config(recipe: str = "notebook", **options: Any) -> TrainConfig:
-    """A TrainConfig from a recipe plus explicit options (None means 'use the default')."""
-    settings = recipe_settings(recipe)
+    """A TrainConfig from a recipe plus explicit options (None means 'use the default'); the
+    recipe's settings are those at the width given (64 if none)."""
+    width = options.get("width") or TrainConfig.width
+    settings = recipe_settings(recipe, width)
     settings.update({k: v for k, v in options.items() if v is not None})
     return TrainConfig(recipe=recipe, **settings)
 

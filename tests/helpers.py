@@ -121,6 +121,19 @@ class InterruptAt:
             raise KeyboardInterrupt
 
 
+def config_from_train_args(args: list[str]):
+    """The TrainConfig `hw0 train ARGS` would run (parsed by the real command line)."""
+    import typer
+
+    from hw0cli.cli import app
+    from hw0cli.cli.declared import given_options
+    from hw0cli.train_options import TrainConfig, make_config
+    cmd = typer.main.get_command(app).commands["train"]
+    ctx = cmd.make_context("hw0 train", list(args))
+    given = given_options(TrainConfig, ctx.params, ctx.get_parameter_source)
+    return make_config(given.pop("recipe"), **given)
+
+
 def tiny_train_args(cifar_root: Path, out: Path, samples: int = 200) -> list[str]:
     """`hw0 train` options of a seconds-long CPU cell (fp32, eager; the width is the grid's or
     sweep's) for grid and sweep commands."""

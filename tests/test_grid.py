@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 from hw0cli import grid, runs, store
 from hw0cli.errors import Hw0Error
 from hw0cli.train import run_id_for, run_train
+from tests.helpers import config_from_train_args
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,6 +32,18 @@ def test_expansion_and_defaults(tmp_path):
     for bad in ("4,,64", "4,x", "4,4"):
         with pytest.raises(Hw0Error):
             grid.parse_list(bad, int, "--widths")
+
+
+def test_fast_recipe_cells_at_each_width(tmp_path):
+    """A grid of the fast recipe runs the recipe's settings of each width, and each cell's
+    command line runs exactly that cell (same run id)."""
+    cs = grid.cells(grid.GridConfig(widths=(16, 32, 64), noises=(0.0,), recipe="fast",
+                                    data_dir=tmp_path, out=tmp_path))
+    assert [(c.lr, c.logit_scale) for c in cs] == [(0.8, 0.25), (0.5657, 0.1768), (0.4, 0.125)]
+    for c in cs:
+        args = grid.train_args(c)
+        assert "--lr" not in args
+        assert run_id_for(config_from_train_args(args)) == run_id_for(c)
 
 
 def test_lock_refuses_second_writer(cifar_root, tmp_path):

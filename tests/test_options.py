@@ -15,6 +15,7 @@ from hw0cli.errors import Hw0UsageError
 from hw0cli.grid import train_args
 from hw0cli.options import Opt, check_declared, command_args, declared, from_given, id_fields
 from hw0cli.train_options import SCIENCE_FIELDS, TrainConfig, make_config, run_id_for
+from tests.helpers import config_from_train_args
 
 # Run ids handed out before the declarations existed (computed at main 2cb29bd): the same
 # settings must keep their ids, or existing run files stop matching their commands. (The fast
@@ -43,18 +44,12 @@ def test_science_fields_are_the_declared_ones():
 
 def test_grid_command_line_reproduces_every_option(tmp_path):
     """Every declared option survives config -> command line -> parse -> config."""
-    from hw0cli.cli import app
-    from hw0cli.cli.declared import given_options
     cfg = make_config("page", width=8, noise=0.25, seed=2, batchnorm=False, cutout=4,
                       until_train_error=0.05, compile=False, precision="fp32",
                       data_dir=tmp_path / "d", out=tmp_path / "o")
     args = train_args(cfg)
     assert "--no-batchnorm" in args and "--no-compile" in args
-    import typer
-    cmd = typer.main.get_command(app).commands["train"]
-    ctx = cmd.make_context("hw0 train", args)
-    given = given_options(TrainConfig, ctx.params, ctx.get_parameter_source)
-    assert make_config(given.pop("recipe"), **given) == cfg
+    assert config_from_train_args(args) == cfg
     assert shlex.split(shlex.join(args)) == args
 
 

@@ -6,7 +6,8 @@ import pytest
 
 from hw0cli import grid, sweep
 from hw0cli.errors import Hw0UsageError
-from hw0cli.train_options import TrainConfig, run_id_for
+from hw0cli.train_options import TrainConfig, make_config, run_id_for
+from tests.helpers import config_from_train_args
 
 
 def cfg(tmp_path, *axes: str, **kw) -> sweep.SweepConfig:
@@ -48,6 +49,26 @@ def test_product_of_axes(tmp_path):
     assert all(x.config.lr == x.value("lr") and x.config.batch_size == x.value("batch_size")
                and x.config.width == 4 for x in cs)
     assert len({run_id_for(x.config) for x in cs}) == 12
+
+
+def test_width_axis_takes_the_recipe_at_each_width(tmp_path):
+    """The fast recipe's settings depend on the width: a width axis gets them per cell, and
+    each cell's command line (no --lr, no --logit-scale) runs exactly that config."""
+    c = cfg(tmp_path, "width=16,64", "seed=0,1", recipe="fast")
+    cs = sweep.cells(c)
+    assert {(x.config.width, x.config.lr, x.config.logit_scale) for x in cs} == {
+        (16, 0.8, 0.25), (64, 0.4, 0.125)}
+    for x in cs:
+        assert x.config == make_config("fast", width=x.value("width"), seed=x.value("seed"),
+                                       data_dir=tmp_path, out=tmp_path)
+        args = grid.train_args(x.config)
+        assert "--lr" not in args and "--logit-scale" not in args
+        assert config_from_train_args(args) == x.config
+    lr_axis = sweep.cells(cfg(tmp_path, "lr=0.2,0.4", recipe="fast",
+                              train_options=(("width", 16),)))
+    assert [x.config.lr for x in lr_axis] == [0.2, 0.4]  # an axis is explicit, so it wins
+    args = sweep.options_args("fast", (("width", 16),), tmp_path, tmp_path)
+    assert "--lr" not in args and config_from_train_args(args).lr == 0.8
 
 
 def test_one_at_a_time_around_the_base(tmp_path):

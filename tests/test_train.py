@@ -88,6 +88,22 @@ def test_run_id_is_stable_and_config_derived():
     assert run_id_for(a) == run_id_for(TrainConfig(width=4, device="cpu", out="elsewhere"))
 
 
+def test_fast_recipe_scales_lr_and_logits_below_the_tuned_width():
+    """Narrower nets get lr and logit scale x sqrt(64 / c), at most x2; width 64 (where the
+    recipe was measured on the GPU) and wider keep the tuned values; page is the same at
+    every width."""
+    at = {w: make_config("fast", width=w) for w in (1, 4, 16, 32, 64, 256)}
+    assert [(at[w].lr, at[w].logit_scale) for w in (1, 4, 16, 64, 256)] == [
+        (0.8, 0.25), (0.8, 0.25), (0.8, 0.25), (0.4, 0.125), (0.4, 0.125)]
+    assert at[32].lr == pytest.approx(0.4 * 2 ** 0.5, abs=1e-4)
+    assert all(c.epochs == at[64].epochs and c.momentum == 0.9 for c in at.values())
+    assert make_config("fast", width=16, lr=0.3).lr == 0.3  # explicit options still win
+    assert make_config("fast", width=16, logit_scale=1.0).logit_scale == 1.0
+    assert make_config("page", width=16).lr == make_config("page").lr == 0.4
+    with pytest.raises(Hw0UsageError, match="--width"):  # refused by the checks, not math
+        validate(make_config("fast", width=-3))
+
+
 def test_fast_recipe_is_shorthand_with_overrides():
     cfg = make_config("fast", lr=0.05)
     fast = recipe_settings("fast")
