@@ -21,6 +21,7 @@ matplotlib.use("Agg")
 import numpy as np
 
 from hw0cli import plots, runs, store
+from hw0cli.choices import RECIPES
 from hw0cli.data import CIFAR_CLASSES
 from hw0cli.errors import Hw0Error, Hw0UsageError, check
 from hw0cli.linreg_config import linreg_args
@@ -30,6 +31,7 @@ from hw0cli.models import count_parameters, make_cnn
 from hw0cli.paths import default_out_dir
 from hw0cli.render import Block, Section, render_md, render_pdf
 from hw0cli.train import TrainConfig, science_of
+from hw0cli.train_options import WIDTH_SCALED, recipe_settings
 
 FORMATS = ("pdf", "md")
 SECTIONS = ("Warm-up", "Problem 1", "Problem 2", "Problem 3", "Environment")
@@ -232,9 +234,7 @@ def _grid_rows(grid_runs: list[runs.RunSummary]) -> tuple[dict[str, Any], list[A
     from hw0cli.grid import GridRow
     groups: dict[str, list[runs.RunSummary]] = {}
     for r in grid_runs:
-        key = json.dumps({k: v for k, v in science_of(r.config).items()
-                          if k not in ("width", "noise", "seed")}, sort_keys=True)
-        groups.setdefault(key, []).append(r)
+        groups.setdefault(json.dumps(_grid_settings(r.config), sort_keys=True), []).append(r)
     key, members = max(groups.items(), key=lambda kv: len(kv[1]))
     rows: dict[tuple[int, float], GridRow] = {}
     curves = {}
@@ -250,6 +250,16 @@ def _grid_rows(grid_runs: list[runs.RunSummary]) -> tuple[dict[str, Any], list[A
         row.seconds.append(r.seconds)
         curves[(c["width"], c["noise"], c["seed"])] = h
     return json.loads(key), [rows[k] for k in sorted(rows)], curves
+
+
+def _grid_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """A grid run's settings but its cell (width, noise, seed); a setting the recipe derives
+    from the width (the fast recipe's lr) counts as the recipe's when it is the recipe's."""
+    science = science_of(config)
+    recipe = config.get("recipe", "notebook")
+    own = recipe_settings(recipe, science["width"]) if recipe in RECIPES else {}
+    return {k: "the recipe's at each width" if k in WIDTH_SCALED and own.get(k) == v else v
+            for k, v in science.items() if k not in ("width", "noise", "seed")}
 
 
 def _latest_linreg(out: Path) -> tuple[Path, Any] | None:

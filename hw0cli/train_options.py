@@ -196,6 +196,7 @@ def science_of(stored: dict[str, Any]) -> dict[str, Any]:
 
 FAST_TUNED_WIDTH = 64  # the width the fast recipe was tuned at on the GPU
 FAST_MAX_WIDTH_FACTOR = 2.0  # narrower nets: lr and logit scale at most x2 (measured: x4 hurts)
+WIDTH_SCALED = ("lr", "logit_scale")  # the fast recipe's settings that depend on the width
 
 
 def recipe_settings(recipe: str, width: int = FAST_TUNED_WIDTH) -> dict[str, Any]:
@@ -238,8 +239,7 @@ def recipe_settings(recipe: str, width: int = FAST_TUNED_WIDTH) -> dict[str, Any
         # a narrower net (fewer features into the head, fewer weights per BatchNorm) underfits
         # at lr 0.4 and logits x 0.125: c = 16, 10 epochs: x2 on both 81.94%, on lr alone
         # 81.57%, neither 80.77% (README)
-        "lr": round(page["lr"] * k, 4),
-        "logit_scale": round(page["logit_scale"] * k, 4),
+        **{name: round(page[name] * k, 4) for name in WIDTH_SCALED},
         "epochs": 30,  # what 10 s of steady training fits on an H100: 9.6 s (32 took 10.4 s
         # over 3 seeds, 31 took 10.0 s; an H200 runs 32 in 9.0 s)
         "warmup": 5 / 24,  # the settings measured on the GPU (README): the peak 0.8 epoch

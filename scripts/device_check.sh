@@ -254,7 +254,8 @@ for v in "${variants[@]}"; do  # NAME:OPTIONS lines accumulate over calls (the t
   name=${v%%:*}; opts=${v#*:}
   want explore && echo "$name:$opts" >> "$OUT/explore.txt"
   # shellcheck disable=SC2086  # options split on purpose
-  train "train_x-${name}_s0" "$COLD" --recipe fast $XEPOCHS $opts
+  # $XEPOCHS last: in --cpu-smoke it overrides a variant's own --epochs
+  train "train_x-${name}_s0" "$COLD" --recipe fast $opts $XEPOCHS
 done
 # the variant with the lowest seed-0 test error among those of this call that finished
 best=$($PY - "$OUT" "${variants[@]}" <<'EOF' 2>/dev/null
@@ -275,7 +276,7 @@ if [ -n "$best" ]; then
   echo "== best variant of the fast recipe at seed 0: $name ($opts); seeds 1 and 2"
   for s in $SEEDS; do
     # shellcheck disable=SC2086
-    [ "$s" = 0 ] || train "train_x-${name}_s$s" "$WARM" --recipe fast $XEPOCHS $opts --seed "$s"
+    [ "$s" = 0 ] || train "train_x-${name}_s$s" "$WARM" --recipe fast $opts $XEPOCHS --seed "$s"
   done
 elif want explore; then
   echo "== no variant of the fast recipe finished at seed 0: no seeds 1 and 2"

@@ -131,7 +131,7 @@ def config_from_train_args(args: list[str]):
     cmd = typer.main.get_command(app).commands["train"]
     ctx = cmd.make_context("hw0 train", list(args))
     given = given_options(TrainConfig, ctx.params, ctx.get_parameter_source)
-    return make_config(given.pop("recipe"), **given)
+    return make_config(given.pop("recipe", "notebook"), **given)
 
 
 def tiny_train_args(cifar_root: Path, out: Path, samples: int = 200) -> list[str]:

@@ -124,3 +124,21 @@ def test_warmup_section_compares_recipes(cifar_root, tmp_path):
     assert (tmp_path / "fig" / "recipes_compared.png").stat().st_size > 5000
     assert any(b.kind == "figure" and b.image.name == "recipes_compared.png" for b in sec.blocks)
     assert any("cutout 8" in " ".join(b.lines) for b in sec.blocks if b.kind == "text")
+
+
+def test_a_fast_recipe_grid_over_widths_is_one_group():
+    """The report shows the largest group of grid runs with the same settings: a fast-recipe
+    grid is one group although its lr and logit scale differ by width (as the recipe's), and
+    an lr given explicitly makes another group."""
+    import dataclasses
+
+    from hw0cli.report import _grid_settings
+    from hw0cli.train import make_config
+
+    def settings(recipe="fast", **kw):
+        return _grid_settings(dataclasses.asdict(make_config(recipe, **kw)))
+    assert settings(width=4, noise=0.5, seed=1) == settings(width=64) == settings(width=32)
+    assert settings(width=4)["lr"] == "the recipe's at each width"
+    assert settings(width=4, lr=0.3) != settings(width=4)
+    assert settings(width=16, lr=0.3)["lr"] == 0.3
+    assert settings("notebook", width=4, lr=1e-3)["lr"] == 1e-3
