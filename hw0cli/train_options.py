@@ -236,9 +236,9 @@ def recipe_settings(recipe: str, width: int = FAST_TUNED_WIDTH) -> dict[str, Any
     k = fast_width_factor(width)
     return {
         **page,
-        # a narrower net (fewer features into the head, fewer weights per BatchNorm) underfits
-        # at lr 0.4 and logits x 0.125: c = 16, 10 epochs: x2 on both 81.94%, on lr alone
-        # 81.57%, neither 80.77% (README)
+        # a narrower net's head reads fewer features (8c), so the same logit scale gives
+        # smaller logits and it underfits at width 64's values: c = 16, 10 epochs: x2 on both
+        # 81.94%, on lr alone 81.57%, neither 80.77% (README)
         **{name: round(page[name] * k, 4) for name in WIDTH_SCALED},
         "epochs": 30,  # what 10 s of steady training fits on an H100: 9.6 s (32 took 10.4 s
         # over 3 seeds, 31 took 10.0 s; an H200 runs 32 in 9.0 s)
