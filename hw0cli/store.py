@@ -240,6 +240,12 @@ def _lock_path(path: Path) -> Path:
     return Path(path).with_name(Path(path).name + ".lock")
 
 
+# A writer holds its lock for a whole run; `is_locked` holds it for an instant to test it. So a
+# writer waits this long before giving up (a test never refuses it), and a test that waits this
+# long for the lock has met a writer (two tests at once never both see "locked").
+LOCK_WAIT_S, PROBE_WAIT_S = 2.0, 0.5
+
+
 @contextlib.contextmanager
 def lock(path: Path) -> Iterator[None]:
     """Hold an exclusive lock beside `path` (`<path>.lock`); a second holder gets Hw0Error.
@@ -250,7 +256,7 @@ def lock(path: Path) -> Iterator[None]:
     path = Path(path)
     lock_path = _lock_path(path)
     _check_writable(lock_path.parent)
-    fl = filelock.FileLock(str(lock_path), timeout=0)
+    fl = filelock.FileLock(str(lock_path), timeout=LOCK_WAIT_S)
     try:
         fl.acquire()
     except filelock.Timeout:
@@ -277,7 +283,7 @@ def is_locked(path: Path) -> bool:
     lock_path = _lock_path(path)
     if not lock_path.exists():
         return False
-    fl = filelock.FileLock(str(lock_path), timeout=0)
+    fl = filelock.FileLock(str(lock_path), timeout=PROBE_WAIT_S)
     try:
         fl.acquire()
     except filelock.Timeout:

@@ -197,7 +197,8 @@ class GridProgress:
                 self.durations.append(seconds)
             if self.progress is not None:
                 self.progress.remove_task(self.cell_tasks.pop(r.index))
-            ok = "[green]ok[/]" if r.returncode == 0 else f"[red]exit {r.returncode}[/]"
+            ok = ("[cyan]running in another process[/]" if r.elsewhere else "[green]ok[/]"
+                  if r.returncode == 0 else f"[red]exit {r.returncode}[/]")
             self._print(f"cell {r.index} {r.run_id}: {ok} in {duration(seconds)} (log {r.log});"
                         f" {self.counts()}")
             self._refresh()
