@@ -136,18 +136,18 @@ def resumed_execution(cfg: TrainConfig, device: torch.device, attrs: dict[str, A
     def refuse(name: str, asked: str, recorded: str) -> Hw0UsageError:
         return Hw0UsageError(
             f"Run '{run_id}' trained its first {attrs.get('epochs_done', 0)} epoch(s) with "
-            f"{recorded}; resuming it with {flag(TrainConfig, name)} {asked} would not end "
-            f"where an uninterrupted run does. Leave {flag(TrainConfig, name)} out (the run "
-            f"continues as recorded), or pass {flag(TrainConfig, 'force')} to train it again "
-            "from scratch.")
+            f"{recorded}; resuming it with {asked} would not end where an uninterrupted run "
+            f"does. Leave {flag(TrainConfig, name)} out (the run continues as recorded), or "
+            f"pass {flag(TrainConfig, 'force')} to train it again from scratch.")
 
     if cfg.precision != "auto" and cfg.precision != precision:
-        raise refuse("precision", cfg.precision, f"precision {precision}")
+        raise refuse("precision", f"--precision {cfg.precision}", f"precision {precision}")
     if cfg.compile is not None and cfg.compile != (mode is not None):
-        raise refuse("compile", "on" if cfg.compile else "off",
+        raise refuse("compile", "--compile" if cfg.compile else "--no-compile",
                      f"torch.compile {'on' if mode else 'off'}")
     if mode is not None and cfg.compile_mode not in ("auto", mode):
-        raise refuse("compile_mode", cfg.compile_mode, f"compile mode {mode}")
+        raise refuse("compile_mode", f"--compile-mode {cfg.compile_mode}",
+                     f"compile mode {mode}")
     resolve_precision(precision, device)  # fp16 on a CPU: the usage error says so
     return Execution(precision, mode, rec.get("probe"))
 

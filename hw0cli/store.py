@@ -240,9 +240,9 @@ def _lock_path(path: Path) -> Path:
     return Path(path).with_name(Path(path).name + ".lock")
 
 
-# A writer holds its lock for a whole run; `is_locked` holds it for an instant to test it. So a
-# writer waits this long before giving up (a test never refuses it), and a test that waits this
-# long for the lock has met a writer (two tests at once never both see "locked").
+# A writer holds its lock for a whole run; `is_locked` takes it for an instant to look. So a
+# writer waits LOCK_WAIT_S before giving up (a look never makes it fail), and a look that waited
+# PROBE_WAIT_S has met a writer (two looks at once never both see "locked").
 LOCK_WAIT_S, PROBE_WAIT_S = 2.0, 0.5
 
 

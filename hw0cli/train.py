@@ -352,9 +352,10 @@ class _Run:
         checkpoint), so the file keeps the previous epoch's."""
         self.writer.wait()
         bad = nonfinite_names(self.tr.state_tensors())
-        what = f"train loss {loss}" + (f"; not finite: {', '.join(bad[:4])}"
-                                       + (f" and {len(bad) - 4} more" if len(bad) > 4 else "")
-                                       if bad else "")
+        what = f"train loss {loss}"
+        if bad:
+            what += f"; not finite: {', '.join(bad[:4])}" + (
+                f" and {len(bad) - 4} more" if len(bad) > 4 else "")
         kept = epoch - 1
         msg = (f"training diverged in epoch {epoch} ({what}); the checkpoint of epoch {kept} "
                + ("(the initial weights) " if kept == 0 else "") + "is kept")

@@ -336,8 +336,8 @@ class Trainer:
             progress.after(s + 1, sum(sizes[:s + 1]) if progress.due(s + 1) else 0, t0)
         seen = sum(sizes)
         # the epoch's one host sync: its metrics and whether every weight and BatchNorm
-        # statistic is still finite (a diverged run can keep a finite loss: BatchNorm hides
-        # weights that grew without bound, not running variances that became infinite)
+        # statistic is still finite (a diverged run can keep a finite loss: BatchNorm
+        # normalizes weights that grew huge while its running variances overflow)
         loss_sum, correct, finite = torch.stack(
             [self.loss_sum, self.correct.float(),
              all_finite(list(self.state_tensors().values())).float()]).tolist()

@@ -268,8 +268,8 @@ def test_resume_refuses_another_execution(cifar_root, tmp_path):
     cfg = tiny(cifar_root, tmp_path, precision="fp32", compile=False)
     with pytest.raises(Hw0Error, match="Interrupted"):
         run_train(cfg, reporter=InterruptAt(1))
-    for change, flag in (({"precision": "bf16"}, "--precision bf16"),
-                         ({"compile": True}, "--compile on")):
+    for change, flag in (({"precision": "bf16"}, "with --precision bf16 would not"),
+                         ({"compile": True}, "with --compile would not")):
         with pytest.raises(Hw0UsageError, match=flag) as e:
             run_train(dataclasses.replace(cfg, **change))
         assert e.value.exit_code == 2 and "--force" in str(e.value)
