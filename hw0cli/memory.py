@@ -1,7 +1,8 @@
 """What a run needs in memory, and what the machine has.
 
 A width or a feature count inside its declared range can still be more than this machine holds
-(`--width 1024` at batch 128 needs at least 13 GB on a CPU; `--rf-features 1e9` some terabytes).
+(`--width 1024` at batch 128 in fp32 needs at least 13 GB on a CPU; `--rf-features 1e9`
+terabytes).
 Checked before anything large is allocated, so the user gets the estimate and a fix instead of an
 allocation failure half-way through. The estimates count the large arrays only (weights,
 optimizer state, the activations kept for the backward pass, the largest evaluation chunk, the
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from hw0cli.env import resolve_precision
 from hw0cli.errors import Hw0Error, Hw0UsageError
 
 if TYPE_CHECKING:
@@ -74,7 +76,11 @@ def myrtle5_parameters(width: int) -> int:
 def training_estimate(cfg: TrainConfig, device: torch.device, n_test: int) -> MemoryEstimate:
     """What training `cfg` holds at its peak on `device` (see the module docstring)."""
     cpu = device.type == "cpu"
-    act_bytes = 4 if cfg.precision in ("fp32", "auto") else 2  # auto may measure fp32
+    # activations in fp32, or half that under bf16/fp16 autocast (auto on a CPU may measure
+    # either: the smaller, as a bound)
+    half = cfg.precision in ("bf16", "fp16") or (cfg.precision == "auto" and (
+        cpu or resolve_precision("auto", device) == "bf16"))
+    act_bytes = 2 if half else 4
     opt_states = 2 if cfg.optimizer == "adam" else int(cfg.momentum > 0)
     # weights, gradients, optimizer state, the EMA copy; on the CPU also the checkpoint's host
     # copy of the weights and optimizer state
@@ -103,7 +109,10 @@ def available_bytes(device: torch.device) -> int | None:
     """Memory free for this process on `device` now; None where it cannot be told."""
     if device.type == "cuda":
         free, _total = torch.cuda.mem_get_info(device)
-        return int(free)
+        # plus what this process's caching allocator holds but no tensor uses (an earlier run
+        # of `hw0 all` or a sweep): it is reused before any new memory is asked for
+        cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        return int(free + cached)
     found = [b for b in (_host_available(), _cgroup_available()) if b is not None]
     return min(found) if found else None
 
