@@ -245,6 +245,22 @@ class CellRun:
     run_id: str
     returncode: int
     log: Path
+    elsewhere: bool = False  # held by another live process (another grid run): not run here
+
+    @property
+    def failed(self) -> bool:
+        return self.returncode != 0 and not self.elsewhere
+
+
+def held_elsewhere(path: Path) -> bool:
+    """Whether another process trains (holds the lock of) the run at `path`, or finished it
+    while this one waited for it."""
+    if store.is_locked(path):
+        return True
+    try:
+        return store.read_h5(path, attrs_only=True).attrs.get("status") == "finished"
+    except Hw0Error:
+        return False
 
 
 def run_cells(cfg: GridConfig, jobs: int, indices: list[int] | None = None,
@@ -310,6 +326,8 @@ def run_configs(all_cells: list[TrainConfig], out: Path, jobs: int,
     GPU machine: one process per visible GPU (CUDA_VISIBLE_DEVICES set per process, jobs
     capped at the GPU count). CPU machine: `jobs` processes sharing the cores
     (OMP_NUM_THREADS = cores / jobs each). Output of each goes to `<out>/grid_logs/<id>.log`.
+    A cell that another process holds (a second grid run on the same folder) is not run here:
+    its `CellRun` says `elsewhere`, not failed.
     """
     check(jobs >= 1, f"--jobs must be at least 1 (got {jobs}).")
     todo = list(range(len(all_cells))) if indices is None else indices
@@ -319,12 +337,18 @@ def run_configs(all_cells: list[TrainConfig], out: Path, jobs: int,
 
     def work(i: int) -> CellRun:
         c = all_cells[i]
-        log = log_dir / f"{run_id_for(c)}.log"
+        rid = run_id_for(c)
+        log, path = log_dir / f"{rid}.log", runs.run_path(c.out, rid)
         if on_start:
             on_start(i, c)
-        rc = lanes.run([sys.executable, "-m", "hw0cli", "train", "--quiet", *train_args(c),
-                        *(extra_args or [])], log)
-        res = CellRun(i, run_id_for(c), rc, log)
+        if store.is_locked(path):  # another grid run trains it: not this one's to run
+            res = CellRun(i, rid, 0, log, elsewhere=True)
+        else:
+            rc = lanes.run([sys.executable, "-m", "hw0cli", "train", "--quiet",
+                            *train_args(c), *(extra_args or [])], log)
+            # a cell taken by another process between the check and the start: its lock
+            # refused this one (or it finished meanwhile)
+            res = CellRun(i, rid, rc, log, elsewhere=rc not in (0, 130) and held_elsewhere(path))
         if on_done:
             on_done(res)
         return res

@@ -20,7 +20,7 @@ from hw0cli.models import cnn_from_config
 
 __all__ = ["device_name", "list_runs", "load_model", "resolve_run", "run_path", "runs_dir"]
 
-_RUN_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+_RUN_ID = re.compile(r"^[A-Za-z0-9._][A-Za-z0-9._-]{0,127}$")  # no leading '-': not an option
 
 
 def valid_run_id(run_id: str) -> bool:

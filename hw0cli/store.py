@@ -17,6 +17,7 @@ import contextlib
 import errno
 import json
 import os
+import re
 import shutil
 import threading
 from collections.abc import Iterator, Mapping
@@ -240,6 +241,12 @@ def _lock_path(path: Path) -> Path:
     return Path(path).with_name(Path(path).name + ".lock")
 
 
+# A writer holds its lock for a whole run; `is_locked` takes it for an instant to look. So a
+# writer waits LOCK_WAIT_S before giving up (a look never makes it fail), and a look that waited
+# PROBE_WAIT_S has met a writer (two looks at once never both see "locked").
+LOCK_WAIT_S, PROBE_WAIT_S = 2.0, 0.5
+
+
 @contextlib.contextmanager
 def lock(path: Path) -> Iterator[None]:
     """Hold an exclusive lock beside `path` (`<path>.lock`); a second holder gets Hw0Error.
@@ -250,21 +257,18 @@ def lock(path: Path) -> Iterator[None]:
     path = Path(path)
     lock_path = _lock_path(path)
     _check_writable(lock_path.parent)
-    fl = filelock.FileLock(str(lock_path), timeout=0)
+    fl = filelock.FileLock(str(lock_path), timeout=LOCK_WAIT_S)
     try:
         fl.acquire()
     except filelock.Timeout:
-        try:
-            holder = lock_path.read_text().strip() or "another process"
-        except OSError:  # Windows: the holder's byte-range lock blocks reading
-            holder = "another process"
-        raise Hw0Error(f"{path.name} is being written by {holder}. Wait for it to finish "
-                       "(or stop it), then run the command again.") from None
+        raise Hw0Error(f"{path.name} is being written by {_holder(lock_path)}. Wait for it to "
+                       "finish (or stop it), then run the command again.") from None
     try:
         for stale in path.parent.glob(f".{path.name}.tmp*"):  # left by a killed writer
             stale.unlink(missing_ok=True)
-        with contextlib.suppress(OSError):  # the pid is only for the message above
-            lock_path.write_text(f"pid {os.getpid()}")
+        if not isinstance(fl, filelock.SoftFileLock):  # a soft lock's file is its own record
+            with contextlib.suppress(OSError):  # of its holder (pid=...), not to overwrite
+                lock_path.write_text(f"pid {os.getpid()}")
         yield
     finally:
         with contextlib.suppress(OSError):  # while held, as a waiter re-checks the inode
@@ -272,12 +276,21 @@ def lock(path: Path) -> Iterator[None]:
         fl.release()
 
 
+def _holder(lock_path: Path) -> str:
+    """'pid N' of the process holding a lock, from its lock file, for a message."""
+    try:
+        found = re.search(r"^pid[ =](\d+)", lock_path.read_text(), re.MULTILINE)
+    except (OSError, UnicodeDecodeError):  # Windows: the holder's byte-range lock blocks reading
+        found = None
+    return f"pid {found.group(1)}" if found else "another process"
+
+
 def is_locked(path: Path) -> bool:
     """Whether some process holds the lock of `path` right now."""
     lock_path = _lock_path(path)
     if not lock_path.exists():
         return False
-    fl = filelock.FileLock(str(lock_path), timeout=0)
+    fl = filelock.FileLock(str(lock_path), timeout=PROBE_WAIT_S)
     try:
         fl.acquire()
     except filelock.Timeout:

@@ -316,6 +316,7 @@ class SweepRun:
     skipped: list[int]  # finished or diverged before this call
     diverged: list[int]  # of those that ran
     failed: list[grid.CellRun]  # exited non-zero without diverging: see their logs
+    elsewhere: list[int] = field(default_factory=list)  # held by another process
 
 
 def run_sweep(cfg: SweepConfig, jobs: int, on_done: Callable[[grid.CellRun], None] | None = None,
@@ -328,9 +329,12 @@ def run_sweep(cfg: SweepConfig, jobs: int, on_done: Callable[[grid.CellRun], Non
     todo = [c.index for c in all_cells if c.index not in skipped]
     results = grid.run_configs([c.config for c in all_cells], cfg.out, jobs, todo, on_done,
                                on_start, log_args(cfg))
-    diverged = [r.index for r in results if cell_state(all_cells[r.index]).state == "diverged"]
-    failed = [r for r in results if r.returncode != 0 and r.index not in diverged]
-    return SweepRun(todo, skipped, diverged, failed)
+    diverged = [r.index for r in results
+                if not r.elsewhere and cell_state(all_cells[r.index]).state == "diverged"]
+    failed = [r for r in results if r.failed and r.index not in diverged]
+    elsewhere = [r.index for r in results if r.elsewhere]
+    return SweepRun([i for i in todo if i not in elsewhere], skipped, diverged, failed,
+                    elsewhere)
 
 
 def failure_message(res: SweepRun) -> str:

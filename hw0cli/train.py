@@ -27,9 +27,10 @@ from hw0cli import runs, store
 from hw0cli.data import CifarData, cifar_identity, load_cifar10
 from hw0cli.env import environment, resolve_device, setup_compile_cache
 from hw0cli.errors import Hw0Error, Hw0UsageError
+from hw0cli.memory import check_training_fits, is_out_of_memory, out_of_memory_error
 from hw0cli.models import readable_names
 from hw0cli.options import flag
-from hw0cli.probe import Execution, choose_execution
+from hw0cli.probe import Execution, choose_execution, resumed_execution
 from hw0cli.train_options import (  # re-exported: scripts and tests import them from here
     LATER_FIELDS,
     SCIENCE_FIELDS,
@@ -41,6 +42,7 @@ from hw0cli.train_options import (  # re-exported: scripts and tests import them
     science_of,
     validate,
 )
+from hw0cli.train_parts import nonfinite_names
 from hw0cli.trainer import (  # re-exported: the trainer's pure pieces are part of this API
     Trainer,
     augment_batch,
@@ -161,6 +163,7 @@ def run_train(cfg: TrainConfig, reporter: TrainReporter | None = None,
     path = runs.run_path(cfg.out, run_id)
     if data is None:
         data = load_cifar10(cfg.data_dir)
+    check_training_fits(cfg, device, len(data.test_y))  # before anything is written
     with store.lock(path):
         start_epoch, rec = 0, None
         if path.exists():
@@ -185,8 +188,15 @@ def run_train(cfg: TrainConfig, reporter: TrainReporter | None = None,
             raise Hw0UsageError(f"There is no run '{run_id}' to resume under "
                                 f"{runs.runs_dir(cfg.out)}. " + runs.closest_hint(cfg.out, run_id))
         setup_compile_cache()
-        execution = choose_execution(cfg, device)
-        return _Run(cfg, data, device, execution, run_id, path, rec, reporter).train(start_epoch)
+        execution = (choose_execution(cfg, device) if rec is None
+                     else resumed_execution(cfg, device, rec.attrs, run_id))
+        try:
+            return _Run(cfg, data, device, execution, run_id, path, rec,
+                        reporter).train(start_epoch)
+        except (RuntimeError, MemoryError) as exc:
+            if not is_out_of_memory(exc):
+                raise
+            raise out_of_memory_error(cfg, device, len(data.test_y), exc, path) from None
 
 
 class _Run:
@@ -220,10 +230,19 @@ class _Run:
 
     def _load(self, rec: store.H5Record, device: torch.device) -> None:
         train_w = rec.group("train_weights")
-        self.tr.load_state(runs.state_dict_from(rec, device), rec.group("optim/state"),
-                           rec.attrs["optim_param_groups"],
-                           {k: torch.from_numpy(np.array(v)).to(device)
-                            for k, v in train_w.items()} or None)
+        try:
+            self.tr.load_state(runs.state_dict_from(rec, device), rec.group("optim/state"),
+                               rec.attrs["optim_param_groups"],
+                               {k: torch.from_numpy(np.array(v)).to(device)
+                                for k, v in train_w.items()} or None)
+        except (RuntimeError, KeyError, ValueError, IndexError) as exc:
+            # weights of another width or model, or optimizer state that does not match them
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise Hw0UsageError(
+                f"{self.path} cannot be resumed: its weights or optimizer state do not fit the "
+                f"width-{self.cfg.width} Myrtle5 its settings describe ({first}). It is "
+                f"damaged or not this run's file: delete it, or pass {_opt('force')} to train "
+                "the run again from scratch.") from None
         self.history = {k: [float(v) for v in rec.group("history").get(k, [])]
                         for k in HISTORY_KEYS}
         a = rec.attrs
@@ -261,6 +280,12 @@ class _Run:
                 "realized_noise": tr.realized_noise, "start_epoch": start_epoch,
                 "epochs": cfg.epochs, "steps_per_epoch": tr.steps_per_epoch})
         if not self.resumed:
+            bad = nonfinite_names(tr.state_tensors())
+            if bad:  # epoch 0's checkpoint is the one a divergence in epoch 1 keeps
+                raise Hw0UsageError(
+                    f"The initial weights are not finite ({', '.join(bad)}): "
+                    f"{_opt('init_scale')} {cfg.init_scale:g} overflows float32. Use a smaller "
+                    f"{_opt('init_scale')}.")
             self.checkpoint("running")  # epoch 0: resumable even if epoch 1 is interrupted
         try:
             for epoch in range(start_epoch + 1, cfg.epochs + 1):
@@ -289,7 +314,7 @@ class _Run:
         """Train and evaluate one epoch, record it, checkpoint; True when the run is done."""
         cfg, tr, history = self.cfg, self.tr, self.history
         row: dict[str, Any] = {"epoch": epoch, **tr.train_epoch(epoch, self.reporter)}
-        if not math.isfinite(row["train_loss"]):
+        if not math.isfinite(row["train_loss"]) or not row["finite"]:
             self._diverged(epoch, row["train_loss"])
         errs = [*history["train_err"], row["train_err"]]
         stalled = (cfg.patience is not None and len(errs) > cfg.patience
@@ -323,9 +348,19 @@ class _Run:
         return done
 
     def _diverged(self, epoch: int, loss: float) -> None:
+        """Stop: every checkpoint written so far is all-finite (each epoch is checked before its
+        checkpoint), so the file keeps the previous epoch's."""
         self.writer.wait()
-        msg = (f"training diverged in epoch {epoch} (train loss {loss}); the checkpoint of "
-               f"epoch {epoch - 1} is kept")
+        bad = nonfinite_names(self.tr.state_tensors())
+        what = f"train loss {loss}"
+        if bad:
+            what += f"; not finite: {', '.join(bad[:4])}" + (
+                f" and {len(bad) - 4} more" if len(bad) > 4 else "")
+        kept = epoch - 1
+        msg = (f"training diverged in epoch {epoch} ({what}); the checkpoint of epoch {kept} "
+               + ("(the initial weights) " if kept == 0 else "") + "is kept")
         store.update_h5(self.path, attrs={"status": "diverged", "message": msg})
+        scale = (f", or a smaller {_opt('init_scale')} (now {self.cfg.init_scale:g})"
+                 if self.cfg.init_scale != 1.0 else "")
         raise Hw0Error(f"Run '{self.run_id}': {msg} in {self.path}. Lower {_opt('lr')} (now "
-                       f"{self.cfg.lr}) and train again with {_opt('force')}.")
+                       f"{self.cfg.lr}){scale}, and train again with {_opt('force')}.")

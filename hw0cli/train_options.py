@@ -20,6 +20,7 @@ from annotated_types import Ge, Gt, Interval
 
 from hw0cli.choices import (
     CIFAR_TRAIN_SIZE,
+    MAX_SEED,
     RECIPES,
     CompileMode,
     Device,
@@ -87,7 +88,7 @@ class TrainConfig:
         panel=DATA)] = CIFAR_TRAIN_SIZE
     batchnorm: Annotated[bool, Opt("Remove every BatchNorm layer", flag="--no-batchnorm",
                                    run_id=ALWAYS, panel=MODEL)] = True
-    seed: Annotated[int, Ge(0), Opt(
+    seed: Annotated[int, Interval(ge=0, le=MAX_SEED), Opt(
         "Seeds the initialization, subset, label noise, batch order and augmentation",
         run_id=ALWAYS, panel=DATA)] = 0
     until_train_error: Annotated[float | None, Interval(ge=0, lt=1), Opt(
@@ -299,7 +300,8 @@ def validate(cfg: TrainConfig) -> None:
     check(cfg.tta_shift == 0 or cfg.tta, f"{opt('tta_shift')} adds views to the flip TTA: add "
           f"{opt('tta')}.")
     check(cfg.run_id is None or runs.valid_run_id(cfg.run_id), f"{opt('run_id')} may use "
-          "letters, digits, '.', '_' and '-' only (it names a file).")
+          "letters, digits, '.', '_' and '-' only, and may not start with '-' (it names a "
+          f"file; got '{cfg.run_id}').")
 
 
 def run_id_for(cfg: TrainConfig) -> str:

@@ -218,14 +218,14 @@ class LocalSlurm:
         self._start([munged, "-F", "--force", f"--socket={r}/munge.socket",
                      f"--key-file={r}/munge.key", f"--pid-file={r}/munged.pid",
                      f"--log-file={r}/munged.log", f"--seed-file={r}/munged.seed"])
-        self._wait(lambda: (r / "munge.socket").exists(), 10, "munged")
+        self._wait(lambda: (r / "munge.socket").exists(), 120, "munged")
         ctld = shutil.which("slurmctld") or "/usr/sbin/slurmctld"
         slurmd = shutil.which("slurmd") or "/usr/sbin/slurmd"
         self._start([ctld, "-D", "-c", "-i"])
         self._start([slurmd, "-D", "-N", "hw0node"])
         self._wait(lambda: subprocess.run(["sinfo", "-h", "-o", "%T"], env=self.env,
                                           capture_output=True, text=True).stdout.strip()
-                   == "idle", 60, "the node")
+                   == "idle", 300, "the node")  # hang guards: a loaded CPU is slow
         return self
 
     def _start(self, cmd: list[str]) -> None:

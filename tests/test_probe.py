@@ -54,3 +54,50 @@ def test_run_file_records_a_real_probe(cifar_root, tmp_path, monkeypatch):
     assert set(speeds) == {"fp32/eager", "bf16/eager"} and min(speeds.values()) > 0
     assert ex["precision"] == max(speeds, key=speeds.get).split("/")[0] == res.precision
     assert (tmp_path / "cache" / probe.PROBE_FILE).is_file()
+
+
+RACER = """
+import sys, time
+from pathlib import Path
+import torch
+from hw0cli import probe
+from hw0cli.train_options import make_config
+batch, ready, go = int(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+speeds = {"fp32": 100.0, "bf16": 230.0}
+def make_timer(device, cfg, precision, mode):
+    def window():
+        time.sleep(0.2)  # a measurement takes a while: long enough for the other to read
+        return speeds[precision]
+    return window
+probe.make_timer = make_timer
+ready.touch()
+while not go.exists():  # both start probing at the same moment
+    time.sleep(0.01)
+cfg = make_config(width=16, batch_size=batch, device="cpu", compile=False)
+print(probe.choose_execution(cfg, torch.device("cpu")).precision)
+"""
+
+
+def test_concurrent_first_probes_keep_both_entries(tmp_path):
+    """Two processes probing a fresh shared cache at once (other batch sizes, so other keys):
+    both figures are kept (read-modify-write under a lock)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import time
+    env = {**os.environ, "HW0_CACHE": str(tmp_path / "cache")}
+    go = tmp_path / "go"
+    procs = [subprocess.Popen([sys.executable, "-c", RACER, str(batch), str(tmp_path / f"r{i}"),
+                               str(go)], env=env, stdout=subprocess.PIPE, text=True)
+             for i, batch in enumerate((64, 128))]
+    end = time.monotonic() + 600  # a hang guard: imports under load
+    while not all((tmp_path / f"r{i}").exists() for i in range(2)):
+        assert time.monotonic() < end and all(p.poll() is None for p in procs)
+        time.sleep(0.05)
+    go.touch()
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0] and [o.strip() for o in outs] == ["bf16"] * 2
+    cache = json.loads((tmp_path / "cache" / probe.PROBE_FILE).read_text())
+    assert sorted(k.split(" | ")[3] for k in cache) == ["batch 128", "batch 64"]
+    assert all(v["bf16/eager"] == 230.0 for v in cache.values())

@@ -24,14 +24,26 @@ out_console = Console()
 err_console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
+
+
+def folder(value: str | Path) -> Path:
+    """A folder option's value: an empty one is refused (as a path it would silently mean the
+    current folder, where `.` says so)."""
+    if isinstance(value, str) and not value.strip():
+        raise typer.BadParameter("empty; write . for the current folder")
+    return Path(value)
+
+
 # Click reads the environment variables itself (and the help names them); without them, the
 # library's defaults (hw0cli.paths) read the same variables.
 DataDir = Annotated[Path | None, typer.Option(
     "--data-dir", help="Folder holding cifar-10-batches-py/ and MNIST/raw/",
-    envvar=DATA_DIR_ENV, show_envvar=True, show_default="./data")]
+    envvar=DATA_DIR_ENV, show_envvar=True, show_default="./data", parser=folder,
+    metavar="PATH")]
 OutDir = Annotated[Path | None, typer.Option(
     "--out", help="Output folder for run files, ONNX models, plots and reports",
-    envvar=OUT_ENV, show_envvar=True, show_default="./artifacts")]
+    envvar=OUT_ENV, show_envvar=True, show_default="./artifacts", parser=folder,
+    metavar="PATH")]
 Json = Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")]
 Log = Annotated[list[str] | None, typer.Option(
     "--log", help="Also log to wandb or tensorboard (repeatable); wandb runs offline unless "

@@ -14,11 +14,13 @@ import dataclasses
 import functools
 import inspect
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 
+from hw0cli.cli.common import folder
 from hw0cli.options import Declared, declarations, from_given, text
 
 CTX = "hw0_ctx"
@@ -42,6 +44,8 @@ def _option(d: Declared) -> typer.models.OptionInfo:
         extra = {"autocompletion": _completer(d.choices)}
     if d.opt.envvar:
         extra.update(envvar=d.opt.envvar, show_envvar=True)
+    if d.type is Path and not d.many:
+        extra.update(parser=folder, metavar="PATH")
     # help is plain text: escaped, because Typer renders it as rich markup
     return typer.Option(*decls, help=escape(help_text), show_default=shown,
                         rich_help_panel=d.opt.panel, **extra)

@@ -198,6 +198,8 @@ class GridProgress:
             if self.progress is not None:
                 self.progress.remove_task(self.cell_tasks.pop(r.index))
             ok = "[green]ok[/]" if r.returncode == 0 else f"[red]exit {r.returncode}[/]"
+            if getattr(r, "elsewhere", False):  # a grid.CellRun another process holds
+                ok = "[cyan]running in another process[/]"
             self._print(f"cell {r.index} {r.run_id}: {ok} in {duration(seconds)} (log {r.log});"
                         f" {self.counts()}")
             self._refresh()

@@ -32,6 +32,21 @@ Widths = Annotated[str, typer.Option("--widths", help="Comma-separated widths c"
 Noises = Annotated[str, typer.Option("--noise", help="Comma-separated noise levels p")]
 Seeds = Annotated[str, typer.Option("--seeds", help="Comma-separated seeds")]
 SINGLE_RUN = ("quiet", "as_json")  # display options of one `hw0 train`, not of a grid
+Null = Annotated[bool, typer.Option(
+    "--null", help="End each command with a NUL byte instead of a newline, for paths with any "
+    "character: hw0 grid list --null ... | xargs -0 -n 1 -P 2 sh -c")]
+
+
+def print_commands(cmds: list[str], null: bool) -> None:
+    """One shell-quoted command per line, or NUL-terminated: a path may hold a newline, and
+    `xargs -0 -n 1 sh -c` hands each record whole to a shell that parses its quoting."""
+    import sys
+    if null:
+        sys.stdout.write("".join(cmd + "\0" for cmd in cmds))
+        sys.stdout.flush()
+        return
+    for cmd in cmds:
+        print(cmd)
 
 
 OWN_OPTIONS = {"grid": "--widths, --noise, --seeds", "sweep": "--axis, --preset, --name"}
@@ -74,7 +89,7 @@ def _grid_config(ctx: typer.Context, widths: str, noise: str, seeds: str) -> Any
 
 @grid_app.command("list", context_settings=GRID_CONTEXT)
 def grid_list(ctx: typer.Context, widths: Widths = "4,64", noise: Noises = "0,0.5,1",
-              seeds: Seeds = "0", as_json: Json = False) -> None:
+              seeds: Seeds = "0", as_json: Json = False, null: Null = False) -> None:
     """Print one complete `hw0 train ...` command per cell (for xargs, loops, job arrays)."""
     from hw0cli.grid import cells, grid_commands
     from hw0cli.train_options import run_id_for
@@ -85,8 +100,7 @@ def grid_list(ctx: typer.Context, widths: Widths = "4,64", noise: Noises = "0,0.
                      "width": c.width, "noise": c.noise, "seed": c.seed}
                     for i, (c, cmd) in enumerate(zip(cells(cfg), cmds, strict=True))])
         return
-    for cmd in cmds:
-        print(cmd)
+    print_commands(cmds, null)
 
 
 @grid_app.command("run", context_settings=GRID_CONTEXT)
@@ -109,11 +123,20 @@ def grid_run(ctx: typer.Context, widths: Widths = "4,64", noise: Noises = "0,0.5
         f"{Path(cfg.out) / 'grid_logs'}", wrap=False)
     with GridProgress(n) as progress:
         results = run_cells(cfg, jobs, on_done=progress.done, on_start=progress.start)
-    failed = [r for r in results if r.returncode != 0]
+    say_elsewhere([r.index for r in results if r.elsewhere], len(results), "grid")
+    failed = [r for r in results if r.failed]
     if failed:
         raise Hw0Error(f"{len(failed)} of {len(results)} cells failed: "
                        f"{', '.join(str(r.index) for r in failed)}. See their logs; "
                        "`hw0 grid status` shows each cell.")
+
+
+def say_elsewhere(indices: list[int], total: int, kind: str) -> None:
+    """The summary's line for cells another process was training (not failures)."""
+    if indices:
+        say(f"{len(indices)} of {total} cells were running in another process (cells "
+            f"{', '.join(map(str, indices))}); they are not failures of this run. `hw0 {kind} "
+            "status` shows when they finish.")
 
 
 def _run_one(cfg: Any, index: int, cell: Any) -> None:

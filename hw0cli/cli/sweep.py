@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from hw0cli.choices import SweepPreset
 from hw0cli.cli.common import (
@@ -22,7 +23,15 @@ from hw0cli.cli.common import (
     show,
 )
 from hw0cli.cli.declared import given_options
-from hw0cli.cli.grid import GRID_CONTEXT, SINGLE_RUN, STATE_COLORS, _train_context
+from hw0cli.cli.grid import (
+    GRID_CONTEXT,
+    SINGLE_RUN,
+    STATE_COLORS,
+    Null,
+    _train_context,
+    print_commands,
+    say_elsewhere,
+)
 from hw0cli.errors import Hw0Error, Hw0UsageError
 
 sweep_app = Hw0Typer(help="Training runs over the values of any `hw0 train` options: list, "
@@ -72,7 +81,7 @@ def _sweep_config(ctx: typer.Context, axis: list[str] | None, preset: str | None
 @sweep_app.command("list", context_settings=GRID_CONTEXT)
 def sweep_list(ctx: typer.Context, axis: Axes = None, preset: PresetOpt = None,
                name: Name = None, one_at_a_time: OneAtATime = False,
-               as_json: Json = False) -> None:
+               as_json: Json = False, null: Null = False) -> None:
     """Print one complete `hw0 train ...` command per cell (for xargs, loops, job arrays)."""
     from hw0cli.sweep import cells, record, sweep_commands
     from hw0cli.train_options import run_id_for
@@ -83,8 +92,7 @@ def sweep_list(ctx: typer.Context, axis: Axes = None, preset: PresetOpt = None,
         print_json([{"index": c.index, "run_id": run_id_for(c.config), "command": cmd,
                      "point": dict(c.point)} for c, cmd in zip(cells(cfg), cmds, strict=True)])
         return
-    for cmd in cmds:
-        print(cmd)
+    print_commands(cmds, null)
 
 
 @sweep_app.command("run", context_settings=GRID_CONTEXT)
@@ -118,6 +126,7 @@ def sweep_run(ctx: typer.Context, axis: Axes = None, preset: PresetOpt = None,
         res = run_sweep(cfg, jobs, on_done=progress.done, on_start=progress.start)
     say(f"{len(res.ran)} cells ran ({len(res.diverged)} diverged), {len(res.skipped)} were "
         "already finished or diverged", wrap=False)
+    say_elsewhere(res.elsewhere, n, "sweep")
     if res.failed:
         raise Hw0Error(failure_message(res))
 
@@ -207,12 +216,14 @@ def sweep_slurm(ctx: typer.Context, axis: Axes = None, preset: PresetOpt = None,
 
 def write_and_submit(kind: str, run_args: list[str], n: int, opts: Any, out: Path,
                      label: str, submit: bool) -> None:
+    import shlex
+
     from hw0cli.slurm import script, write
     from hw0cli.slurm import submit as sbatch
     path = write(out / "slurm" / f"{label}.sbatch",
                  script(kind, run_args, n, opts, (out / "slurm").resolve()))
-    say(f"wrote {path} ({n} tasks)", wrap=False)
+    say(f"wrote {escape(str(path))} ({n} tasks)", wrap=False)
     if submit:
         say(f"submitted job {sbatch(path)}", wrap=False)
     else:
-        say(f"submit with: sbatch {path}", wrap=False)
+        say(f"submit with: sbatch {escape(shlex.quote(str(path)))}", wrap=False)

@@ -14,6 +14,11 @@ def run(*args: str):
     return runner.invoke(app, [str(a) for a in args])
 
 
+def flat(output: str) -> str:
+    """The output's words, unwrapped (click's usage errors come in a box)."""
+    return " ".join(output.replace("│", " ").split())
+
+
 def tiny_args(cifar_root, out):
     return ["train", "--width", "4", "--epochs", "1", "--batch-size", "50",
             "--train-samples", "200", "--data-dir", cifar_root, "--out", out,
@@ -47,12 +52,18 @@ def tiny_args(cifar_root, out):
     (["--recipe", "fast", "--augment", "crop"], 2, "--no-alternate-flip"),
     (["--whiten", "--width", "1"], 2, "--whiten needs --width >= 2"),
     (["--compile-mode", "turbo"], 2, "compile mode"),
+    (["--seed", "99999999999999999999"], 2, "--seed must be in [0, 4294967295]"),
+    (["--seed", "-1"], 2, "--seed"),
+    (["--run-id", "--force"], 2, "may not start with '-'"),
+    (["--run-id", "-x"], 2, "may not start with '-'"),
+    (["--out", ""], 2, "empty; write . for the current folder"),
+    (["--data-dir", ""], 2, "empty; write . for the current folder"),
 ])
 def test_bad_train_options(tmp_path, args, code, msg):
     out = tmp_path / "out"
     r = run("train", "--data-dir", tmp_path / "nodata", "--out", out, *args)
     assert r.exit_code == code, r.output
-    assert msg in r.output and "Traceback" not in r.output
+    assert msg in flat(r.output) and "Traceback" not in r.output
     assert not out.exists()  # nothing written
 
 
@@ -125,3 +136,24 @@ def test_truncated_batch_via_cli(tmp_path):
     r = run("train", "--data-dir", root, "--out", tmp_path / "o", "--train-samples", "100",
             "--batch-size", "50")
     assert r.exit_code == 1 and "test_batch" in r.output and "Traceback" not in r.output
+
+
+def test_width_beyond_the_memory_is_refused(cifar_root, tmp_path, monkeypatch):
+    """--width 1024 is inside the declared range; where memory is short, the estimate says
+    so before anything is allocated or written."""
+    from hw0cli import memory
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 4 * 10**9)
+    out = tmp_path / "out"
+    r = run(*tiny_args(cifar_root, out), "--width", "1024")
+    assert r.exit_code == 2, r.output
+    assert "needs about" in r.output and "4.0 GB is available" in r.output
+    assert "--width" in r.output and "Traceback" not in r.output
+    assert not out.exists()
+
+
+def test_out_empty_is_refused_everywhere(tmp_path):
+    for args in (["runs", "--out", ""], ["grid", "list", "--out", ""],
+                 ["sweep", "list", "--axis", "lr=0.1,0.2", "--out", ""],
+                 ["linreg", "--out", ""], ["report", "--out", ""]):
+        r = run(*args)
+        assert r.exit_code == 2 and "empty; write ." in flat(r.output), (args, r.output)
