@@ -157,7 +157,7 @@ def build(c: Candidate, model: torch.nn.Module, onnx_file: Path | None,
         try:
             session, used = open_session(path, c.provider)
         except Hw0Error as exc:
-            failed = str(exc).split(" Try ")[0]
+            failed = re.split(r" (?:Try|Use) ", str(exc))[0]  # without the CLI's advice
     if failed is not None:
         why = load_error(log)
         raise Unavailable(f"{failed}{f' ({why})' if why else ''}")
