@@ -5,10 +5,12 @@
 #   scripts/device_check.sh --cpu-smoke   # the same steps at toy sizes on the CPU
 #   scripts/device_check.sh --only notebook,bench,all   # some groups of steps (below)
 #
-# Installs nothing: runs from the source tree (PYTHONPATH) with the machine's torch, onnx,
-# onnxruntime, h5py, typer, rich, scikit-learn and matplotlib. Data: the carried CIFAR-10 npz
+# Installs nothing (but the ortgpu group: onnxruntime-gpu into /tmp): runs from the source
+# tree (PYTHONPATH) with the machine's torch, onnx, onnxruntime, h5py, typer, rich,
+# scikit-learn and matplotlib. Data: the carried CIFAR-10 npz
 # and MNIST files in .devdata/ (copy ../shared/data/{cifar10_jpeg_q75.npz,
-# make_cifar10_batches.py,mnist/} there and name .devdata in the device call's carry); in
+# make_cifar10_batches.py,mnist/} there and name .devdata in the device call's carry, or its
+# files one by one where .devdata/ortgpu holds the wheel's 255 MB of parts); in
 # --cpu-smoke mode without them, small synthetic files in the real formats. Steps run most
 # wanted first, each cut at its own limit and at the script's deadline. Groups (all by
 # default): notebook (the course recipe, cold and warm compile cache), explore (the fast
@@ -40,7 +42,7 @@ while [ $# -gt 0 ]; do
           echo "device_check.sh: unknown group '$g' in --only ($groups_text)" >&2; exit 2; }
       done
       shift ;;
-    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
     *) echo "device_check.sh: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
