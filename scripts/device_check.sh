@@ -340,17 +340,12 @@ step bench_variants 150 $PY "$repo/scripts/bench_train.py" --data-dir "$data" --
 
 # 6. onnxruntime-gpu (installed from the parts where they are) against torch, every backend
 group=ortgpu
-optional_step() {  # a step whose failure is a finding (a provider that cannot run), not a fault
-  local before=$failures
-  step "$@"
-  local rc=$?
+ort_eval() {  # ort_eval NAME [hw0 eval options]: an eval of $run, its JSON kept; its failure
+  # is a finding (a provider that cannot run: the table's row says why), not a fault
+  local name=$1 before=$failures; shift
+  step "eval_ort_$name" 120 $HW0 eval "$run" --flip --out "$art" --data-dir "$data" --json \
+    --no-plot "$@"
   failures=$before
-  return $rc
-}
-ort_eval() {  # ort_eval NAME [hw0 eval options]: an eval of $run, its JSON kept
-  local name=$1; shift
-  optional_step "eval_ort_$name" 120 $HW0 eval "$run" --flip --out "$art" --data-dir "$data" \
-    --json --no-plot "$@"
   grep -h '^{' "$OUT/eval_ort_$name.log" > "$OUT/eval_ort_$name.json" 2>/dev/null ||
     rm -f "$OUT/eval_ort_$name.json"
 }
