@@ -65,6 +65,7 @@ class AllConfig:
     out: Path = field(default_factory=default_out_dir)
     device: str = "auto"
     log: tuple[str, ...] = ()  # wandb / tensorboard for every training step
+    smoke: bool = False  # every step at toy sizes, trained eagerly (hw0cli.smoke)
 
 
 @dataclass
@@ -125,11 +126,20 @@ def _train_step(cfg: TrainConfig) -> Callable[[TrainReporter | None], str]:
     return go
 
 
-def plan(cfg: AllConfig) -> list[Step]:
-    """The steps of the preset, in order."""
+def preset_settings(cfg: AllConfig) -> dict[str, Any]:
+    """The preset's settings as this run uses them: as declared, or cut by --smoke."""
     check(cfg.preset in PRESETS, f"Unknown preset '{cfg.preset}'. Choose one of: "
           f"{', '.join(PRESETS)}.")
-    p = PRESETS[cfg.preset]
+    if not cfg.smoke:
+        return PRESETS[cfg.preset]
+    from hw0cli.env import resolve_device
+    from hw0cli.smoke import smoke_preset
+    return smoke_preset(PRESETS[cfg.preset], cpu=resolve_device(cfg.device).type == "cpu")
+
+
+def plan(cfg: AllConfig) -> list[Step]:
+    """The steps of the preset, in order."""
+    p = preset_settings(cfg)
     common = {"data_dir": cfg.data_dir, "out": cfg.out, "device": cfg.device}
     warm = [make_config(w.get("recipe", "notebook"), **{k: v for k, v in w.items()
                                                         if k != "recipe"}, **common)
@@ -248,7 +258,7 @@ def run_all(cfg: AllConfig, on_step: Callable[[int, int, str], None] | None = No
 
     t0 = time.perf_counter()
     steps = plan(cfg)
-    preset = {"name": cfg.preset, **{k: v for k, v in PRESETS[cfg.preset].items()}}
+    preset = {"name": cfg.preset, **preset_settings(cfg)}
     Path(cfg.out).mkdir(parents=True, exist_ok=True)
     rec_path = Path(cfg.out) / f"preset_{cfg.preset}.json"
     atomic.write_text(rec_path, json.dumps(preset, indent=1, default=list))

@@ -24,6 +24,10 @@ def test_device_check_cpu_smoke(tmp_path):
                    "fast recipe --alternate-flip, 1 epochs seed 0",
                    "page recipe, 1 epochs seed 1", "train images/s",
                    "hw0 eval --flip (defaults)", "flip eval", "Gaussian KRR",
+                   "ortgpu: hw0 eval --flip (defaults, again): images/s",
+                   "ortgpu: hw0 eval --flip --backend onnxruntime --provider cpu: images/s",
+                   "ortgpu: hw0 eval --flip --backend onnxruntime --provider cuda: did not run",
+                   "ortgpu: flip eval 20k images/s: onnxruntime CPU fp32",
                    "hw0 all --preset quick: wall from a cold process"):
         assert metric in table, table
     best = "(as committed)" if "best variant of the fast recipe at seed 0: base" in r.stdout \

@@ -25,8 +25,9 @@ RunArg = Annotated[str | None, typer.Argument(
 
 ViewOpt = Annotated[list[str] | None, choice(View, "--view", help="Views to evaluate; "
                                              "repeatable", show_default="original")]
-BackendOpt = Annotated[str, choice(Backend, help="auto: onnxruntime on a GPU provider, else "
-                                   "torch on a GPU, else onnxruntime on the CPU")]
+BackendOpt = Annotated[str, choice(Backend, help="auto: on a GPU the fastest of onnxruntime's "
+                                   "GPU providers and torch, as measured there (cached); "
+                                   "without one, onnxruntime on the CPU")]
 ModelOpt = Annotated[str, choice(OnnxModel, "--model", help="ONNX model; int8 and fp16 are "
                                  "built on first use and their accuracy change vs fp32 is "
                                  "printed and stored")]
@@ -74,7 +75,9 @@ def eval_cmd(
     model: ModelOpt = "fp32",
     provider: ProviderOpt = "auto",
     device: DeviceOpt = "auto",
-    batch_size: Annotated[int, typer.Option(help="Images per inference call")] = 1000,
+    batch_size: Annotated[int | None, typer.Option(
+        help="Images per inference call", show_default="1000; --backend auto on a GPU times a "
+        "few sizes")] = None,
     confusion: Annotated[bool, typer.Option("--confusion", help="Print confusion matrices")]
     = False,
     plot: Annotated[bool, typer.Option("--plot/--no-plot", help="Write the per-class PNG")]

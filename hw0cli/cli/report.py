@@ -51,6 +51,10 @@ def all_cmd(
                                   "full: the assignment's settings, for a GPU")] = "quick",
     device: Annotated[str, choice(Device, help="Where to train and evaluate")] = "auto",
     log: Log = None,
+    smoke: Annotated[bool, typer.Option(
+        "--smoke", help="Check the preset's whole plan in minutes: every step as planned but "
+        "with each step's training images and epochs cut to a few, trained eagerly, through "
+        "to the PDF; results go to <out>/smoke")] = False,
     data_dir: DataDir = None,
     out: OutDir = None,
 ) -> None:
@@ -60,8 +64,9 @@ def all_cmd(
     from hw0cli.tracking import parse_backends, require
     backends = parse_backends(log)
     require(backends)
-    cfg = AllConfig(preset=preset, data_dir=data_dir_or_default(data_dir),
-                    out=out_or_default(out), device=device, log=backends)
+    out_dir = out_or_default(out) / ("smoke" if smoke else "")  # never among real results
+    cfg = AllConfig(preset=preset, data_dir=data_dir_or_default(data_dir), out=out_dir,
+                    device=device, log=backends, smoke=smoke)
     _print_preset(cfg)
     clock = StepClock()
 
@@ -84,12 +89,13 @@ def all_cmd(
 
 
 def _print_preset(cfg: Any) -> None:
-    from hw0cli.pipeline import PRESETS
+    from hw0cli.pipeline import PRESETS, preset_settings
     if cfg.preset not in PRESETS:
         return  # run_all says which presets exist
-    settings = {k: v for k, v in PRESETS[cfg.preset].items() if k != "description"}
-    say(f"[bold]hw0 all --preset {cfg.preset}[/]: {PRESETS[cfg.preset]['description']}; "
-        f"results in {cfg.out}")
+    p = preset_settings(cfg)
+    settings = {k: v for k, v in p.items() if k != "description"}
+    say(f"[bold]hw0 all --preset {cfg.preset}{' --smoke' if cfg.smoke else ''}[/]: "
+        f"{p['description']}; results in {cfg.out}")
     say("settings: " + json.dumps(settings, default=list))
 
 

@@ -1,8 +1,14 @@
-"""hw0 report and hw0 all through the CLI: usage errors."""
+"""hw0 report and hw0 all through the CLI: usage errors, the full preset's smoke run."""
 
+import copy
+
+import pytest
+from pypdf import PdfReader
 from typer.testing import CliRunner
 
+from hw0cli import pipeline
 from hw0cli.cli import app
+from tests.helpers import write_cifar, write_mnist
 
 runner = CliRunner()
 
@@ -14,3 +20,55 @@ def test_report_cli_errors(tmp_path):
     assert r.exit_code == 2 and "docx" in r.output
     r = runner.invoke(app, ["all", "--preset", "huge", "--out", str(tmp_path)])
     assert r.exit_code == 2 and "Unknown preset" in r.output
+
+
+@pytest.fixture(scope="module")
+def smoke_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("smoke_data")
+    write_cifar(root, n_per_batch=20, n_test=50)
+    write_mnist(root, n_train=100, n_test=50)
+    return root
+
+
+def smoke(data, out):
+    return runner.invoke(app, ["all", "--preset", "full", "--smoke", "--device", "cpu",
+                               "--data-dir", str(data), "--out", str(out)])
+
+
+@pytest.mark.slow
+def test_full_preset_smoke_runs_every_step_to_the_pdf(smoke_data, tmp_path, monkeypatch):
+    """`hw0 all --preset full --smoke`: every step of the full preset (its widths, recipes,
+    BatchNorm study, grid, linreg) at toy sizes through to a PDF with every section, into
+    <out>/smoke; then a full preset broken in one step fails (the others are skipped)."""
+    r = smoke(smoke_data, tmp_path)
+    assert r.exit_code == 0, r.output[-3000:]
+    n = len(pipeline.plan(pipeline.AllConfig(preset="full", smoke=True, device="cpu")))
+    assert f"{n} steps run, 0 already done, 0 failed" in r.output
+    assert "missing" not in r.output and "hw0 all --preset full --smoke" in r.output
+    pdf = tmp_path / "smoke" / "report" / "report.pdf"
+    text = "\n".join(p.extract_text() for p in PdfReader(pdf).pages)
+    for title in ("Warm-up: Myrtle5 on CIFAR-10", "sweep bn-study-full", "Problem 1",
+                  "Problem 2", "Problem 3", "Environment and reproducibility", "SMOKE RUN",
+                  "--recipe fast", "--width 64", "--width 16", "--augment vflip",
+                  "--objective worst-view"):
+        assert title in " ".join(text.split()), title
+    assert not (tmp_path / "runs").exists()  # nothing among real results
+    # one step broken at its full settings: that step fails, the run says so and exits 1
+    broken = copy.deepcopy(pipeline.PRESETS["full"])
+    broken["robust"][0]["augment"] = "vflip+sideways"
+    monkeypatch.setitem(pipeline.PRESETS, "full", broken)
+    r = smoke(smoke_data, tmp_path)
+    assert r.exit_code == 1 and "1 step(s) failed" in r.output, r.output[-3000:]
+    assert "flip-robust training (augment vflip+sideways)" in r.output
+    assert f"{n - 1} already done" in r.output
+
+
+def test_full_preset_smoke_fails_on_a_broken_sweep(smoke_data, tmp_path, monkeypatch):
+    """An unknown option in the full preset's sweep stops the smoke run before any step."""
+    broken = copy.deepcopy(pipeline.PRESETS["full"])
+    broken["sweep"]["train_options"]["frobnicate"] = 1
+    monkeypatch.setitem(pipeline.PRESETS, "full", broken)
+    r = smoke(smoke_data, tmp_path)
+    assert r.exit_code != 0
+    assert "frobnicate" in r.output + repr(r.exception)
+    assert not (tmp_path / "smoke" / "runs").exists()
