@@ -1,5 +1,6 @@
 """`--precision auto` / `--compile-mode auto`: the measured-fastest candidate, cached, recorded."""
 
+import pytest
 import torch
 
 from hw0cli import probe, store
@@ -54,3 +55,19 @@ def test_run_file_records_a_real_probe(cifar_root, tmp_path, monkeypatch):
     assert set(speeds) == {"fp32/eager", "bf16/eager"} and min(speeds.values()) > 0
     assert ex["precision"] == max(speeds, key=speeds.get).split("/")[0] == res.precision
     assert (tmp_path / "cache" / probe.PROBE_FILE).is_file()
+
+
+def test_a_full_disk_under_the_probe_cache_is_one_message(monkeypatch, tmp_path):
+    """The probe's figures cannot be cached on a full disk: the message names the file and
+    its disk (the probe would be lost anyway, and the run's checkpoints would fail next)."""
+    from hw0cli.errors import Hw0Error
+    from tests.helpers import FullDisk, temp_files_left
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("HW0_CACHE", str(cache))
+    monkeypatch.setattr(probe, "make_timer", stub_measure({"fp32": 1.0, "bf16": 2.0}, []))
+    disk = FullDisk(monkeypatch, cache, free=0)
+    with pytest.raises(Hw0Error, match="No space left on device") as e:
+        probe.choose_execution(make_config(width=16, device="cpu", compile=False),
+                               torch.device("cpu"))
+    assert str(cache / probe.PROBE_FILE) in str(e.value) and disk.failures
+    assert "0 B free" in str(e.value) and temp_files_left(tmp_path) == []
