@@ -113,8 +113,9 @@ def disk_full(path: Path, err_no: int = errno.ENOSPC) -> Hw0Error:
         f"Could not write {path}: the disk holding {folder} {DISK_FAILURES[err_no]} "
         f"({os.strerror(err_no)}; {_disk(folder)}). Nothing was half-written: the previous "
         f"{path.name}, if any, is untouched. Free some space there (or write elsewhere: "
-        "--out, $HW0_CACHE), then run the command again; an interrupted run resumes from its "
-        "last checkpoint.")
+        "--out, $HW0_CACHE), then run the command again"
+        + ("; an interrupted run resumes from its last checkpoint." if path.suffix == ".h5"
+           else "."))
 
 
 def disk_error(exc: BaseException, path: Path | None = None,

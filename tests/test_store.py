@@ -198,17 +198,19 @@ def copy_of(path: Path, folder: Path) -> Path:
     return dst
 
 
+def _dataset_names(f: h5py.File) -> list[str]:
+    names: list[str] = []
+    f.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
+    return names
+
+
 def test_every_array_and_the_attributes_carry_a_checksum(trained, linreg_file) -> None:
     for path in (trained.path, linreg_file):
-        unsummed = []
         with h5py.File(path, "r") as f:
             assert len(f.attrs["attrs_sha256"]) == 64
-
-            def check(name: str, obj: object) -> None:
-                if isinstance(obj, h5py.Dataset) and len(obj.attrs.get("sha256", "")) != 64:
-                    unsummed.append(name)
-            f.visititems(check)
-        assert unsummed == [], path
+            names = _dataset_names(f)
+            assert json.loads(f.attrs["datasets"]) == sorted(names)
+            assert [n for n in names if len(f[n].attrs.get("sha256", b"")) != 64] == [], path
 
 
 def test_flipped_weights_are_caught_by_their_checksum(trained, tmp_path: Path) -> None:
@@ -260,7 +262,7 @@ def test_files_of_schema_2_without_checksums_still_load(trained, tmp_path: Path)
         del f.attrs["attrs_sha256"], f.attrs["datasets"]
         f.visititems(lambda _, o: o.attrs.pop("sha256", None)
                      if isinstance(o, h5py.Dataset) else None)
-    model, attrs = runs.load_model(p)
+    _, attrs = runs.load_model(p)
     assert attrs["schema_version"] == 2 and attrs["run_id"] == trained.run_id
     store.update_h5(p, arrays={"eval/x": np.arange(3)})  # a new array gets its checksum
     assert store.read_h5(p).arrays["eval/x"].tolist() == [0, 1, 2]
@@ -289,7 +291,7 @@ def test_a_schema_3_array_without_its_checksum_is_damaged(trained, tmp_path: Pat
     p = copy_of(trained.path, tmp_path)
     with h5py.File(p, "r+") as f:
         del f["history/test_err"].attrs["sha256"]
-    with pytest.raises(DamagedFileError, match="history/test_err.*no checksum"):
+    with pytest.raises(DamagedFileError, match=r"history/test_err.*no checksum"):
         store.read_h5(p, prefixes=("history/",))
 
 
