@@ -463,6 +463,8 @@ def test_every_reading_command_on_damaged_files(results, cifar_root: Path, tmp_p
             assert named and said(r, files[0])
     r = _cli("export", ids[0], "--json", "--out", out, "--data-dir", cifar_root)
     assert r.exit_code == 0 or said(r, files[0])
+    r = _cli("export", "--json", "--out", out, "--data-dir", cifar_root)  # the newest run
+    assert r.exit_code == 0 and json.loads(r.stdout)["run_id"] in ids
     cfg = tiny_config(cifar_root, out, epochs=2, seed=7)
     assert run_id_for(cfg) == ckpt
     r = _cli("train", "--width", "4", "--epochs", "2", "--batch-size", "50", "--train-samples",
