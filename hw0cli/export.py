@@ -229,9 +229,6 @@ def int8_variant(src: Path, dst: Path, calib: np.ndarray) -> None:
         def get_next(self) -> dict[str, np.ndarray] | None:
             return next(self.batches, None)
 
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)  # its "consider pre-processing" advice is for other models
     # the quantizer writes `<src>-inferred.onnx` beside its input: work from a private folder
     # that goes away whatever happens, so no half-written model is ever left beside the run
     with tempfile.TemporaryDirectory(prefix=f".{dst.name}.tmp", dir=dst.parent) as scratch:
@@ -240,6 +237,9 @@ def int8_variant(src: Path, dst: Path, calib: np.ndarray) -> None:
             os.link(src, local)  # no copy where the filesystem allows
         except OSError:
             shutil.copyfile(src, local)
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(logging.ERROR)  # its "consider pre-processing" advice is for other models
         try:
             quantize_static(str(local), str(dst), Reader(), quant_format=QuantFormat.QDQ,
                             per_channel=True, activation_type=QuantType.QInt8,

@@ -61,19 +61,17 @@ def _written_folders(kwargs: dict[str, Any]) -> list[tuple[str, Path]]:
             ("the cache", cache_dir()), ("the temporary folder", Path(tempfile.gettempdir()))]
 
 
-def _show_warnings(shown: set[str]) -> Callable[..., None]:
+def _show_warnings(others: Callable[..., None]) -> Callable[..., None]:
+    shown: set[str] = set()
+
     def show(message: Any, category: type, *args: Any, **kwargs: Any) -> None:
-        if issubclass(category, Hw0Warning):
-            if str(message) not in shown:  # a listing read twice warns once
-                shown.add(str(message))
-                err_console.print(f"[bold yellow]Warning:[/] {escape(str(message))}",
-                                  highlight=False, soft_wrap=True)
-        else:
-            _show_warning(message, category, *args, **kwargs)
+        if not issubclass(category, Hw0Warning):
+            others(message, category, *args, **kwargs)
+        elif str(message) not in shown:  # a listing read twice warns once
+            shown.add(str(message))
+            err_console.print(f"[bold yellow]Warning:[/] {escape(str(message))}",
+                              highlight=False, soft_wrap=True)
     return show
-
-
-_show_warning = warnings.showwarning
 
 
 def _fail(exc: Hw0Error) -> typer.Exit:
@@ -92,7 +90,7 @@ def handle_errors(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         with warnings.catch_warnings():
             warnings.simplefilter("always", Hw0Warning)
-            warnings.showwarning = _show_warnings(set())
+            warnings.showwarning = _show_warnings(warnings.showwarning)
             try:
                 return fn(*args, **kwargs)
             except Hw0Error as exc:
