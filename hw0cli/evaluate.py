@@ -342,7 +342,7 @@ def _infer_run(cfg: EvalConfig, run_path: Path, model: torch.nn.Module, x: np.nd
             notes.append(f"exported {onnx_file.name} first")
         if cfg.model != "fp32":
             onnx_file, variant_info, v_reused = ensure_variant(run_path, cfg.model, onnx_file,
-                                                               data)
+                                                               data, notes=notes)
             if not v_reused:
                 notes.append(f"built {onnx_file.name} first")
         session, provider = open_session(onnx_file, cfg.provider)

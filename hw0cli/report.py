@@ -11,6 +11,7 @@ import json
 import math
 import shlex
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,9 +22,10 @@ matplotlib.use("Agg")
 import numpy as np
 
 from hw0cli import plots, runs, store
+from hw0cli.atomic import new_folder
 from hw0cli.choices import RECIPES
 from hw0cli.data import CIFAR_CLASSES
-from hw0cli.errors import Hw0Error, Hw0UsageError, check
+from hw0cli.errors import DamagedFileError, Hw0Error, Hw0UsageError, Hw0Warning, check
 from hw0cli.linreg_config import linreg_args
 from hw0cli.linreg_findings import describe, format_factor
 from hw0cli.linreg_summary import LinregSummary
@@ -269,8 +271,9 @@ def _latest_linreg(out: Path) -> tuple[Path, Any] | None:
     for p in files:
         try:
             recs.append((p, store.read_h5(p)))
-        except Hw0Error:  # unreadable (a killed writer's leftover): the others still count
-            continue
+        except Hw0Error as exc:  # unreadable: the others still count
+            if isinstance(exc, DamagedFileError):
+                warnings.warn(f"skipped {exc}", Hw0Warning, stacklevel=2)
     full = [x for x in recs if x[1].attrs.get("config", {}).get("method") == "all"]
     return (full or recs)[-1] if (full or recs) else None
 
@@ -409,8 +412,11 @@ def run_report(cfg: ReportConfig) -> ReportResult:
         raise Hw0UsageError(f"No output folder {out}: run some experiments first (e.g. "
                             "`hw0 all --preset quick`), or point --out at their folder.")
     report_dir = Path(cfg.report_dir or out / "report")
-    figdir = report_dir / "figures"
-    figdir.mkdir(parents=True, exist_ok=True)
+    with new_folder(report_dir / "figures") as figdir:  # none left empty by a failure
+        return _write_report(cfg, out, report_dir, figdir)
+
+
+def _write_report(cfg: ReportConfig, out: Path, report_dir: Path, figdir: Path) -> ReportResult:
     all_runs = runs.list_runs(out)
     from hw0cli.sweep_report import sweep_cell_ids, sweep_sections
     in_sweeps = frozenset(sweep_cell_ids(out))  # shown in their sweep's section instead

@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from torch import nn
 
 from hw0cli import store
 from hw0cli.env import device_name
-from hw0cli.errors import Hw0Error, Hw0UsageError
+from hw0cli.errors import DamagedFileError, Hw0Error, Hw0UsageError, Hw0Warning
 from hw0cli.models import cnn_from_config
 
 __all__ = ["device_name", "list_runs", "load_model", "resolve_run", "run_path", "runs_dir"]
@@ -92,7 +93,8 @@ def summarize(path: Path) -> RunSummary:
 
 
 def list_runs(out: Path) -> list[RunSummary]:
-    """Every readable run under `<out>/runs`, oldest first (by file time)."""
+    """Every readable run under `<out>/runs`, oldest first (by file time); a damaged file is
+    skipped with a warning (`Hw0Warning`)."""
     d = runs_dir(out)
     if not d.is_dir():
         return []
@@ -100,8 +102,10 @@ def list_runs(out: Path) -> list[RunSummary]:
     for p in sorted(d.glob("*.h5"), key=lambda q: q.stat().st_mtime):
         try:
             found.append(summarize(p))
+        except DamagedFileError as exc:  # the others still list
+            warnings.warn(f"skipped {exc}", Hw0Warning, stacklevel=2)
         except Hw0Error:
-            continue  # unreadable leftovers are reported by `hw0 grid status`, not here
+            continue  # not an hw0 run (another schema): `hw0 grid status` reports it
     return found
 
 

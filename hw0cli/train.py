@@ -26,7 +26,7 @@ import torch
 from hw0cli import runs, store
 from hw0cli.data import CifarData, cifar_identity, load_cifar10
 from hw0cli.env import environment, resolve_device, setup_compile_cache
-from hw0cli.errors import Hw0Error, Hw0UsageError
+from hw0cli.errors import DamagedFileError, Hw0Error, Hw0UsageError
 from hw0cli.memory import check_training_fits, is_out_of_memory, out_of_memory_error
 from hw0cli.models import readable_names
 from hw0cli.options import flag
@@ -154,6 +154,16 @@ def _diff(stored: dict[str, Any], cfg: TrainConfig) -> list[str]:
             for k, v in cfg.science().items() if stored.get(k, defaults[k]) != v]
 
 
+def _existing(path: Path, force: bool) -> store.H5Record | None:
+    """The run file at `path`; None where it is damaged and --force starts the run over."""
+    try:
+        return store.read_h5(path)
+    except DamagedFileError:
+        if not force:
+            raise
+        return None
+
+
 def run_train(cfg: TrainConfig, reporter: TrainReporter | None = None,
               data: CifarData | None = None) -> TrainResult:
     """Train (or resume, or report the finished) run described by `cfg`."""
@@ -166,8 +176,7 @@ def run_train(cfg: TrainConfig, reporter: TrainReporter | None = None,
     check_training_fits(cfg, device, len(data.test_y))  # before anything is written
     with store.lock(path):
         start_epoch, rec = 0, None
-        if path.exists():
-            rec = store.read_h5(path)
+        if path.exists() and (rec := _existing(path, cfg.force)) is not None:
             diff = _diff(rec.attrs.get("config") or {}, cfg)
             if diff and not cfg.force:
                 raise Hw0UsageError(

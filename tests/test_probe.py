@@ -1,5 +1,6 @@
 """`--precision auto` / `--compile-mode auto`: the measured-fastest candidate, cached, recorded."""
 
+import pytest
 import torch
 
 from hw0cli import probe, store
@@ -101,3 +102,19 @@ def test_concurrent_first_probes_keep_both_entries(tmp_path):
     cache = json.loads((tmp_path / "cache" / probe.PROBE_FILE).read_text())
     assert sorted(k.split(" | ")[3] for k in cache) == ["batch 128", "batch 64"]
     assert all(v["bf16/eager"] == 230.0 for v in cache.values())
+
+
+def test_a_full_disk_under_the_probe_cache_is_one_message(monkeypatch, tmp_path):
+    """The probe's figures cannot be cached on a full disk: the message names the file and
+    its disk (the probe would be lost anyway, and the run's checkpoints would fail next)."""
+    from hw0cli.errors import Hw0Error
+    from tests.helpers import FullDisk, temp_files_left
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("HW0_CACHE", str(cache))
+    monkeypatch.setattr(probe, "make_timer", stub_measure({"fp32": 1.0, "bf16": 2.0}, []))
+    disk = FullDisk(monkeypatch, cache, free=0)
+    with pytest.raises(Hw0Error, match="No space left on device") as e:
+        probe.choose_execution(make_config(width=16, device="cpu", compile=False),
+                               torch.device("cpu"))
+    assert str(cache / probe.PROBE_FILE) in str(e.value) and disk.failures
+    assert "0 B free" in str(e.value) and temp_files_left(tmp_path) == []

@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -17,7 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from hw0cli.errors import Hw0Error
+from hw0cli.errors import Hw0Error, Hw0Warning, disk_error
 from hw0cli.paths import DATA_DIR_ENV, OUT_ENV, default_data_dir, default_out_dir
 
 out_console = Console()
@@ -62,21 +63,58 @@ def out_or_default(out: Path | None) -> Path:
     return out or default_out_dir()
 
 
+def _written_folders(kwargs: dict[str, Any]) -> list[tuple[str, Path]]:
+    """Where a command writes, for a disk failure that surfaced without a file name (inside
+    torch.compile's cache, say)."""
+    import tempfile
+
+    from hw0cli.env import cache_dir
+    return [("the output folder", out_or_default(kwargs.get("out"))),
+            ("the cache", cache_dir()), ("the temporary folder", Path(tempfile.gettempdir()))]
+
+
+def _show_warnings(others: Callable[..., None]) -> Callable[..., None]:
+    shown: set[str] = set()
+
+    def show(message: Any, category: type, *args: Any, **kwargs: Any) -> None:
+        if not issubclass(category, Hw0Warning):
+            others(message, category, *args, **kwargs)
+        elif str(message) not in shown:  # a listing read twice warns once
+            shown.add(str(message))
+            err_console.print(f"[bold yellow]Warning:[/] {escape(str(message))}",
+                              highlight=False, soft_wrap=True)
+    return show
+
+
+def _fail(exc: Hw0Error) -> typer.Exit:
+    # escaped: messages name extras like hw0[wandb], which rich would read as markup
+    err_console.print(f"[bold red]Error:[/] {escape(str(exc))}", highlight=False,
+                      soft_wrap=True)
+    return typer.Exit(exc.exit_code)
+
+
 def handle_errors(fn: F) -> F:
     """Library errors become one paragraph on stderr and their exit code (2: usage, 1:
-    runtime, 130: interrupted); never a traceback."""
+    runtime, 130: interrupted); so does a failing disk (full, over quota, I/O error) that
+    surfaced from deep inside a library (`errors.disk_error`). Never a traceback. Library
+    warnings (`Hw0Warning`, a damaged file skipped) are printed once each, on stderr."""
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except Hw0Error as exc:
-            # escaped: messages name extras like hw0[wandb], which rich would read as markup
-            err_console.print(f"[bold red]Error:[/] {escape(str(exc))}", highlight=False,
-                              soft_wrap=True)
-            raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
-            err_console.print("[bold red]Interrupted.[/]")
-            raise typer.Exit(130) from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", Hw0Warning)
+            warnings.showwarning = _show_warnings(warnings.showwarning)
+            try:
+                return fn(*args, **kwargs)
+            except Hw0Error as exc:
+                raise _fail(exc) from None
+            except KeyboardInterrupt:
+                err_console.print("[bold red]Interrupted.[/]")
+                raise typer.Exit(130) from None
+            except Exception as exc:
+                mapped = disk_error(exc, folders=_written_folders(kwargs))
+                if mapped is None:
+                    raise
+                raise _fail(mapped) from None
     return wrapper  # type: ignore[return-value]
 
 

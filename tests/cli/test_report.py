@@ -72,3 +72,26 @@ def test_full_preset_smoke_fails_on_a_broken_sweep(smoke_data, tmp_path, monkeyp
     assert r.exit_code != 0
     assert "frobnicate" in r.output + repr(r.exception)
     assert not (tmp_path / "smoke" / "runs").exists()
+
+
+def test_report_on_a_full_disk(cifar_root, tmp_path, monkeypatch):
+    """Figures and PDF on a full disk: one message naming the disk, exit 1, no temp file, the
+    previous report untouched; a report folder the command created is not left behind."""
+    from hw0cli.train import run_train
+    from tests.helpers import FullDisk, temp_files_left, tiny_config
+    run_train(tiny_config(cifar_root, tmp_path, epochs=1))
+    r = runner.invoke(app, ["report", "--out", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    report = tmp_path / "report"
+    before = {p: p.read_bytes() for p in report.rglob("*") if p.is_file()}
+    disk = FullDisk(monkeypatch, tmp_path, free=0)
+    r = runner.invoke(app, ["report", "--out", str(tmp_path)])
+    assert r.exit_code == 1 and disk.failures and isinstance(r.exception, SystemExit)
+    assert r.output.count("Error:") == 1 and "No space left on device" in r.output
+    assert f"the disk holding {report}" in r.output and "0 B free" in r.output
+    assert {p: p.read_bytes() for p in report.rglob("*") if p.is_file()} == before
+    assert temp_files_left(tmp_path) == []
+    fresh = tmp_path / "elsewhere" / "report"
+    r = runner.invoke(app, ["report", "--out", str(tmp_path), "--report-dir", str(fresh)])
+    assert r.exit_code == 1 and "No space left on device" in r.output
+    assert not (tmp_path / "elsewhere").exists()
