@@ -1,0 +1,141 @@
+"""How long each step of `hw0 all` will take, before any runs: the first ETA.
+
+A training step costs its images x epochs at the training rate this machine measured for its
+width and batch size (the precision probe's figures, `hw0cli.probe`, which training reuses,
+so measuring costs nothing extra), its test and full-train evaluations at about three times
+that rate (a forward pass is a third of a training step), and a compile allowance: seconds per
+compiled run, more for the first run of a graph while the compile cache is empty. A run that
+trains until its training error is low (Problem 2's grid) is costed at its epoch cap unless
+the net has far more parameters than its random labels have bits (then it interpolates in
+about `FAST_EPOCHS`). Other steps take constants measured on this project's CPU machine
+(README, "Measured figures"). `StepClock` (hw0cli.pipeline) scales the rest of the estimate
+by how the finished steps compared with theirs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from hw0cli import runs, store
+
+EVAL_SPEEDUP = 3.0  # forward only: about a third of a training step's work
+COMPILE_COLD_S = 60.0  # README: a width-4 run's one-time cost, empty cache 66.9 s
+COMPILE_WARM_S = 5.0  # README: 5.3 s with a warm cache
+STEP_OVERHEAD_S = 2.0  # trainer set-up, data to the device, checkpoints
+DATA_LOAD_S = 10.0  # the first read of CIFAR-10 in the process (8-14 s measured)
+FAST_EPOCHS = 15  # README grid: c = 64 reached 1% train error in 11-15 epochs
+MEMORIZES = 20.0  # parameters per bit of random labels above which a net interpolates fast
+FLIP_EVAL_S = 10.0  # export and check the ONNX model, open the session
+LINREG_AT_500_S = 45.0  # README: `hw0 linreg --method all` at n = 500, 43 s
+WORST_VIEW = 2.0  # the worst-view objective runs each batch and its flip
+CUDA_GRAPHS = 3.0  # measured eager rate -> CUDA graphs (README: 42k vs 131k images/s)
+TEST_IMAGES = 10_000
+
+
+@dataclass
+class Rates:
+    """Training images/s per (width, batch size, precision, compile) on this machine,
+    measured once each; `measure` is replaceable (tests)."""
+
+    measure: Callable[[Any], float] | None = None
+    seen: dict[tuple, float] = field(default_factory=dict)
+
+    def train(self, cfg: Any) -> float:
+        from hw0cli.probe import width_class
+        key = (width_class(cfg.width), cfg.batch_size, cfg.precision, cfg.compile, cfg.device)
+        if key not in self.seen:
+            self.seen[key] = (self.measure or measured_rate)(cfg)
+        return self.seen[key]
+
+
+def measured_rate(cfg: Any) -> float:
+    """Training images/s of `cfg`'s width and batch size here: the precision probe's figure
+    (measured now, and cached for the run, when `--precision auto` has not met this width on
+    this machine), else a short timing of the given precision."""
+    from hw0cli.env import resolve_device, resolve_precision
+    from hw0cli.probe import choose_execution, make_timer
+    device = resolve_device(cfg.device)
+    small = replace(cfg, train_samples=max(cfg.batch_size, min(cfg.train_samples, 4096)))
+    execution = choose_execution(small, device)
+    if execution.probe:
+        figures = execution.probe["images_per_s"]
+        rate = max(figures.values())
+    else:
+        precision = resolve_precision(execution.precision, device)
+        rate = make_timer(device, small, precision, None)()
+    if device.type == "cuda" and execution.compile_mode == "reduce-overhead":
+        rate *= CUDA_GRAPHS
+    return rate
+
+
+def expected_epochs(cfg: Any) -> int:
+    """Epochs a run will train: all of them, or for a run to a train-error target its cap,
+    unless the net can memorize its labels fast (many parameters per bit of labels)."""
+    if cfg.until_train_error is None:
+        return cfg.epochs
+    from hw0cli.models import count_parameters, make_cnn
+    bits = cfg.train_samples * math.log2(10)
+    fast = count_parameters(make_cnn(cfg.width)) > MEMORIZES * bits
+    return min(cfg.epochs, FAST_EPOCHS) if fast else cfg.epochs
+
+
+def finished(cfg: Any) -> bool:
+    from hw0cli.train_options import run_id_for
+    path = runs.run_path(cfg.out, run_id_for(cfg))
+    if not path.exists():
+        return False
+    try:
+        return store.read_h5(path, attrs_only=True).attrs.get("status") in ("finished",
+                                                                             "diverged")
+    except Exception:  # unreadable: the step will say so; it costs nothing to estimate
+        return False
+
+
+def train_seconds(cfg: Any, rate: float, compiles: bool, cold: bool) -> float:
+    """A training run: epochs of images, its evaluations, its one-time cost."""
+    epochs = expected_epochs(cfg)
+    per_image = 1.0 / rate * (WORST_VIEW if cfg.objective == "worst-view" else 1.0)
+    train = epochs * cfg.train_samples * per_image
+    test_evals = math.ceil(epochs / cfg.eval_every) + 1
+    views = 2 if cfg.tta else 1
+    full_train = min(epochs, 5) if cfg.until_train_error is not None else 1
+    evals = (test_evals * TEST_IMAGES * views + full_train * cfg.train_samples
+             + TEST_IMAGES) / (rate * EVAL_SPEEDUP)  # + the flipped test set at the end
+    one_time = (COMPILE_WARM_S + (COMPILE_COLD_S if cold else 0.0)) if compiles else 0.0
+    return STEP_OVERHEAD_S + train + evals + one_time
+
+
+def graph_shape(cfg: Any) -> tuple:
+    """What a compiled training step's graph depends on (README: one graph per run)."""
+    return (cfg.width, cfg.batch_size, cfg.augment, cfg.objective, cfg.batchnorm,
+            cfg.precision)
+
+
+def step_estimates(steps: list[Any], rates: Rates | None = None) -> list[float]:
+    """Seconds each step is expected to take (0 for what is already done)."""
+    from hw0cli.env import cache_dir, resolve_compile, resolve_device
+    rates = rates or Rates()
+    inductor = cache_dir() / "inductor"
+    warm = inductor.is_dir() and any(inductor.iterdir())
+    shapes: set[tuple] = set()
+    loaded = False
+    out = []
+    for s in steps:
+        cfg = s.config
+        if s.kind == "linreg":
+            out.append(LINREG_AT_500_S * max(1.0, cfg.n / 500) ** 2)
+        elif s.kind == "eval":
+            out.append(FLIP_EVAL_S + 2 * TEST_IMAGES / (rates.train(cfg) * EVAL_SPEEDUP))
+        elif cfg is None or finished(cfg):
+            out.append(0.5)
+        else:
+            compiles = resolve_compile(cfg.compile, resolve_device(cfg.device))
+            cold = compiles and not warm and graph_shape(cfg) not in shapes
+            shapes.add(graph_shape(cfg))
+            out.append(train_seconds(cfg, rates.train(cfg), compiles, cold)
+                       + (0.0 if loaded else DATA_LOAD_S))
+            loaded = True
+    return out
