@@ -85,8 +85,8 @@ class SweepSummary:
     product: bool = True  # every combination of the axes (False: one at a time)
 
     def header(self) -> list[str]:
-        return [*(a.replace("_", " ") for a in self.axes), "seeds", "diverged", "train err",
-                "test err", "epochs"]
+        return [*(a.replace("_", " ") for a in self.axes), "seeds", "diverged",
+                "full-train err", "test err", "epochs"]
 
     def table(self) -> list[list[str]]:
         return [[*(value_label(v) for _, v in s.point), str(len(s.cells)),
@@ -226,16 +226,22 @@ def sweep_summary(cfg: SweepConfig, plot_dir: Path | None = None) -> SweepSummar
 # the report's sections
 
 
-def sweep_cell_ids(out: Path) -> set[str]:
-    """Run ids of every recorded sweep's cells (the warm-up section leaves them to these)."""
+def sweep_memberships(out: Path) -> dict[str, str]:
+    """Run id -> the name of a recorded sweep it is a cell of (the first by name)."""
     from hw0cli.train_options import run_id_for
-    ids: set[str] = set()
+    owners: dict[str, str] = {}
     for cfg in load_recorded(out):
         try:
-            ids |= {run_id_for(c.config) for c in cells(cfg)}
+            for c in cells(cfg):
+                owners.setdefault(run_id_for(c.config), cfg.label())
         except Hw0Error:  # a definition this hw0 no longer accepts
             continue
-    return ids
+    return owners
+
+
+def sweep_cell_ids(out: Path) -> set[str]:
+    """Run ids of every recorded sweep's cells (the warm-up section leaves them to these)."""
+    return set(sweep_memberships(out))
 
 
 def sweep_sections(out: Path, figdir: Path) -> list[Any]:

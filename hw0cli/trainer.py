@@ -335,7 +335,7 @@ class Trainer:
             progress.after(s + 1, sum(sizes[:s + 1]) if progress.due(s + 1) else 0, t0)
         seen = sum(sizes)
         train_loss = self.loss_sum.item() / seen  # the epoch's one host sync
-        train_err = 1.0 - self.correct.item() / seen
+        train_err = (seen - self.correct.item()) / seen  # exact: 0.713, not 1 - 0.287
         last = (epoch - 1) * self.steps_per_epoch + len(sizes) - 1
         return {"train_loss": train_loss, "train_err": train_err,
                 "lr": lr_at(last, self.total_steps, self.cfg.lr, self.cfg.schedule,
