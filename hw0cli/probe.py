@@ -67,6 +67,13 @@ def width_class(width: int) -> int:
     return 2 ** round(np.log2(max(1, width)))
 
 
+def _key_of(cfg: TrainConfig, device: torch.device) -> str:
+    """The cache key: the machine, torch, the width class, batch size and compile flag."""
+    compiled = resolve_compile(cfg.compile, device)
+    return (f"{device_name(device)} | torch {torch.__version__} | width ~{width_class(cfg.width)}"
+            f" | batch {cfg.batch_size} | compile {'on' if compiled else 'off'}")
+
+
 def choose_execution(cfg: TrainConfig, device: torch.device) -> Execution:
     """The run's precision and compile mode: as given, or where `auto` measured (cached) on
     a CPU and by rule on CUDA."""
@@ -78,8 +85,7 @@ def choose_execution(cfg: TrainConfig, device: torch.device) -> Execution:
         modes = list(mode_candidates(device)) if cfg.compile_mode == "auto" else [cfg.compile_mode]
     if len(precisions) == 1 and len(modes) == 1:
         return Execution(precisions[0], modes[0])
-    key = (f"{device_name(device)} | torch {torch.__version__} | width ~{width_class(cfg.width)}"
-           f" | batch {cfg.batch_size} | compile {'on' if compiled else 'off'}")
+    key = _key_of(cfg, device)
     timed = {(p, m): (p, m if device.type == "cuda" else None)  # what each candidate times
              for p in precisions for m in modes}
     labels = {pm: _label(*t) for pm, t in timed.items()}
@@ -87,19 +93,38 @@ def choose_execution(cfg: TrainConfig, device: torch.device) -> Execution:
     figures, cached = cache.get(key), True
     if not isinstance(figures, dict) or not all(lb in figures for lb in labels.values()):
         cached = False
-        t = time.perf_counter()
-        timers = {labels[pm]: make_timer(device, cfg, *timed[pm]) for pm in timed}
-        figures = {lb: 0.0 for lb in timers}
-        for _ in range(ROUNDS):  # interleaved rounds, best of each: a busy spell of the
-            for lb, window in timers.items():  # machine does not decide the choice
-                figures[lb] = max(figures[lb], window())
-        figures["probe_seconds"] = time.perf_counter() - t
+        figures = _measure(device, cfg, timed, labels)
+        cache = _read_cache()  # another process may have added figures meanwhile
         cache[key] = figures
         _write_cache(cache)
     best = max(timed, key=lambda pm: figures[labels[pm]])
     probe = {"key": key, "images_per_s": {lb: figures[lb] for lb in labels.values()},
              "cached": cached, "probe_seconds": figures.get("probe_seconds")}
     return Execution(best[0], best[1], probe)
+
+
+def _measure(device: torch.device, cfg: TrainConfig, timed: dict, labels: dict
+             ) -> dict[str, float]:
+    """Images/s of every candidate: interleaved rounds, best of each (a busy spell of the
+    machine does not decide the choice). Ctrl-C after a full round keeps that round's
+    figures in the cache (a later run uses them), then stops as asked."""
+    t = time.perf_counter()
+    figures = {labels[pm]: 0.0 for pm in timed}
+    timers: dict[str, Callable[[], float]] = {}
+    try:
+        timers = {labels[pm]: make_timer(device, cfg, *timed[pm]) for pm in timed}
+        for _ in range(ROUNDS):
+            for lb, window in timers.items():
+                figures[lb] = max(figures[lb], window())
+    except KeyboardInterrupt:
+        if all(figures.values()):  # every candidate timed at least once: a usable probe
+            figures["probe_seconds"] = time.perf_counter() - t
+            cache = _read_cache()
+            cache[_key_of(cfg, device)] = figures
+            _write_cache(cache)
+        raise
+    figures["probe_seconds"] = time.perf_counter() - t
+    return figures
 
 
 def _label(precision: str, mode: str | None) -> str:
