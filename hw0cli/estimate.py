@@ -107,6 +107,12 @@ def finished(cfg: Any) -> bool:
         return False
 
 
+def evaluated(cfg: Any) -> bool:
+    """Whether the run's flip evaluation is stored already (`hw0 all` skips it)."""
+    from hw0cli.train_options import run_id_for
+    return store.has_dataset(runs.run_path(cfg.out, run_id_for(cfg)), "eval/vflip/accuracy")
+
+
 def train_seconds(cfg: Any, rate: float, compiles: bool, cold: bool,
                   sizes: tuple[int, int] = (50_000, 10_000)) -> float:
     """A training run: epochs of images, its evaluations, its one-time cost; `sizes`: the
@@ -157,7 +163,8 @@ def step_estimates(steps: list[Any], rates: Rates | None = None) -> list[float]:
             continue
         sizes = data_sizes(cfg.data_dir)
         if s.kind == "eval":
-            out.append(FLIP_EVAL_S + 2 * sizes[1] / (rates.train(cfg) * EVAL_SPEEDUP))
+            out.append(0.5 if evaluated(cfg) else
+                       FLIP_EVAL_S + 2 * sizes[1] / (rates.train(cfg) * EVAL_SPEEDUP))
         elif cfg is None or finished(cfg):
             out.append(0.5)
         else:

@@ -94,8 +94,10 @@ class _PdfPages:
         self.y = TOP
         self.pages += 1
         if header:
-            self.fig.text(LEFT, self.y, header, fontsize=9, color="gray", va="top")
-            self.y -= LINE_H * 1.6
+            for ln in self.fit(header, 9, mono=False)[0]:
+                self.fig.text(LEFT, self.y, ln, fontsize=9, color="gray", va="top")
+                self.y -= LINE_H * 1.15
+            self.y -= LINE_H * 0.45
 
     def close_page(self) -> None:
         if self.fig is not None:

@@ -345,8 +345,8 @@ def other_settings_hint(cells: list[Any], kind: str) -> str | None:
             tried[tuple(args)] += 1
     if not tried:
         return None
-    args, n = tried.most_common(1)[0]
-    return (f"No cell of this {kind} has a run file, but {n} run(s) under {runs_dir(base.out)} "
-            f"were made with other options: {' '.join(args)}. Give `hw0 {kind}` the options "
-            "the runs were made with (every command of one grid needs the same ones).")
+    found = "; ".join(f"{n} with {' '.join(args)}" for args, n in tried.most_common(3))
+    return (f"No cell of this {kind} has a run file, but runs under {runs_dir(base.out)} were "
+            f"made with other options ({found}). Give `hw0 {kind}` the options the runs were "
+            f"made with (every command of one {kind} needs the same ones).")
 

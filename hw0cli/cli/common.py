@@ -138,7 +138,12 @@ METAVARS = {"int": "INTEGER", "float": "NUMBER", "str": "TEXT", "Path": "PATH",
 def tidy_metavars(params: list[Any], ctx: Any) -> list[Any]:
     """Give every option without a metavar one: none for a flag, else a word for its type."""
     for p in params:
-        if getattr(p, "param_type_name", "") != "option" or p.metavar is not None:
+        kind = getattr(p, "param_type_name", "")
+        if kind == "argument":  # its name is shown; the type column says what it takes
+            word = METAVARS.get(str(p.display_type(ctx)).strip("<>"), "TEXT")
+            p.display_type_rich = lambda ctx, word=word: word
+            continue
+        if kind != "option" or p.metavar is not None:
             continue
         if p.is_flag:
             p.metavar = ""
