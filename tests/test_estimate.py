@@ -62,6 +62,7 @@ def test_a_run_to_a_train_error_target_costs_its_cap_unless_it_memorizes_fast():
     assert expected_epochs(cfg(width=4, epochs=12)) == 12
 
 
+@pytest.mark.slow
 def test_finished_steps_cost_nothing_and_the_data_size_is_read_from_the_files(cifar_root,
                                                                              tmp_path):
     done = run_train(tiny_config(cifar_root, tmp_path, epochs=1))

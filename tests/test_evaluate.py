@@ -263,6 +263,7 @@ def test_eval_refuses_a_run_that_never_finished_an_epoch(cifar_root, tmp_path):
     assert r.exit_code == 2 and "has not finished an epoch" in r.output
 
 
+@pytest.mark.slow
 def test_eval_of_an_interrupted_run_with_epochs_done_warns(cifar_root, tmp_path):
     from hw0cli.errors import Hw0Error
     from tests.helpers import InterruptAt

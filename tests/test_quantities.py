@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from hw0cli import runs, store
@@ -15,6 +16,7 @@ from hw0cli.quantities import FULL_TRAIN, LABELS, TRAIN_RUNNING, strict_json
 runner = CliRunner()
 
 
+@pytest.mark.slow
 def test_the_full_train_error_has_one_name_and_one_value_everywhere(cifar_root, tmp_path):
     grid = ["--widths", "2", "--noise", "1", "--train-samples", "200", "--batch-size", "50",
             "--epochs", "3", "--precision", "fp32", "--no-compile", "--device", "cpu",

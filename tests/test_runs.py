@@ -37,6 +37,7 @@ def evaluated(cifar_root, tmp_path_factory):
     return out, a, b, ev
 
 
+@pytest.mark.slow
 def test_one_figure_per_view_labelled_by_what_measured_it(evaluated):
     out, a, b, ev = evaluated
     by_id = {r.run_id: r for r in runs.list_runs(out)}
@@ -65,6 +66,7 @@ def test_one_figure_per_view_labelled_by_what_measured_it(evaluated):
     assert any("training's final check" in " ".join(x.lines) for x in sec.blocks)
 
 
+@pytest.mark.slow
 def test_history_csv_in_its_own_order_at_stored_precision_blank_where_unmeasured(cifar_root,
                                                                                tmp_path):
     res = run_train(tiny_config(cifar_root, tmp_path, epochs=3, eval_every=2))
@@ -82,6 +84,7 @@ def test_history_csv_in_its_own_order_at_stored_precision_blank_where_unmeasured
     assert all(float(ln.split(",")[0]).is_integer() for ln in lines[1:])
 
 
+@pytest.mark.slow
 def test_json_outputs_are_strict_json_with_null_for_unmeasured(cifar_root, tmp_path):
     res = run_train(tiny_config(cifar_root, tmp_path, epochs=3, eval_every=2))
     with pytest.raises(Hw0Error):  # a run with nothing measured yet: its errors are NaN
@@ -115,6 +118,7 @@ class _StopInEpoch:
         pass
 
 
+@pytest.mark.slow
 def test_an_interrupted_run_shows_the_time_it_trained(cifar_root, tmp_path):
     cfg = tiny_config(cifar_root, tmp_path, epochs=3)
     with pytest.raises(Hw0Error, match="before its first epoch finished"):

@@ -170,6 +170,7 @@ def test_finished_or_busy_runs_are_reported_before_the_data_is_read(cifar_root, 
             run_train(cfg, data=no_reading)
 
 
+@pytest.mark.slow
 def test_batchnorm_flag_both_ways(cifar_root, tmp_path):
     on = run(*tiny_args(cifar_root, tmp_path), "--batchnorm", "--json")
     off = run(*tiny_args(cifar_root, tmp_path), "--no-batchnorm", "--json")
