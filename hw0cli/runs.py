@@ -92,13 +92,6 @@ class RunSummary:
                 out[view] = ViewFigure(float(e["accuracy"]), eval_source(e))
         return out
 
-    def figures_source(self) -> str:
-        """What measured the figures, said once when all views share it."""
-        sources = {v: f.source for v, f in self.figures.items()}
-        if len(set(sources.values())) <= 1:
-            return next(iter(sources.values()), "")
-        return "; ".join(f"{v}: {s}" for v, s in sources.items())
-
     def to_json(self) -> dict[str, Any]:
         c = self.config
         figures = self.figures
@@ -242,7 +235,7 @@ class HistoryTable:
         return "\n".join(lines) + "\n"
 
 
-# the order training writes the history in (hw0cli.train.HISTORY_KEYS); other columns after
+# the history's columns, in the order training records them (other columns go after)
 HISTORY_ORDER = ("epoch", "train_loss", "train_err", "test_loss", "test_err", "lr", "seconds",
                  "eval_seconds", "train_eval_err", "test_err_tta")
 EVALUATED = ("test_err", "train_eval_err")  # eval_seconds counts only where one was measured

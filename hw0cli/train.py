@@ -109,8 +109,7 @@ class TrainResult:
         return d
 
 
-HISTORY_KEYS = ("epoch", "train_loss", "train_err", "test_loss", "test_err", "lr", "seconds",
-                "eval_seconds", "train_eval_err", "test_err_tta")
+HISTORY_KEYS = runs.HISTORY_ORDER  # one row per epoch, these columns
 
 
 def _one_time(a: dict[str, Any], epoch_seconds: np.ndarray) -> tuple[float, float]:

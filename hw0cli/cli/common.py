@@ -88,6 +88,40 @@ def compact_table(title: str, cols: list[str], rows: list[list[str]],
     return t
 
 
+class ListingTable:
+    """Columns that are never cut (each as wide as its header and longest cell), and under
+    each row an indented line of details that wraps to the terminal."""
+
+    def __init__(self, title: str, cols: list[str], rows: list[list[str]],
+                 details: list[str], left: tuple[str, ...] = ()) -> None:
+        self.title, self.cols, self.rows, self.details = title, cols, rows, details
+        self.left = left
+
+    def __rich_console__(self, console: Any, options: Any) -> Any:
+        from rich.padding import Padding
+        from rich.text import Text
+        heads = [c.split("\n") for c in self.cols]
+        depth = max(len(h) for h in heads)
+        heads = [[""] * (depth - len(h)) + h for h in heads]
+        widths = [max([len(x) for x in h] + [len(r[i]) for r in self.rows])
+                  for i, h in enumerate(heads)]
+
+        gap = " " * (2 if sum(widths) + 2 * (len(widths) - 1) <= options.max_width else 1)
+
+        def line(cells: list[str]) -> str:
+            return gap.join(c.ljust(w) if col in self.left else c.rjust(w)
+                            for c, w, col in zip(cells, widths, self.cols, strict=True)
+                            ).rstrip()
+        yield Text(self.title, style="italic")
+        for k in range(depth):
+            yield Text(line([h[k] for h in heads]), style="bold", no_wrap=True,
+                       overflow="ignore")  # never cut: a narrow terminal wraps it
+        for row, more in zip(self.rows, self.details, strict=True):
+            yield Text(line(row), no_wrap=True, overflow="ignore")
+            if more:
+                yield Padding(Text(more, style="dim"), (0, 0, 0, 2))
+
+
 def simple_table(title: str, cols: tuple[str, ...], rows: list[list[str]],
                  left: tuple[str, ...] = ()) -> Table:
     t = Table(title=title)

@@ -11,6 +11,7 @@ from hw0cli.cli.common import (
     OUTPUT,
     Hw0Typer,
     Json,
+    ListingTable,
     Log,
     LogGroup,
     OutDir,
@@ -99,7 +100,8 @@ def runs_cmd(
     elif not found:
         out_console.print(f"No runs under {out}/runs yet. Start one with `hw0 train`.")
     else:
-        out_console.print(_views_table(out, found) if views else _runs_table(out, found))
+        out_console.print(_views_table(out, found) if views else _runs_table(out, found),
+                          crop=False)  # a narrow terminal wraps a row; nothing is cut
 
 
 # short headers: both tables fit 80 columns, so no id or number is cut; what distinguishes a
@@ -153,39 +155,6 @@ def _details(r: Any, sweep: str | None, views: tuple[str, ...]) -> str:
         sources = dict.fromkeys(f.source for f in shown.values())
         parts.append("accuracy by " + "; ".join(sources))
     return "; ".join(parts)
-
-
-class ListingTable:
-    """Columns that are never cut (each as wide as its header and longest cell), and under
-    each row an indented line of details that wraps to the terminal."""
-
-    def __init__(self, title: str, cols: list[str], rows: list[list[str]],
-                 details: list[str], left: tuple[str, ...] = ()) -> None:
-        self.title, self.cols, self.rows, self.details = title, cols, rows, details
-        self.left = left
-
-    def __rich_console__(self, console: Any, options: Any) -> Any:
-        from rich.padding import Padding
-        from rich.text import Text
-        heads = [c.split("\n") for c in self.cols]
-        depth = max(len(h) for h in heads)
-        heads = [[""] * (depth - len(h)) + h for h in heads]
-        widths = [max([len(x) for x in h] + [len(r[i]) for r in self.rows])
-                  for i, h in enumerate(heads)]
-
-        gap = " " * (2 if sum(widths) + 2 * (len(widths) - 1) <= options.max_width else 1)
-
-        def line(cells: list[str]) -> str:
-            return gap.join(c.ljust(w) if col in self.left else c.rjust(w)
-                            for c, w, col in zip(cells, widths, self.cols, strict=True)
-                            ).rstrip()
-        yield Text(self.title, style="italic")
-        for k in range(depth):
-            yield Text(line([h[k] for h in heads]), style="bold", no_wrap=True)
-        for row, more in zip(self.rows, self.details, strict=True):
-            yield Text(line(row), no_wrap=True)
-            if more:
-                yield Padding(Text(more, style="dim"), (0, 0, 0, 2))
 
 
 RunsArg = Annotated[list[str] | None, typer.Argument(
