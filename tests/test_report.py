@@ -60,7 +60,7 @@ def test_all_runs_every_step_and_writes_the_report(all_done):
     rep = res.report
     assert all(rep.sections.values()), rep.sections
     reader = PdfReader(rep.pdf)
-    assert len(reader.pages) == rep.pages >= 8
+    assert len(reader.pages) == rep.pages >= 6  # figures packed: fewer, fuller pages
     text = "\n".join(p.extract_text() for p in reader.pages)
     diverged = [s for s in res.steps if s.detail.startswith("diverged")]
     assert "batchnorm False, lr 1000000000000.0" in " ".join(s.title for s in diverged)
