@@ -41,16 +41,16 @@ def test_compile_allowance_cold_only_for_the_first_run_of_a_graph(tmp_path, monk
     same = [cfg(compile=True, data_dir=root, out=tmp_path, seed=s) for s in (0, 1)]
     other = cfg(compile=True, width=8, data_dir=root, out=tmp_path)
     steps = [Step("x", lambda _: "", config=c) for c in (*same, other)]
-    est = step_estimates(steps, Rates(measure=lambda c: RATE))
+    est = step_estimates(steps, Rates(measure=lambda c: RATE, measure_eval=lambda c: 3 * RATE))
     cold, warm = estimate.COMPILE_COLD_S, estimate.COMPILE_WARM_S
     assert est[0] - estimate.DATA_LOAD_S - est[1] == pytest.approx(cold)
     assert est[2] > est[1] + cold - 1  # another graph: compiled cold too
     (tmp_path / "cache" / "inductor").mkdir(parents=True)
     (tmp_path / "cache" / "inductor" / "x").write_text("cached kernels")
-    est = step_estimates(steps, Rates(measure=lambda c: RATE))
+    est = step_estimates(steps, Rates(measure=lambda c: RATE, measure_eval=lambda c: 3 * RATE))
     assert est[0] - estimate.DATA_LOAD_S == pytest.approx(est[1])  # warm: no cold compile
     no = step_estimates([Step("x", lambda _: "", config=cfg(data_dir=root, out=tmp_path))],
-                        Rates(measure=lambda c: RATE))
+                        Rates(measure=lambda c: RATE, measure_eval=lambda c: 3 * RATE))
     assert no[0] - estimate.DATA_LOAD_S == pytest.approx(est[1] - warm)  # not compiled
 
 
@@ -69,7 +69,7 @@ def test_finished_steps_cost_nothing_and_the_data_size_is_read_from_the_files(ci
     assert done.status == "finished"
     steps = [Step("a", lambda _: "", config=tiny_config(cifar_root, tmp_path, epochs=1)),
              Step("b", lambda _: "", config=tiny_config(cifar_root, tmp_path, epochs=2))]
-    est = step_estimates(steps, Rates(measure=lambda c: RATE))
+    est = step_estimates(steps, Rates(measure=lambda c: RATE, measure_eval=lambda c: 3 * RATE))
     assert est[0] < 1 and est[1] > 1
     # conftest's synthetic CIFAR: 5 x 100 training images, 200 test images
     assert estimate.data_sizes(cifar_root) == (pytest.approx(500, abs=10),
@@ -84,7 +84,7 @@ def test_every_step_of_the_quick_preset_gets_an_estimate(tmp_path: Path):
     def measure(c):
         seen.append(c.width)
         return RATE
-    est = step_estimates(steps, Rates(measure=measure))
+    est = step_estimates(steps, Rates(measure=measure, measure_eval=lambda c: 3 * RATE))
     assert len(est) == len(steps) and all(e > 0 for e in est)
     assert set(seen) == {4, 64}  # measured once per width class, batch and execution
     grid64 = [e for s, e in zip(steps, est, strict=True) if s.title.startswith(
