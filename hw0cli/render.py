@@ -58,6 +58,11 @@ def _table_lines(header: list[str], rows: list[list[str]]) -> list[str]:
             *[fmt.format(*r) for r in rows]]
 
 
+def _plain(text: str) -> str:
+    """Text as written: a pair of $ (as in $HW0_OUT) would start matplotlib's math mode."""
+    return text.replace("$", r"\$")
+
+
 def _wrap(text: str, width: int = 100) -> list[str]:
     return textwrap.wrap(text, width, break_long_words=True, break_on_hyphens=False) or [""]
 
@@ -95,7 +100,7 @@ class _PdfPages:
         self.pages += 1
         if header:
             for ln in self.fit(header, 9, mono=False)[0]:
-                self.fig.text(LEFT, self.y, ln, fontsize=9, color="gray", va="top")
+                self.fig.text(LEFT, self.y, _plain(ln), fontsize=9, color="gray", va="top")
                 self.y -= LINE_H * 1.15
             self.y -= LINE_H * 0.45
 
@@ -115,7 +120,7 @@ class _PdfPages:
 
     def _width(self, line: str, size: float, weight: str, mono: bool) -> float:
         """The line's rendered width as a fraction of the page's."""
-        t = self.fig.text(0, 0, line, fontsize=size, weight=weight,
+        t = self.fig.text(0, 0, _plain(line), fontsize=size, weight=weight,
                           family="monospace" if mono else None)
         width = t.get_window_extent(self.fig.canvas.get_renderer()).width
         t.remove()
@@ -150,7 +155,7 @@ class _PdfPages:
     def _line(self, line: str, size: float, weight: str, mono: bool, header: str) -> None:
         h = LINE_H * size / 8.0
         self.need(h, header)
-        self.fig.text(LEFT, self.y, line, fontsize=size, weight=weight, va="top",
+        self.fig.text(LEFT, self.y, _plain(line), fontsize=size, weight=weight, va="top",
                       family="monospace" if mono else None)
         self.y -= h
 

@@ -274,7 +274,8 @@ def _caveat(cfg: SweepConfig, summary: SweepSummary) -> str | None:
             "(test error at chance, 90%): their differences are noise"] if chance else []
     if epochs <= SHORT:
         samples = dict(cfg.train_options).get("train_samples")
-        what.append(f"{epochs} epochs{f' on {samples:,} images' if samples else ''} show "
+        what.append(f"{epochs} epoch{'s' * (epochs != 1)}"
+                    f"{f' on {samples:,} images' if samples else ''} show "
                     "early training only: which setting learns fastest, not where each ends "
                     "(the full preset trains longer)")
     return "Caveat: " + "; ".join(what) + "."

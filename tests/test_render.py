@@ -30,7 +30,8 @@ def sections(tmp_path: Path) -> list[Section]:
     long_title = ("Warm-up: what changes when you change batchnorm, lr, width, init and the "
                   "schedule (sweep bn-study-quick-with-a-long-name)")
     a = Section(long_title)
-    a.text("A paragraph " * 60, "An unbreakable /very/long/path/" + "x" * 140)
+    a.text("A paragraph " * 60, "An unbreakable /very/long/path/" + "x" * 140,
+           "Set $HW0_DATA_DIR and $HW0_OUT, or pass --data-dir and --out.")
     a.add_table([f"column {i}" for i in range(14)],
                 [[f"value {i}.{j}" for i in range(14)] for j in range(5)])
     for k in range(4):
@@ -75,6 +76,7 @@ def test_no_text_reaches_past_the_page(rendered):
     title = "(sweep bn-study-quick-with-a-long-name)"
     assert title in words or title in " ".join(words)  # wrapped, every word kept
     assert "x" * 50 in "".join(words)  # the unbreakable line is folded, not cut
+    assert r"Set \$HW0_DATA_DIR and \$HW0_OUT," in " ".join(words)  # dollars, not math
 
 
 def test_no_page_but_the_last_is_mostly_blank(rendered):
