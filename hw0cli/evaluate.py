@@ -366,13 +366,13 @@ def run_eval(cfg: EvalConfig, measure: Any = None) -> EvalResult:
     (eval_int8/<view> or eval_fp16/<view>); `measure`: as `auto` on a GPU (eval_measure)."""
     _check(cfg)
     run_path = runs.resolve_run(cfg.out, cfg.run)
+    notes = [w for w in (runs.require_trained(run_path),) if w]
     model, attrs = runs.load_model(run_path)
     run_id = str(attrs.get("run_id", run_path.stem))
     data_dir = cfg.data_dir or Path((attrs.get("config") or {}).get("data_dir")
                                     or default_data_dir())
     data = load_cifar10(data_dir)
     x = np.concatenate([make_view(data.test_x, v) for v in cfg.views])  # one batched pass
-    notes: list[str] = []
     with store.lock(run_path):
         inf = _infer_run(cfg, run_path, model, x, data, notes, measure)
         n = len(data.test_y)

@@ -149,16 +149,20 @@ class CellState:
     path: Path
     state: str  # done | running | incomplete | failed | missing | corrupt | mismatch
     epochs_done: int = 0
-    train_err: float = math.nan  # final full-train error (eval mode) or the running one
+    train_err: float = math.nan  # the full-train error where measured, else the running one:
+    # kept as it was for older scripts; the two errors apart are the fields below
     test_err: float = math.nan
-    seconds: float = 0.0
+    seconds: float = 0.0  # time trained (epochs cut short by an interruption included)
     note: str = ""
+    train_eval_err: float = math.nan  # "full-train err" (hw0cli.quantities), last measured
+    train_err_running: float = math.nan  # "train err (running)", the last epoch's
 
     def to_json(self) -> dict[str, Any]:
         return {"index": self.index, "run_id": self.run_id, "state": self.state,
                 "width": self.config.width, "noise": self.config.noise,
                 "seed": self.config.seed, "epochs": self.epochs_done,
-                "train_err": self.train_err, "test_err": self.test_err,
+                "train_err": self.train_err, "train_eval_err": self.train_eval_err,
+                "train_err_running": self.train_err_running, "test_err": self.test_err,
                 "seconds": self.seconds, "note": self.note}
 
 
@@ -189,6 +193,10 @@ def cell_state(i: int, c: TrainConfig) -> CellState:
         return st
     st.epochs_done = int(rec.attrs.get("epochs_done", 0))
     st.train_err, st.test_err, st.seconds = _final(rec)
+    st.seconds += float(rec.attrs.get("partial_s") or 0.0)
+    h = rec.group("history")
+    st.train_eval_err = runs.last_finite(h.get("train_eval_err", []))
+    st.train_err_running = runs.last_finite(h.get("train_err", []))
     status = rec.attrs.get("status")
     if status == "finished":
         st.state = "done"
@@ -419,7 +427,8 @@ def grid_report(cfg: GridConfig, plot_dir: Path | None = None) -> GridReport:
         curves[(c.width, c.noise, c.seed)] = rec.group("history")
     out_rows = list(rows.values())
     plots = []
-    if plot_dir is not None and any(r.seeds for r in out_rows):
-        plots.append(grid_error_vs_noise(out_rows, plot_dir / "grid_error_vs_noise.png"))
-        plots.append(grid_curves(curves, plot_dir / "grid_learning_curves.png"))
+    if plot_dir is not None and any(r.seeds for r in out_rows):  # named by grid: no overwrite
+        stem = plot_dir / log_group(cfg)
+        plots.append(grid_error_vs_noise(out_rows, Path(f"{stem}_error_vs_noise.png")))
+        plots.append(grid_curves(curves, Path(f"{stem}_learning_curves.png")))
     return GridReport(out_rows, plots, curves)

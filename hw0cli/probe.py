@@ -94,7 +94,7 @@ def choose_execution(cfg: TrainConfig, device: torch.device) -> Execution:
         figures = _read_cache().get(key)
         cached = isinstance(figures, dict) and all(lb in figures for lb in labels.values())
         if not cached:
-            figures = _measure(device, cfg, {labels[pm]: timed[pm] for pm in timed})
+            figures = _measure(device, cfg, {labels[pm]: timed[pm] for pm in timed}, key)
             _store(key, figures)
     assert isinstance(figures, dict)
     best = max(timed, key=lambda pm: figures[labels[pm]])
@@ -110,15 +110,23 @@ def probe_key(cfg: TrainConfig, device: torch.device, compiled: bool) -> str:
 
 
 def _measure(device: torch.device, cfg: TrainConfig,
-             candidates: dict[str, tuple[str, str | None]]) -> dict[str, float]:
+             candidates: dict[str, tuple[str, str | None]], key: str) -> dict[str, float]:
     """Images/s of each candidate (label -> (precision, compile mode)), and the probe's
-    seconds."""
+    seconds: interleaved rounds, best of each (a busy spell of the machine does not decide
+    the choice). Ctrl-C after a full round keeps that round's figures in the cache under
+    `key` (a later run uses them), then stops as asked."""
     t = time.perf_counter()
-    timers = {lb: make_timer(device, cfg, *pm) for lb, pm in candidates.items()}
-    figures = {lb: 0.0 for lb in timers}
-    for _ in range(ROUNDS):  # interleaved rounds, best of each: a busy spell of the
-        for lb, window in timers.items():  # machine does not decide the choice
-            figures[lb] = max(figures[lb], window())
+    figures = {lb: 0.0 for lb in candidates}
+    try:
+        timers = {lb: make_timer(device, cfg, *pm) for lb, pm in candidates.items()}
+        for _ in range(ROUNDS):
+            for lb, window in timers.items():
+                figures[lb] = max(figures[lb], window())
+    except KeyboardInterrupt:
+        if all(figures.values()):  # every candidate timed at least once: a usable probe
+            figures["probe_seconds"] = time.perf_counter() - t
+            _store(key, figures)
+        raise
     figures["probe_seconds"] = time.perf_counter() - t
     return figures
 

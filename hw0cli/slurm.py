@@ -28,11 +28,16 @@ from hw0cli.errors import Hw0Error, check
 _TIME = re.compile(r"^(\d+-)?\d{1,3}(:\d{2}){0,2}$")  # Slurm's [D-]HH[:MM[:SS]] and MM
 
 
+# per task, for grids and sweeps alike: a grid cell trained to 1% train error on a CPU can take
+# an hour and more (README: c = 64 on 2,000 images, 473 s on 2 cores; on 50,000 images 25x that)
+SLURM_TIME = "02:00:00"
+
+
 @dataclass(frozen=True)
 class SlurmOptions:
     gpus: int = 0  # GPUs per task (--gres=gpu:N); 0 requests none
     cpus_per_task: int = 2
-    time: str = "01:00:00"  # per task, as Slurm spells it
+    time: str = SLURM_TIME  # per task, as Slurm spells it
     partition: str | None = None
     parallel: int | None = None  # at most this many tasks at once (--array=0-N%K)
     job_name: str = "hw0"

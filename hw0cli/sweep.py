@@ -288,11 +288,14 @@ class SweepCellState:
     test_err: float
     seconds: float
     note: str
+    train_eval_err: float = float("nan")  # "full-train err"; train_err: as grid.CellState's
+    train_err_running: float = float("nan")
 
     def to_json(self) -> dict[str, Any]:
         return {"index": self.cell.index, "run_id": self.run_id, "state": self.state,
                 "point": {k: v for k, v in self.cell.point}, "epochs": self.epochs_done,
-                "train_err": self.train_err, "test_err": self.test_err,
+                "train_err": self.train_err, "train_eval_err": self.train_eval_err,
+                "train_err_running": self.train_err_running, "test_err": self.test_err,
                 "seconds": self.seconds, "note": self.note}
 
 
@@ -303,7 +306,7 @@ def cell_state(cell: SweepCell) -> SweepCellState:
     s = grid.cell_state(cell.index, cell.config)
     state = "diverged" if s.state == "failed" else s.state  # the grid's only failure
     return SweepCellState(cell, s.run_id, state, s.epochs_done, s.train_err, s.test_err,
-                          s.seconds, s.note)
+                          s.seconds, s.note, s.train_eval_err, s.train_err_running)
 
 
 def sweep_status(cfg: SweepConfig) -> list[SweepCellState]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -24,6 +25,7 @@ import numpy as np
 import torch
 
 from hw0cli import runs, store
+from hw0cli.choices import CIFAR_TEST_SIZE
 from hw0cli.data import CifarData, cifar_identity, load_cifar10
 from hw0cli.env import environment, resolve_device, setup_compile_cache
 from hw0cli.errors import DamagedFileError, Hw0Error, Hw0UsageError
@@ -101,6 +103,8 @@ class TrainResult:
     reached_train_error_epoch: int | None = None
     resumed_from: int = 0
     compile_mode: str | None = None  # None: eager
+    train_eval_err: float = math.nan  # "full-train err": eval mode, whole set (last measured)
+    processes: int = 1  # processes that trained it (a resumed run: each paid its one-time cost)
 
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -108,8 +112,7 @@ class TrainResult:
         return d
 
 
-HISTORY_KEYS = ("epoch", "train_loss", "train_err", "test_loss", "test_err", "lr", "seconds",
-                "eval_seconds", "train_eval_err", "test_err_tta")
+HISTORY_KEYS = runs.HISTORY_ORDER  # one row per epoch, these columns
 
 
 def _one_time(a: dict[str, Any], epoch_seconds: np.ndarray) -> tuple[float, float]:
@@ -145,6 +148,8 @@ def _result_from_record(rec: store.H5Record, path: Path, status: str) -> TrainRe
         test_err_tta=None if tta is None or math.isnan(tta) else tta,
         reached_train_error_epoch=a.get("reached_train_error_epoch"),
         compile_mode=execution.get("compile_mode"),
+        train_eval_err=runs.last_finite(h.get("train_eval_err", [])),
+        processes=1 + len(a.get("resumed_at") or []),
     )
 
 
@@ -165,15 +170,17 @@ def _existing(path: Path, force: bool) -> store.H5Record | None:
 
 
 def run_train(cfg: TrainConfig, reporter: TrainReporter | None = None,
-              data: CifarData | None = None) -> TrainResult:
-    """Train (or resume, or report the finished) run described by `cfg`."""
+              data: CifarData | Callable[[], CifarData] | None = None) -> TrainResult:
+    """Train (or resume, or report the finished) run described by `cfg`. `data`: the data
+    set, or a function that loads it, called only once the run file's state is known (a
+    finished run, or one another process is writing, is reported without loading it)."""
     validate(cfg)
     device = resolve_device(cfg.device)
     run_id = cfg.run_id or run_id_for(cfg)
     path = runs.run_path(cfg.out, run_id)
-    if data is None:
-        data = load_cifar10(cfg.data_dir)
-    check_training_fits(cfg, device, len(data.test_y))  # before anything is written
+    # before anything is written; the test set's size without reading the data set
+    n_test = len(data.test_y) if isinstance(data, CifarData) else CIFAR_TEST_SIZE
+    check_training_fits(cfg, device, n_test)
     with store.lock(path):
         start_epoch, rec = 0, None
         if path.exists() and (rec := _existing(path, cfg.force)) is not None:
@@ -196,6 +203,8 @@ def run_train(cfg: TrainConfig, reporter: TrainReporter | None = None,
         elif cfg.resume:
             raise Hw0UsageError(f"There is no run '{run_id}' to resume under "
                                 f"{runs.runs_dir(cfg.out)}. " + runs.closest_hint(cfg.out, run_id))
+        data = data() if callable(data) else data if data is not None else \
+            load_cifar10(cfg.data_dir)
         setup_compile_cache()
         execution = (choose_execution(cfg, device) if rec is None
                      else resumed_execution(cfg, device, rec.attrs, run_id))
@@ -231,6 +240,7 @@ class _Run:
             "weight_names": readable_names(tr.model),
         }
         self.earlier_one_time = {"train_s": 0.0, "total_s": 0.0}
+        self.epoch_t0: float | None = None  # when the epoch in progress started
         self.resumed = rec is not None
         if rec is not None:
             self._load(rec, device)
@@ -255,7 +265,8 @@ class _Run:
         self.history = {k: [float(v) for v in rec.group("history").get(k, [])]
                         for k in HISTORY_KEYS}
         a = rec.attrs
-        self.attrs.update({k: a[k] for k in ("started", "reached_train_error_epoch") if k in a})
+        self.attrs.update({k: a[k] for k in ("started", "reached_train_error_epoch", "partial_s")
+                           if k in a})
         self.attrs["resumed_at"] = [*(a.get("resumed_at") or []), int(a.get("epochs_done", 0))]
         if isinstance(a.get("one_time"), dict):
             self.earlier_one_time = {k: float(a["one_time"].get(k, 0.0))
@@ -305,12 +316,14 @@ class _Run:
             self.writer.wait()
         except KeyboardInterrupt:
             self.writer.wait()
-            if self.path.exists():
-                store.update_h5(self.path, attrs={"status": "interrupted"})
-            raise Hw0Error(
-                f"Interrupted. Run '{self.run_id}' keeps its last completed epoch in "
-                f"{self.path}; run the same command again (or add {_opt('resume')}) to continue "
-                "from there.", exit_code=130) from None
+            self._interrupted()
+            done = len(self.history["epoch"])
+            kept = (f"keeps its last completed epoch ({done}) in {self.path}; run the same "
+                    f"command again (or add {_opt('resume')}) to continue from there" if done
+                    else f"was stopped before its first epoch finished, so nothing trained is "
+                    f"kept ({self.path} holds its settings); run the same command again to "
+                    "start it")
+            raise Hw0Error(f"Interrupted. Run '{self.run_id}' {kept}.", exit_code=130) from None
         except BaseException:
             self.writer.wait()
             raise
@@ -319,9 +332,19 @@ class _Run:
         result.resumed_from = start_epoch
         return result
 
+    def _interrupted(self) -> None:
+        """Mark the file interrupted, adding the seconds of the epoch cut short (not in the
+        history) to `partial_s`: the time a run trained includes them."""
+        lost = time.perf_counter() - self.epoch_t0 if self.epoch_t0 is not None else 0.0
+        if self.path.exists():
+            store.update_h5(self.path, attrs={
+                "status": "interrupted",
+                "partial_s": float(self.attrs.get("partial_s") or 0.0) + lost})
+
     def epoch(self, epoch: int) -> bool:
         """Train and evaluate one epoch, record it, checkpoint; True when the run is done."""
         cfg, tr, history = self.cfg, self.tr, self.history
+        self.epoch_t0 = time.perf_counter()
         row: dict[str, Any] = {"epoch": epoch, **tr.train_epoch(epoch, self.reporter)}
         if not math.isfinite(row["train_loss"]) or not row["finite"]:
             self._diverged(epoch, row["train_loss"])
@@ -335,8 +358,9 @@ class _Run:
                                and row["train_err"] <= target + 0.10))
         reached = target is not None and row["train_eval_err"] <= target
         done = reached or stalled or epoch == cfg.epochs
+        seconds = row["eval_seconds"] if not math.isnan(row["train_eval_err"]) else 0.0
+        row["eval_seconds"] = seconds or math.nan  # nothing evaluated: not measured
         if done or epoch % cfg.eval_every == 0:  # a skipped test eval is recorded as NaN
-            seconds = row["eval_seconds"]
             row.update({k: v for k, v in tr.evaluate(test=True).items()
                         if k != "train_eval_err"})
             row["eval_seconds"] += seconds

@@ -342,7 +342,7 @@ class Trainer:
             [self.loss_sum, self.correct.float(),
              all_finite(list(self.state_tensors().values())).float()]).tolist()
         train_loss = loss_sum / seen
-        train_err = 1.0 - correct / seen
+        train_err = (seen - correct) / seen  # exact: 0.713, not 1 - 0.287
         last = (epoch - 1) * self.steps_per_epoch + len(sizes) - 1
         return {"train_loss": train_loss, "train_err": train_err,
                 "lr": lr_at(last, self.total_steps, self.cfg.lr, self.cfg.schedule,

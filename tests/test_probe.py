@@ -118,3 +118,34 @@ def test_a_full_disk_under_the_probe_cache_is_one_message(monkeypatch, tmp_path)
                                torch.device("cpu"))
     assert str(cache / probe.PROBE_FILE) in str(e.value) and disk.failures
     assert "0 B free" in str(e.value) and temp_files_left(tmp_path) == []
+
+
+def test_ctrl_c_during_the_probe_keeps_a_full_round(monkeypatch, tmp_path):
+    """Interrupted after every candidate was timed once: that round is cached, and the next
+    run chooses from it without measuring again. Interrupted before: nothing is cached."""
+    import pytest
+    monkeypatch.setenv("HW0_CACHE", str(tmp_path / "cache"))
+    cpu, calls = torch.device("cpu"), []
+    windows = {"n": 0}
+
+    def make_timer(device, cfg, precision, compile_mode):
+        calls.append(precision)
+
+        def window():
+            windows["n"] += 1
+            if windows["n"] > stop_after:
+                raise KeyboardInterrupt
+            return {"fp32": 100.0, "bf16": 150.0}[precision]
+        return window
+    monkeypatch.setattr(probe, "make_timer", make_timer)
+    cfg = make_config(width=16, device="cpu", compile=False)
+    stop_after = 1  # only fp32 timed: not a usable probe
+    with pytest.raises(KeyboardInterrupt):
+        probe.choose_execution(cfg, cpu)
+    assert not (tmp_path / "cache" / probe.PROBE_FILE).exists()
+    windows["n"], stop_after = 0, 3  # a full round and one more window
+    with pytest.raises(KeyboardInterrupt):
+        probe.choose_execution(cfg, cpu)
+    ex = probe.choose_execution(cfg, cpu)
+    assert ex.probe["cached"] and ex.precision == "bf16"
+    assert ex.probe["images_per_s"] == {"fp32/eager": 100.0, "bf16/eager": 150.0}

@@ -48,7 +48,19 @@ def _option(d: Declared) -> typer.models.OptionInfo:
         extra.update(parser=folder, metavar="PATH")
     # help is plain text: escaped, because Typer renders it as rich markup
     return typer.Option(*decls, help=escape(help_text), show_default=shown,
-                        rich_help_panel=d.opt.panel, **extra)
+                        rich_help_panel=d.opt.panel, metavar=metavar(d), **extra)
+
+
+TYPE_WORDS = {int: "INTEGER", float: "NUMBER", str: "TEXT"}
+
+
+def metavar(d: Declared) -> str:
+    """What the option's value is, from its declaration: nothing for a flag, NAME for a
+    choice, a list for a comma-separated option, else the value's type."""
+    if d.type is bool:
+        return ""
+    word = "NAME" if d.choices else TYPE_WORDS.get(d.type, "PATH")
+    return f"{word},..." if d.many else word
 
 
 def parameter(d: Declared) -> inspect.Parameter:

@@ -66,8 +66,9 @@ def export(
 
 def eval_cmd(
     run: RunArg = None,
-    flip: Annotated[bool, typer.Option("--flip", help="Also evaluate upside-down images "
-                                       "(vertical flip)")] = False,
+    flip: Annotated[bool, typer.Option("--vflip", "--flip", help="Also evaluate upside-down "
+                                       "images (the vflip view, as --augment vflip and --view "
+                                       "vflip name it; --flip is the older spelling)")] = False,
     hflip: Annotated[bool, typer.Option("--hflip", help="Also evaluate mirrored images "
                                         "(horizontal flip)")] = False,
     view: ViewOpt = None,
@@ -112,7 +113,9 @@ def _print_eval_header(res: Any, named: bool) -> None:
     if not named:
         say(f"(no run named: using the most recently finished run, {res.run_id})")
     for note in res.notes:
-        say(f"({note})")
+        warning = note.startswith("warning: ")
+        say(f"[bold yellow]Warning:[/] {note.removeprefix('warning: ')}" if warning
+            else f"({note})")
     model_txt = "" if res.model == "fp32" else f", model [bold]{res.model}[/]"
     say(f"run [bold]{res.run_id}[/], backend {res.backend}{model_txt}, provider "
         f"[bold]{res.provider}[/]: {res.n_images:,} images in {res.seconds:.2f} s "

@@ -1,4 +1,4 @@
-"""`hw0 grid`: the width x label-noise grid (Problem 2): list, run, status, report."""
+"""`hw0 grid`: the width x label-noise grid (Problem 2): list, run, status, report, slurm."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from hw0cli.cli.common import (
     Json,
     compact_table,
     data_dir_or_default,
+    duration,
     fmt,
     out_or_default,
     print_json,
@@ -21,11 +22,15 @@ from hw0cli.cli.common import (
 )
 from hw0cli.cli.declared import given_options
 from hw0cli.errors import Hw0Error, Hw0UsageError
+from hw0cli.slurm import SLURM_TIME
 
 grid_app = Hw0Typer(help="The width x label-noise grid (Problem 2): list, run, status, "
-                    "report. Each takes --widths, --noise, --seeds and any `hw0 train` "
+                    "report, slurm. Each takes --widths, --noise, --seeds and any `hw0 train` "
                     "option, so one option string describes one grid everywhere.",
                     no_args_is_help=True)
+TAKES_TRAIN_OPTIONS = ("Also takes any `hw0 train` option (see `hw0 train --help`): the "
+                       "settings every cell shares. Give every command of one grid (or sweep) "
+                       "the same options, so that they all mean the same cells.")
 
 GRID_CONTEXT = {"allow_extra_args": True, "ignore_unknown_options": True}
 Widths = Annotated[str, typer.Option("--widths", help="Comma-separated widths c")]
@@ -87,7 +92,8 @@ def _grid_config(ctx: typer.Context, widths: str, noise: str, seeds: str) -> Any
                       log=log, log_group=sub.params.get("log_group"))
 
 
-@grid_app.command("list", context_settings=GRID_CONTEXT)
+@grid_app.command("list", context_settings=GRID_CONTEXT,
+                  epilog=TAKES_TRAIN_OPTIONS)
 def grid_list(ctx: typer.Context, widths: Widths = "4,64", noise: Noises = "0,0.5,1",
               seeds: Seeds = "0", as_json: Json = False, null: Null = False) -> None:
     """Print one complete `hw0 train ...` command per cell (for xargs, loops, job arrays)."""
@@ -103,7 +109,8 @@ def grid_list(ctx: typer.Context, widths: Widths = "4,64", noise: Noises = "0,0.
     print_commands(cmds, null)
 
 
-@grid_app.command("run", context_settings=GRID_CONTEXT)
+@grid_app.command("run", context_settings=GRID_CONTEXT,
+                  epilog=TAKES_TRAIN_OPTIONS)
 def grid_run(ctx: typer.Context, widths: Widths = "4,64", noise: Noises = "0,0.5,1",
              seeds: Seeds = "0",
              index: Annotated[int | None, typer.Option(
@@ -145,15 +152,16 @@ def _run_one(cfg: Any, index: int, cell: Any) -> None:
     from hw0cli.tracking import TrackingConfig
     res = run_with_display(cell, out_console, TrackingConfig(cfg.log, cfg.out, cfg.group()))
     verb = "already finished" if res.status == "skipped" else "finished"
-    say(f"cell {index} ({res.run_id}) {verb}: train error {100 * res.train_err:.2f}%, test "
-        f"error {100 * res.test_err:.2f}%", wrap=False)
+    say(f"cell {index} ({res.run_id}) {verb}: full-train err {fmt(res.train_eval_err, True)},"
+        f" test err {fmt(res.test_err, True)}", wrap=False)
 
 
 STATE_COLORS = {"done": "green", "running": "cyan", "incomplete": "yellow", "missing": "dim",
                 "failed": "red", "corrupt": "red", "mismatch": "red"}
 
 
-@grid_app.command("status", context_settings=GRID_CONTEXT)
+@grid_app.command("status", context_settings=GRID_CONTEXT,
+                  epilog=TAKES_TRAIN_OPTIONS)
 def grid_status_cmd(ctx: typer.Context, widths: Widths = "4,64", noise: Noises = "0,0.5,1",
                     seeds: Seeds = "0", as_json: Json = False) -> None:
     """Each cell: done / running / incomplete / failed / missing, with its final errors."""
@@ -164,17 +172,28 @@ def grid_status_cmd(ctx: typer.Context, widths: Widths = "4,64", noise: Noises =
         return
     rows = [[str(s.index), str(s.config.width), f"{s.config.noise:g}", str(s.config.seed),
              f"[{STATE_COLORS[s.state]}]{s.state}[/]", str(s.epochs_done),
-             fmt(s.train_err, True), fmt(s.test_err, True), f"{s.seconds:.0f} s", s.note]
+             fmt(s.train_eval_err, True), fmt(s.test_err, True), duration(s.seconds), s.note]
             for s in states]
     show(compact_table(
         "Grid status (c: width, p: label noise)",
-        ["#", "c", "p", "seed", "state", "epochs", "train err", "test err", "time", "note"],
+        ["#", "c", "p", "seed", "state", "epochs", "full-train err", "test err", "time", "note"],
         rows, left=("state", "note"), fold=("note",)))
     counts = {k: sum(s.state == k for s in states) for k in STATE_COLORS}
     say(", ".join(f"{v} {k}" for k, v in counts.items() if v))
+    _missing_hint([s.config for s in states], [s.state for s in states], "grid")
 
 
-@grid_app.command("report", context_settings=GRID_CONTEXT)
+def _missing_hint(configs: list[Any], states: list[str], kind: str) -> None:
+    """When every cell is missing: runs made with other options, and which."""
+    from hw0cli.runs import other_settings_hint
+    if states and all(st == "missing" for st in states):
+        hint = other_settings_hint(configs, kind)
+        if hint:
+            say(f"[yellow]Hint:[/] {hint}")
+
+
+@grid_app.command("report", context_settings=GRID_CONTEXT,
+                  epilog=TAKES_TRAIN_OPTIONS)
 def grid_report_cmd(ctx: typer.Context, widths: Widths = "4,64", noise: Noises = "0,0.5,1",
                     seeds: Seeds = "0", as_json: Json = False) -> None:
     """Table of final train/test error per (width, p) and the plots, from the run files."""
@@ -186,7 +205,7 @@ def grid_report_cmd(ctx: typer.Context, widths: Widths = "4,64", noise: Noises =
                                                                        rep.plots]})
         return
     show(simple_table("Random labels: final errors (mean +- std over seeds)",
-                      ("width", "p", "seeds", "train err", "test err", "epochs", "time (s)"),
+                      ("width", "p", "seeds", "full-train err", "test err", "epochs", "time (s)"),
                       [_report_row(r) for r in rep.rows]))
     for p in rep.plots:
         say(f"plot: {p}")
@@ -204,12 +223,13 @@ def _report_row(r: Any) -> list[str]:
             err("test_err"), f"{r.stat('epochs')[0]:.0f}", f"{r.stat('seconds')[0]:.0f}"]
 
 
-@grid_app.command("slurm", context_settings=GRID_CONTEXT)
+@grid_app.command("slurm", context_settings=GRID_CONTEXT,
+                  epilog=TAKES_TRAIN_OPTIONS)
 def grid_slurm(ctx: typer.Context, widths: Widths = "4,64", noise: Noises = "0,0.5,1",
                seeds: Seeds = "0",
                gpus: Annotated[int, typer.Option(help="GPUs per task (0: none)")] = 0,
                cpus_per_task: Annotated[int, typer.Option(help="CPUs per task")] = 2,
-               time: Annotated[str, typer.Option(help="Time limit per task")] = "02:00:00",
+               time: Annotated[str, typer.Option(help="Time limit per task")] = SLURM_TIME,
                partition: Annotated[str | None, typer.Option(help="Slurm partition")] = None,
                parallel: Annotated[int | None, typer.Option(
                    help="At most this many tasks at once")] = None,

@@ -120,12 +120,14 @@ def test_train_json_runs_and_resume_errors(cifar_root, tmp_path):
     table = run("runs", "--out", out)  # CliRunner's terminal: 80 columns
     assert res["run_id"] in table.output
     row = next(line for line in table.output.splitlines() if res["run_id"] in line)
-    for value in (f"{100 * res['test_err']:.2f}%", f"{100 * res['train_err']:.2f}%"):
+    for value in (f"{100 * res['test_err']:.2f}%", f"{100 * res['train_eval_err']:.2f}%"):
         assert value in row  # numbers are never cut to fit a narrow terminal
     assert max(len(line) for line in table.output.splitlines()) <= 80
     views = run("runs", "--views", "--out", out)
-    row = next(line for line in views.output.splitlines() if res["run_id"] in line)
-    assert f"{100 * res['test_acc_views']['vflip']:.2f}%" in row and "plain" in row
+    lines = views.output.splitlines()
+    at = next(i for i, line in enumerate(lines) if res["run_id"] in line)
+    assert f"{100 * res['test_acc_views']['vflip']:.2f}%" in lines[at]
+    assert "trained with: plain" in lines[at + 1]  # the run's details, on the line below
 
 
 def test_truncated_batch_via_cli(tmp_path):
@@ -287,3 +289,54 @@ def test_a_real_full_disk_gives_one_message_and_resumes(cifar_root, tmp_path):
         assert json.loads(p.stdout.strip().splitlines()[-1])["epochs_done"] == 3
     finally:
         subprocess.run(["umount", str(disk)], check=False)
+
+
+def test_users_ctrl_c_is_not_an_error(cifar_root, tmp_path, monkeypatch):
+    """The user's own Ctrl-C: "Interrupted:", exit 130, and the message says what is kept."""
+    import hw0cli.cli.train as train_cli
+    from hw0cli.errors import Hw0Error
+
+    def stopped(*a, **k):
+        raise Hw0Error("Interrupted. Run 'r' was stopped before its first epoch finished.",
+                       exit_code=130)
+    monkeypatch.setattr(train_cli, "run_with_display", stopped)
+    r = run(*tiny_args(cifar_root, tmp_path))
+    assert r.exit_code == 130 and "Interrupted: Run 'r' was stopped" in r.output
+    assert "Error" not in r.output
+
+
+def test_finished_or_busy_runs_are_reported_before_the_data_is_read(cifar_root, tmp_path,
+                                                                    monkeypatch):
+    """A finished run says so, and a run another process writes is refused, without reading
+    CIFAR-10 (which takes seconds): here the data folder is gone by then."""
+    from hw0cli import data, runs, store
+    from hw0cli.errors import Hw0Error
+    args = tiny_args(cifar_root, tmp_path / "out")
+    first = run(*args, "--json")
+    assert first.exit_code == 0, first.output
+    rid = json.loads(first.stdout.splitlines()[-1])["run_id"]
+
+    def no_reading(*a, **k):
+        raise AssertionError("CIFAR-10 was read")
+    monkeypatch.setattr(data, "_load_cifar10_cached", no_reading)
+    again = run(*args)
+    assert again.exit_code == 0 and "already finished" in again.output
+    other = run(*args, "--seed", "7")  # a new run: it does read the data
+    assert other.exit_code != 0 and "CIFAR-10 was read" in str(other.exception)
+    busy = runs.run_path(tmp_path / "out", rid.replace("-s0-", "-s9-"))
+    with store.lock(busy):
+        from hw0cli.train import run_train
+        from tests.helpers import tiny_config
+        cfg = tiny_config(cifar_root, tmp_path / "out", epochs=1, seed=9, run_id=busy.stem)
+        with pytest.raises(Hw0Error, match="is being written by"):
+            run_train(cfg, data=no_reading)
+
+
+@pytest.mark.slow
+def test_batchnorm_flag_both_ways(cifar_root, tmp_path):
+    on = run(*tiny_args(cifar_root, tmp_path), "--batchnorm", "--json")
+    off = run(*tiny_args(cifar_root, tmp_path), "--no-batchnorm", "--json")
+    ids = [json.loads(r.stdout.splitlines()[-1])["run_id"] for r in (on, off)]
+    assert ids[0] != ids[1]
+    plain = run(*tiny_args(cifar_root, tmp_path), "--json")  # on is the default: same run
+    assert json.loads(plain.stdout.splitlines()[-1])["run_id"] == ids[0]
