@@ -45,7 +45,7 @@ def _option(d: Declared) -> typer.models.OptionInfo:
     if d.opt.envvar:
         extra.update(envvar=d.opt.envvar, show_envvar=True)
     if d.type is Path and not d.many:
-        extra.update(parser=folder, metavar="PATH")
+        extra.update(parser=folder)  # metavar PATH: from metavar(d)
     # help is plain text: escaped, because Typer renders it as rich markup
     return typer.Option(*decls, help=escape(help_text), show_default=shown,
                         rich_help_panel=d.opt.panel, metavar=metavar(d), **extra)
