@@ -99,6 +99,7 @@ class TrainResult:
     reached_train_error_epoch: int | None = None
     resumed_from: int = 0
     compile_mode: str | None = None  # None: eager
+    tta_inference_s: float | None = None  # the final TTA inference of the test set (with --tta)
 
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -142,7 +143,7 @@ def _result_from_record(rec: store.H5Record, path: Path, status: str) -> TrainRe
         precision=str(a.get("precision", "")), test_acc_views=dict(views),
         test_err_tta=None if tta is None or math.isnan(tta) else tta,
         reached_train_error_epoch=a.get("reached_train_error_epoch"),
-        compile_mode=execution.get("compile_mode"),
+        compile_mode=execution.get("compile_mode"), tta_inference_s=a.get("tta_inference_s"),
     )
 
 
@@ -223,7 +224,7 @@ class _Run:
         self.tr.load_state(runs.state_dict_from(rec, device), rec.group("optim/state"),
                            rec.attrs["optim_param_groups"],
                            {k: torch.from_numpy(np.array(v)).to(device)
-                            for k, v in train_w.items()} or None)
+                            for k, v in train_w.items()} or None, rec.group("lookahead"))
         self.history = {k: [float(v) for v in rec.group("history").get(k, [])]
                         for k in HISTORY_KEYS}
         a = rec.attrs
@@ -317,6 +318,8 @@ class _Run:
                 row["train_eval_err"] = tr.evaluate(test=False, train=True)["train_eval_err"]
                 history["train_eval_err"][-1] = row["train_eval_err"]
             self.attrs["test_acc_views"] = tr.view_accuracy(row["test_err"])
+            if "tta_seconds" in row:
+                self.attrs["tta_inference_s"] = row["tta_seconds"]
         self.checkpoint("finished" if done else "running")
         if self.reporter:
             self.reporter.on_epoch(row)
