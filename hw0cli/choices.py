@@ -10,7 +10,12 @@ from __future__ import annotations
 from typing import Literal, get_args
 
 CIFAR_TRAIN_SIZE = 50_000
+CIFAR_TEST_SIZE = 10_000
 MNIST_TRAIN_SIZE = 60_000
+# Seeds: what every generator they seed takes. torch's take 64-bit values, and an epoch's
+# augmentation generator is seeded with seed * 100_003 + epoch (hw0cli.augment), so 2**32 - 1
+# (NumPy's classic seed range) keeps every derived seed inside torch's.
+MAX_SEED = 2**32 - 1
 
 Device = Literal["auto", "cuda", "cpu"]
 Precision = Literal["auto", "bf16", "fp16", "fp32"]

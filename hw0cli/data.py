@@ -51,10 +51,37 @@ MNIST_RAW_MD5 = {
 
 
 def _fetch_hint(data_dir: Path) -> str:
+    data_dir = Path(data_dir)
+    for inside in (Path(CIFAR_DIRNAME), MNIST_RAW, MNIST_RAW.parent):
+        n = len(inside.parts)
+        if len(data_dir.parts) > n and data_dir.parts[-n:] == inside.parts:
+            # the data set's own folder: the files are there, a level or two too deep
+            return (f"--data-dir (or ${DATA_DIR_ENV}) names the data set's own folder; point "
+                    f"it at the folder that holds {inside.parts[0]}/: --data-dir "
+                    f"{data_dir.parents[n - 1]}")
     return (
         f"Fetch it with `hw0 data download --data-dir {data_dir}`, or point --data-dir "
         f"(or ${DATA_DIR_ENV}) at the folder that holds it."
     )
+
+
+def missing_data(data_dir: Path, which: tuple[str, ...] = ("cifar10", "mnist")) -> str | None:
+    """What the data sets in `which` lack under `data_dir`, with the fix (None: all files
+    are there; nothing is read)."""
+    data_dir = Path(data_dir)
+    lack = []
+    if "cifar10" in which:
+        folder = cifar_dir(data_dir)
+        files = [n for n in (*CIFAR_TRAIN_FILES, CIFAR_TEST_FILE) if not (folder / n).is_file()]
+        if files:
+            lack.append(f"CIFAR-10 ({folder} lacks {', '.join(files)})")
+    if "mnist" in which:
+        files = [stem for stem in MNIST_FILES.values() if _mnist_file(data_dir, stem) is None]
+        if files:
+            lack.append(f"MNIST ({data_dir / MNIST_RAW} lacks {', '.join(files)})")
+    if not lack:
+        return None
+    return f"Data not found: {'; '.join(lack)}. " + _fetch_hint(data_dir)
 
 
 # ---------------------------------------------------------------------------------------------

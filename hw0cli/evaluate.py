@@ -3,7 +3,7 @@
 `infer()` returns logits for uint8 images through onnxruntime or torch; `evaluate()` turns
 logits and labels into accuracy, per-class accuracy and a confusion matrix. `run_eval()` does a
 whole `hw0 eval`: all requested views in one batched pass, results stored under `eval/<view>/`
-in the run's HDF5.
+in the run's HDF5. On a CUDA GPU, `--backend auto` is chosen by measurement (`eval_measure`).
 
 Provider choice is explicit: `auto` tries TensorRT, then CUDA, then the CPU, but asks for GPU
 providers only when a CUDA GPU is present (the onnxruntime-gpu wheel lists them everywhere and
@@ -14,6 +14,7 @@ provider it really uses, since onnxruntime can fall back to the CPU silently.
 from __future__ import annotations
 
 import contextlib
+import json
 import sys
 import time
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from hw0cli import runs, store
 from hw0cli.choices import Backend
 from hw0cli.data import load_cifar10
 from hw0cli.errors import Hw0Error, Hw0UsageError, check
-from hw0cli.export import INPUT_NAME, VARIANTS, ensure_onnx, ensure_variant
+from hw0cli.export import VARIANTS, ensure_onnx, ensure_variant
 from hw0cli.paths import default_data_dir, default_out_dir
 from hw0cli.trainer import hflip, predict_logits, vflip
 
@@ -169,10 +170,9 @@ def infer(x: np.ndarray, *, session: Any = None, model: torch.nn.Module | None =
           precision: str = "fp32") -> np.ndarray:
     """Logits (N, 10) float32 for uint8 images x (N, 3, 32, 32), via a session or a model."""
     check(batch_size >= 1, f"--batch-size must be at least 1 (got {batch_size}).")
-    if session is not None:
-        outs = [session.run(None, {INPUT_NAME: np.ascontiguousarray(x[i:i + batch_size])})[0]
-                for i in range(0, len(x), batch_size)]
-        return np.concatenate(outs) if outs else np.zeros((0, 10), np.float32)
+    if session is not None:  # IO binding: the images on the provider's device once
+        from hw0cli.eval_engines import bound_run
+        return bound_run(session, x, batch_size)
     assert model is not None and device is not None
     logits = predict_logits(model, torch.from_numpy(np.ascontiguousarray(x)), device,
                             precision, batch_size)
@@ -187,7 +187,7 @@ class EvalConfig:
     model: str = "fp32"  # which ONNX model: fp32 | int8 | fp16 (built on first use)
     provider: str = "auto"  # onnxruntime provider: auto | tensorrt | cuda | cpu
     device: str = "auto"  # torch backend's device
-    batch_size: int = 1000  # images per inference call (bounded memory)
+    batch_size: int | None = None  # images per call; None: 1000, tuned on a GPU by `auto`
     out: Path = field(default_factory=default_out_dir)
     data_dir: Path | None = None  # None: the run's own data folder, else $HW0_DATA_DIR/./data
     plot: bool = False  # write the per-class PNG under <out>/plots when there are two views
@@ -208,6 +208,7 @@ class EvalResult:
     model: str = "fp32"
     variant_info: dict[str, Any] | None = None  # int8/fp16: accuracy change vs fp32
     backend_reason: str = ""  # why this backend ran
+    backend_choice: dict[str, Any] | None = None  # auto on a GPU: what was measured
     plot: Path | None = None  # the per-class PNG, if one was written
 
     @property
@@ -234,7 +235,7 @@ class EvalResult:
     def to_json(self) -> dict[str, Any]:
         return {
             "run_id": self.run_id, "run_path": str(self.run_path), "backend": self.backend,
-            "backend_reason": self.backend_reason,
+            "backend_reason": self.backend_reason, "backend_choice": self.backend_choice,
             "model": self.model, "variant": self.variant_info,
             "provider": self.provider, "seconds": self.seconds, "images_per_s": self.images_per_s,
             "classes": list(self.classes),
@@ -253,7 +254,7 @@ def gpu_providers() -> list[str]:
 
 
 def resolve_backend(backend: str, model: str, provider: str) -> tuple[str, str]:
-    """(backend, why). auto: onnxruntime where it runs on a GPU provider, torch on the GPU
+    """(backend, why) by rule. auto: onnxruntime where it runs on a GPU provider, torch on the GPU
     where onnxruntime has none (its CPU provider is never picked while a CUDA GPU is present),
     onnxruntime's CPU provider on machines without a GPU (measured faster than torch there)."""
     import onnxruntime as ort
@@ -303,7 +304,8 @@ def _check(cfg: EvalConfig) -> None:
           f"{', '.join(BACKENDS)}.")
     check(cfg.provider in ("auto", *PROVIDERS), f"Unknown provider '{cfg.provider}'. Choose "
           f"one of: auto, {', '.join(PROVIDERS)}.")
-    check(cfg.batch_size >= 1, f"--batch-size must be at least 1 (got {cfg.batch_size}).")
+    check(cfg.batch_size is None or cfg.batch_size >= 1,
+          f"--batch-size must be at least 1 (got {cfg.batch_size}).")
     check(cfg.model in ("fp32", *VARIANTS), f"Unknown model '{cfg.model}'. Choose one of: "
           f"fp32, {', '.join(VARIANTS)}.")
     check(cfg.model == "fp32" or cfg.backend != "torch",
@@ -322,13 +324,16 @@ class _Inference:
     provider: str
     onnx_file: Path | None = None
     variant_info: dict[str, Any] | None = None
+    choice: dict[str, Any] | None = None  # auto on a GPU: the measurement (eval_measure)
 
 
 def _infer_run(cfg: EvalConfig, run_path: Path, model: torch.nn.Module, x: np.ndarray,
-               data: Any, notes: list[str]) -> _Inference:
+               data: Any, notes: list[str], measure: Any = None) -> _Inference:
     """Logits for x through the backend `auto` (or the user) chose; warm-up excluded."""
+    from hw0cli import eval_measure
     from hw0cli.env import resolve_device
-
+    if measure is not None or eval_measure.applies(cfg):  # auto on a GPU: by measurement
+        return eval_measure.infer_measured(cfg, run_path, model, x, notes, measure)
     backend, why = resolve_backend(cfg.backend, cfg.model, cfg.provider)
     onnx_file, variant_info, session, provider = None, None, None, ""
     if backend == "onnxruntime":
@@ -337,7 +342,7 @@ def _infer_run(cfg: EvalConfig, run_path: Path, model: torch.nn.Module, x: np.nd
             notes.append(f"exported {onnx_file.name} first")
         if cfg.model != "fp32":
             onnx_file, variant_info, v_reused = ensure_variant(run_path, cfg.model, onnx_file,
-                                                               data)
+                                                               data, notes=notes)
             if not v_reused:
                 notes.append(f"built {onnx_file.name} first")
         session, provider = open_session(onnx_file, cfg.provider)
@@ -348,27 +353,28 @@ def _infer_run(cfg: EvalConfig, run_path: Path, model: torch.nn.Module, x: np.nd
         device = resolve_device(cfg.device)
         provider = f"torch {device.type} fp32"
         kw = {"model": model.to(device), "device": device}
-    infer(x[:cfg.batch_size], batch_size=cfg.batch_size, **kw)  # warm-up
+    bs = cfg.batch_size or 1000
+    infer(x[:bs], batch_size=bs, **kw)  # warm-up
     t0 = time.perf_counter()
-    logits = infer(x, batch_size=cfg.batch_size, **kw)
+    logits = infer(x, batch_size=bs, **kw)
     return _Inference(logits, time.perf_counter() - t0, backend, why, provider, onnx_file,
                       variant_info)
 
 
-def run_eval(cfg: EvalConfig) -> EvalResult:
+def run_eval(cfg: EvalConfig, measure: Any = None) -> EvalResult:
     """Evaluate the run on every requested view in one batched pass; store under eval/<view>
-    (eval_int8/<view> or eval_fp16/<view> for a reduced-precision ONNX model)."""
+    (eval_int8/<view> or eval_fp16/<view>); `measure`: as `auto` on a GPU (eval_measure)."""
     _check(cfg)
     run_path = runs.resolve_run(cfg.out, cfg.run)
+    notes = [w for w in (runs.require_trained(run_path),) if w]
     model, attrs = runs.load_model(run_path)
     run_id = str(attrs.get("run_id", run_path.stem))
     data_dir = cfg.data_dir or Path((attrs.get("config") or {}).get("data_dir")
                                     or default_data_dir())
     data = load_cifar10(data_dir)
     x = np.concatenate([make_view(data.test_x, v) for v in cfg.views])  # one batched pass
-    notes: list[str] = []
     with store.lock(run_path):
-        inf = _infer_run(cfg, run_path, model, x, data, notes)
+        inf = _infer_run(cfg, run_path, model, x, data, notes, measure)
         n = len(data.test_y)
         views = {v: evaluate(inf.logits[i * n:(i + 1) * n], data.test_y, len(data.classes))
                  for i, v in enumerate(cfg.views)}
@@ -381,11 +387,12 @@ def run_eval(cfg: EvalConfig) -> EvalResult:
                            f"{g}/backend": inf.backend, f"{g}/model": cfg.model,
                            f"{g}/seconds": inf.seconds,
                            f"{g}/images_per_s": len(x) / inf.seconds,
-                           f"{g}/logits": inf.logits[i * n:(i + 1) * n]})
+                           f"{g}/logits": inf.logits[i * n:(i + 1) * n],
+                           f"{g}/backend_choice": json.dumps(inf.choice)})  # null: not measured
         store.update_h5(run_path, arrays=arrays)
     res = EvalResult(run_id, run_path, inf.backend, inf.provider, inf.seconds,
                      len(x) / inf.seconds, views, data.classes, inf.onnx_file, notes,
-                     cfg.model, inf.variant_info, inf.why)
+                     cfg.model, inf.variant_info, inf.why, inf.choice)
     if cfg.plot and len(views) > 1:
         res.plot = per_class_plot(res, cfg.out)
     return res

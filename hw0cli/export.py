@@ -4,6 +4,9 @@ The exported graph takes raw pixels: input `images`, uint8 (N, 3, 32, 32) RGB, a
 255 itself, so callers do no preprocessing and move 4x fewer bytes than float input; output
 `logits`, float32 (N, 10). The batch axis is dynamic. The file's metadata names the run and a
 SHA-256 fingerprint of its weights, so an ONNX file that does not belong to a run is caught.
+It also holds a SHA-256 of the file's own content (graph and initializers, metadata aside),
+recorded in the run file too: a file changed after export (an initializer zeroed, a node
+appended, another model under this run's metadata) is caught on use and exported again.
 """
 
 from __future__ import annotations
@@ -11,6 +14,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import shutil
+import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -24,7 +30,7 @@ from torch import nn
 from hw0cli import runs, store
 from hw0cli.atomic import atomic_path
 from hw0cli.data import CIFAR_CLASSES, load_cifar10
-from hw0cli.errors import Hw0Error
+from hw0cli.errors import Hw0Error, disk_error, disk_full, free_bytes
 from hw0cli.paths import default_data_dir, default_out_dir
 
 OPSET = 18  # >= 17 as required; 18 is what torch's dynamo exporter emits natively
@@ -50,6 +56,20 @@ def onnx_path(run_path: Path, variant: str = "") -> Path:
     """`<runs>/<run_id>.onnx`, or `<run_id>.<variant>.onnx` for fp16/int8 variants."""
     suffix = f".{variant}.onnx" if variant else ".onnx"
     return run_path.with_name(run_path.stem + suffix)
+
+
+GRAPH_KEY = "hw0_graph_sha256"  # metadata key: the fingerprint of the file's content
+
+
+def graph_fingerprint(m: Any) -> str:
+    """SHA-256 of what an ONNX model computes: the model without its metadata, doc string
+    and version (the graph, its initializers, opsets and functions)."""
+    import onnx
+    c = onnx.ModelProto()
+    c.CopyFrom(m)
+    del c.metadata_props[:]
+    c.doc_string, c.model_version = "", 0
+    return hashlib.sha256(c.SerializeToString(deterministic=True)).hexdigest()
 
 
 def weights_fingerprint(model: nn.Module) -> str:
@@ -116,20 +136,23 @@ def describe_model(attrs: dict, run_id: str, fingerprint: str,
     return meta, doc, epochs
 
 
-def _set_metadata(path: Path, meta: dict[str, str], doc: str = "", version: int = 0) -> None:
+def _set_metadata(path: Path, meta: dict[str, str], doc: str = "", version: int = 0) -> str:
+    """Write the metadata into the ONNX file at `path`, with the fingerprint of its content
+    (`GRAPH_KEY`); returns that fingerprint."""
     import onnx
     m = onnx.load(str(path))
+    graph = graph_fingerprint(m)
     del m.metadata_props[:]
-    for k, v in meta.items():
+    for k, v in {**meta, GRAPH_KEY: graph}.items():
         m.metadata_props.add(key=k, value=v)
     m.doc_string, m.model_version = doc, version
     onnx.checker.check_model(m, full_check=True)
     with atomic_path(path, keep_suffix=True) as tmp:
         onnx.save(m, str(tmp))
+    return graph
 
 
-def read_metadata(path: Path) -> dict[str, str]:
-    """The ONNX file's metadata; a clear error if the file is not valid ONNX."""
+def _load_checked(path: Path) -> Any:
     import onnx
     try:
         m = onnx.load(str(path), load_external_data=False)
@@ -138,17 +161,34 @@ def read_metadata(path: Path) -> dict[str, str]:
         raise Hw0Error(f"{path} is not a valid ONNX model ({type(exc).__name__}: "
                        f"{str(exc).splitlines()[0] if str(exc) else ''}). Delete it and run "
                        "`hw0 export` again (or pass --force).") from None
-    return {p.key: p.value for p in m.metadata_props}
+    return m
 
 
-def check_matches_run(path: Path, run_id: str, fingerprint: str) -> None:
-    """Raise unless the ONNX file at `path` was exported from these exact weights."""
-    meta = read_metadata(path)
+def read_metadata(path: Path) -> dict[str, str]:
+    """The ONNX file's metadata; a clear error if the file is not valid ONNX."""
+    return {p.key: p.value for p in _load_checked(path).metadata_props}
+
+
+def check_matches_run(path: Path, run_id: str, fingerprint: str,
+                      recorded: str | None = None) -> None:
+    """Raise unless the ONNX file at `path` was exported from these exact weights and is
+    still what was exported: its content's fingerprint must equal the one in its metadata
+    and `recorded` (the run file's record of the export; None: not recorded)."""
+    m = _load_checked(path)
+    meta = {p.key: p.value for p in m.metadata_props}
     if meta.get("hw0_weights_sha256") != fingerprint:
         raise Hw0Error(
             f"{path} does not match run '{run_id}' (it was exported from "
             f"{meta.get('hw0_run_id', 'another model')!r} with different weights or shapes). "
             f"Re-export it with `hw0 export {run_id} --force`.")
+    actual = graph_fingerprint(m)
+    if GRAPH_KEY not in meta or recorded is None:
+        raise Hw0Error(f"{path} was exported before hw0 recorded a fingerprint of the file's "
+                       "graph and weights, so it cannot be checked. Re-export it.")
+    if not actual == meta[GRAPH_KEY] == recorded:
+        raise Hw0Error(f"{path} changed after it was exported from run '{run_id}' (its "
+                       "graph or weights no longer match the fingerprint recorded at export). "
+                       f"Re-export it with `hw0 export {run_id} --force`.")
 
 
 def _cpu_session(path: Path) -> Any:
@@ -189,39 +229,56 @@ def int8_variant(src: Path, dst: Path, calib: np.ndarray) -> None:
         def get_next(self) -> dict[str, np.ndarray] | None:
             return next(self.batches, None)
 
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)  # its "consider pre-processing" advice is for other models
-    try:
-        quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ,
-                        per_channel=True, activation_type=QuantType.QInt8,
-                        weight_type=QuantType.QInt8)
-    finally:
-        root.setLevel(level)
+    # the quantizer writes `<src>-inferred.onnx` beside its input: work from a private folder
+    # that goes away whatever happens, so no half-written model is ever left beside the run
+    with tempfile.TemporaryDirectory(prefix=f".{dst.name}.tmp", dir=dst.parent) as scratch:
+        local = Path(scratch) / src.name
+        try:
+            os.link(src, local)  # no copy where the filesystem allows
+        except OSError:
+            shutil.copyfile(src, local)
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(logging.ERROR)  # its "consider pre-processing" advice is for other models
+        try:
+            quantize_static(str(local), str(dst), Reader(), quant_format=QuantFormat.QDQ,
+                            per_channel=True, activation_type=QuantType.QInt8,
+                            weight_type=QuantType.QInt8)
+        finally:
+            root.setLevel(level)
+
+
+def _recorded(run_path: Path, group: str) -> dict[str, Any]:
+    """The run file's record of an export (`export/` or `export/<variant>/`): scalars."""
+    rec = store.read_h5(run_path, prefixes=(f"{group}/",)).group(group)
+    return {k: v.item() if np.ndim(v) == 0 else v for k, v in rec.items() if "/" not in k}
+
+
+def _why(exc: Hw0Error) -> str:
+    return str(exc).split(". ")[0]
 
 
 def ensure_onnx(run_path: Path, force: bool = False,
                 notes: list[str] | None = None) -> tuple[Path, float, bool]:
     """Export (or reuse a matching) fp32 ONNX file for the run; returns (path, diff, reused).
 
-    An existing file that is corrupt or belongs to other weights is replaced (it is derived
-    data), and a line saying so is appended to `notes`.
+    An existing file that is corrupt, belongs to other weights or changed after export is
+    replaced (it is derived data), and a line saying so is appended to `notes`.
     """
     model, attrs = runs.load_model(run_path)
     run_id = str(attrs.get("run_id", run_path.stem))
     fp = weights_fingerprint(model)
     path = onnx_path(run_path)
     if path.exists() and not force:
+        done = _recorded(run_path, "export")
         try:
-            check_matches_run(path, run_id, fp)
-            rec = store.read_h5(run_path, prefixes=("export/",))
-            diff = rec.arrays.get("export/max_abs_diff")
-            return path, float(diff) if diff is not None else float("nan"), True
+            check_matches_run(path, run_id, fp, done.get("onnx_sha256"))
+            return path, float(done.get("max_abs_diff", float("nan"))), True
         except Hw0Error as exc:
             if notes is not None:
-                notes.append(f"replaced {path.name}: {str(exc).split('. ')[0]}")
+                notes.append(f"replaced {path.name}: {_why(exc)}")
     export_onnx_file(model, path)
-    _set_metadata(path, *describe_model(attrs, run_id, fp))
+    graph = _set_metadata(path, *describe_model(attrs, run_id, fp))
     # validate: onnxruntime vs torch on the same test images (or random pixels without data)
     config = attrs.get("config") or {}
     try:
@@ -242,7 +299,7 @@ def ensure_onnx(run_path: Path, force: bool = False,
     import onnxruntime as ort
     store.update_h5(run_path, arrays={"export/max_abs_diff": diff, "export/onnx_file": path.name,
                                       "export/opset": OPSET, "export/onnxruntime": ort.__version__,
-                                      "export/check_images": len(x)})
+                                      "export/check_images": len(x), "export/onnx_sha256": graph})
     return path, diff, False
 
 
@@ -250,28 +307,30 @@ VARIANTS = ("fp16", "int8")  # ONNX variants beside the fp32 model; never replac
 
 
 def ensure_variant(run_path: Path, variant: str, fp32_path: Path, data: Any,
-                   force: bool = False) -> tuple[Path, dict[str, Any], bool]:
+                   force: bool = False,
+                   notes: list[str] | None = None) -> tuple[Path, dict[str, Any], bool]:
     """Build (or reuse a matching) `variant` ONNX file from the run's checked fp32 file.
 
     Returns (path, info, reused); info has the variant's test accuracy, the fp32 model's,
     and the change, also recorded under `export/<variant>/` in the run's HDF5. The int8
     variant is calibrated on the first 512 training images. A variant file carries the
-    fp32 file's weight fingerprint, so one left from other weights is rebuilt.
+    fp32 file's weight fingerprint and its own content's, so one left from other weights or
+    changed after it was built is rebuilt (with a line in `notes`).
     """
     dst = onnx_path(run_path, variant)
     fp = read_metadata(fp32_path).get("hw0_weights_sha256", "")
     attrs = store.read_h5(run_path, attrs_only=True).attrs
     run_id = str(attrs.get("run_id", run_path.stem))
     if dst.exists() and not force:
+        got = _recorded(run_path, f"export/{variant}")
         try:
-            check_matches_run(dst, run_id, fp)
-            got = store.read_h5(run_path, prefixes=(f"export/{variant}/",)).group(
-                f"export/{variant}")
+            check_matches_run(dst, run_id, fp, got.get("onnx_sha256"))
             if "accuracy" in got and "fp32_accuracy" in got:
                 return dst, _variant_info(dst, float(got["accuracy"]),
                                           float(got["fp32_accuracy"])), True
-        except Hw0Error:
-            pass  # derived data: rebuild it below
+        except Hw0Error as exc:  # derived data: rebuild it below
+            if notes is not None:
+                notes.append(f"rebuilt {dst.name}: {_why(exc)}")
     x, y = np.ascontiguousarray(data.test_x), data.test_y
     base = _accuracy(_cpu_session(fp32_path), x, y)
     try:
@@ -280,16 +339,29 @@ def ensure_variant(run_path: Path, variant: str, fp32_path: Path, data: Any,
                 fp16_variant(fp32_path, tmp)
             else:
                 int8_variant(fp32_path, tmp, np.ascontiguousarray(data.train_x[:512]))
-            _set_metadata(tmp, *describe_model(attrs, run_id, fp, variant))
+            graph = _set_metadata(tmp, *describe_model(attrs, run_id, fp, variant))
             acc = _accuracy(_cpu_session(tmp), x, y)
+    except Hw0Error:
+        raise  # a failing disk, already one message
     except Exception as exc:  # a converter or kernel gap: say so, keep the fp32
-        raise Hw0Error(f"The {variant} variant could not be built or run here "
-                       f"({type(exc).__name__}: {str(exc).splitlines()[0]}). The "
-                       f"fp32 model {fp32_path} is unaffected.") from None
+        raise _variant_failure(variant, dst, fp32_path, exc) from None
     store.update_h5(run_path, arrays={f"export/{variant}/accuracy": acc,
                                       f"export/{variant}/fp32_accuracy": base,
-                                      f"export/{variant}/onnx_file": dst.name})
+                                      f"export/{variant}/onnx_file": dst.name,
+                                      f"export/{variant}/onnx_sha256": graph})
     return dst, _variant_info(dst, acc, base), False
+
+
+def _variant_failure(variant: str, dst: Path, fp32_path: Path, exc: Exception) -> Hw0Error:
+    """Why a variant could not be built: a failing disk (raised, or seen afterwards: onnx's
+    C++ shape inference writes a file without reporting a full disk), else the converter."""
+    mapped = disk_error(exc, dst)
+    free = free_bytes(dst.parent)
+    if mapped is None and free is not None and free < 4 * fp32_path.stat().st_size:
+        mapped = disk_full(dst)
+    return mapped or Hw0Error(
+        f"The {variant} variant could not be built or run here ({type(exc).__name__}: "
+        f"{(str(exc).splitlines() or [''])[0]}). The fp32 model {fp32_path} is unaffected.")
 
 
 def _variant_info(path: Path, acc: float, fp32_acc: float) -> dict[str, Any]:
@@ -310,7 +382,8 @@ def run_export(cfg: ExportConfig) -> ExportResult:
         if wanted:
             data = load_cifar10(cfg.data_dir)
             for variant in wanted:
-                _, info, _ = ensure_variant(run_path, variant, path, data, force=cfg.force)
+                _, info, _ = ensure_variant(run_path, variant, path, data, force=cfg.force,
+                                            notes=notes)
                 result.variants[variant] = info
     result.seconds = time.perf_counter() - t0
     return result

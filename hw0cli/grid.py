@@ -149,16 +149,20 @@ class CellState:
     path: Path
     state: str  # done | running | incomplete | failed | missing | corrupt | mismatch
     epochs_done: int = 0
-    train_err: float = math.nan  # final full-train error (eval mode) or the running one
+    train_err: float = math.nan  # the full-train error where measured, else the running one:
+    # kept as it was for older scripts; the two errors apart are the fields below
     test_err: float = math.nan
-    seconds: float = 0.0
+    seconds: float = 0.0  # time trained (epochs cut short by an interruption included)
     note: str = ""
+    train_eval_err: float = math.nan  # "full-train err" (hw0cli.quantities), last measured
+    train_err_running: float = math.nan  # "train err (running)", the last epoch's
 
     def to_json(self) -> dict[str, Any]:
         return {"index": self.index, "run_id": self.run_id, "state": self.state,
                 "width": self.config.width, "noise": self.config.noise,
                 "seed": self.config.seed, "epochs": self.epochs_done,
-                "train_err": self.train_err, "test_err": self.test_err,
+                "train_err": self.train_err, "train_eval_err": self.train_eval_err,
+                "train_err_running": self.train_err_running, "test_err": self.test_err,
                 "seconds": self.seconds, "note": self.note}
 
 
@@ -189,6 +193,10 @@ def cell_state(i: int, c: TrainConfig) -> CellState:
         return st
     st.epochs_done = int(rec.attrs.get("epochs_done", 0))
     st.train_err, st.test_err, st.seconds = _final(rec)
+    st.seconds += float(rec.attrs.get("partial_s") or 0.0)
+    h = rec.group("history")
+    st.train_eval_err = runs.last_finite(h.get("train_eval_err", []))
+    st.train_err_running = runs.last_finite(h.get("train_err", []))
     status = rec.attrs.get("status")
     if status == "finished":
         st.state = "done"
@@ -245,6 +253,22 @@ class CellRun:
     run_id: str
     returncode: int
     log: Path
+    elsewhere: bool = False  # held by another live process (another grid run): not run here
+
+    @property
+    def failed(self) -> bool:
+        return self.returncode != 0 and not self.elsewhere
+
+
+def held_elsewhere(path: Path) -> bool:
+    """Whether another process trains (holds the lock of) the run at `path`, or finished it
+    while this one waited for it."""
+    if store.is_locked(path):
+        return True
+    try:
+        return store.read_h5(path, attrs_only=True).attrs.get("status") == "finished"
+    except Hw0Error:
+        return False
 
 
 def run_cells(cfg: GridConfig, jobs: int, indices: list[int] | None = None,
@@ -310,6 +334,8 @@ def run_configs(all_cells: list[TrainConfig], out: Path, jobs: int,
     GPU machine: one process per visible GPU (CUDA_VISIBLE_DEVICES set per process, jobs
     capped at the GPU count). CPU machine: `jobs` processes sharing the cores
     (OMP_NUM_THREADS = cores / jobs each). Output of each goes to `<out>/grid_logs/<id>.log`.
+    A cell that another process holds (a second grid run on the same folder) is not run here:
+    its `CellRun` says `elsewhere`, not failed.
     """
     check(jobs >= 1, f"--jobs must be at least 1 (got {jobs}).")
     todo = list(range(len(all_cells))) if indices is None else indices
@@ -319,12 +345,18 @@ def run_configs(all_cells: list[TrainConfig], out: Path, jobs: int,
 
     def work(i: int) -> CellRun:
         c = all_cells[i]
-        log = log_dir / f"{run_id_for(c)}.log"
+        rid = run_id_for(c)
+        log, path = log_dir / f"{rid}.log", runs.run_path(c.out, rid)
         if on_start:
             on_start(i, c)
-        rc = lanes.run([sys.executable, "-m", "hw0cli", "train", "--quiet", *train_args(c),
-                        *(extra_args or [])], log)
-        res = CellRun(i, run_id_for(c), rc, log)
+        if store.is_locked(path):  # another grid run trains it: not this one's to run
+            res = CellRun(i, rid, 0, log, elsewhere=True)
+        else:
+            rc = lanes.run([sys.executable, "-m", "hw0cli", "train", "--quiet",
+                            *train_args(c), *(extra_args or [])], log)
+            # a cell taken by another process between the check and the start: its lock
+            # refused this one (or it finished meanwhile)
+            res = CellRun(i, rid, rc, log, elsewhere=rc not in (0, 130) and held_elsewhere(path))
         if on_done:
             on_done(res)
         return res
@@ -395,7 +427,8 @@ def grid_report(cfg: GridConfig, plot_dir: Path | None = None) -> GridReport:
         curves[(c.width, c.noise, c.seed)] = rec.group("history")
     out_rows = list(rows.values())
     plots = []
-    if plot_dir is not None and any(r.seeds for r in out_rows):
-        plots.append(grid_error_vs_noise(out_rows, plot_dir / "grid_error_vs_noise.png"))
-        plots.append(grid_curves(curves, plot_dir / "grid_learning_curves.png"))
+    if plot_dir is not None and any(r.seeds for r in out_rows):  # named by grid: no overwrite
+        stem = plot_dir / log_group(cfg)
+        plots.append(grid_error_vs_noise(out_rows, Path(f"{stem}_error_vs_noise.png")))
+        plots.append(grid_curves(curves, Path(f"{stem}_learning_curves.png")))
     return GridReport(out_rows, plots, curves)

@@ -59,6 +59,7 @@ from hw0cli.linreg_summary import (
     Sgd,
     SpectrumSummary,
 )
+from hw0cli.memory import check_random_features_fit
 
 __all__ = ["DEFAULT_BW_MULT", "METHODS", "MIN_NORM", "Curve", "Fit", "LinregConfig",
            "LinregResult", "LinregSummary", "Problem", "Spectrum", "draw_indices", "fit_report",
@@ -95,9 +96,11 @@ def mode_indices(rank: int) -> list[int]:
 def run_linreg(cfg: LinregConfig, progress: Callable[[str], None] | None = None) -> LinregResult:
     """Run the method(s), write `<out>/linreg/<id>.h5` and plots, return the figures."""
     validate(cfg)
+    todo = set(METHODS[:-1]) if cfg.method == "all" else {cfg.method}
+    if "rf" in todo:  # before anything runs: a sweep the memory cannot hold is refused now
+        check_random_features_fit(cfg, resolve_device(cfg.device))
     t_start = time.perf_counter()
     run = _Computation(cfg, progress or (lambda _msg: None))
-    todo = set(METHODS[:-1]) if cfg.method == "all" else {cfg.method}
     if todo & set(MIN_NORM):
         run.min_norm_solutions()
     if todo & {"gd", "overparam"}:

@@ -14,7 +14,15 @@ from typing import Annotated, Any, get_args
 
 from annotated_types import Ge, Gt, Interval
 
-from hw0cli.choices import MNIST_TRAIN_SIZE, Device, Dtype, LinregMethod, RfKind, SgdSchedule
+from hw0cli.choices import (
+    MAX_SEED,
+    MNIST_TRAIN_SIZE,
+    Device,
+    Dtype,
+    LinregMethod,
+    RfKind,
+    SgdSchedule,
+)
 from hw0cli.errors import check
 from hw0cli.options import Opt, check_declared, command_args, declarations, flag
 from hw0cli.paths import DATA_DIR_ENV, OUT_ENV, default_data_dir, default_out_dir
@@ -32,7 +40,8 @@ class LinregConfig:
     method: Annotated[LinregMethod, Opt("What to compute")] = "all"
     n: Annotated[int, Interval(ge=1, le=MNIST_TRAIN_SIZE), Opt(
         "Training images drawn (without replacement) from the 60,000")] = 500
-    seed: Annotated[int, Ge(0), Opt("Seeds the sample, SGD order and random features")] = 0
+    seed: Annotated[int, Interval(ge=0, le=MAX_SEED), Opt(
+        "Seeds the sample, SGD order and random features")] = 0
     gd_iters: Annotated[int, Ge(1), Opt(
         "Gradient-descent iterations (0.6 ms each at n = 500 on a 2-core CPU)")] = 10_000
     gd_step: Annotated[float | None, Gt(0), Opt(

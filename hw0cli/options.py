@@ -73,16 +73,21 @@ class Declared:
         hi = next(((b.le, "]") for b in self.bounds if isinstance(b, at.Le)), None) or next(
             ((b.lt, ")") for b in self.bounds if isinstance(b, at.Lt)), None)
         if lo and hi:
-            return f"in {lo[0]}{lo[1]:g}, {hi[0]:g}{hi[1]}"
+            return f"in {lo[0]}{_num(lo[1])}, {_num(hi[0])}{hi[1]}"
         if lo:
-            return f"at least {lo[1]:g}" if lo[0] == "[" else f"> {lo[1]:g}"
+            return f"at least {_num(lo[1])}" if lo[0] == "[" else f"> {_num(lo[1])}"
         if hi:
-            return f"at most {hi[0]:g}" if hi[1] == "]" else f"< {hi[0]:g}"
+            return f"at most {_num(hi[0])}" if hi[1] == "]" else f"< {_num(hi[0])}"
         return ""
 
     def help_text(self) -> str:
         extra = [x for x in (self.opt.unit, self.range_text()) if x]
         return self.opt.help + (f" ({'; '.join(extra)})" if extra else "")
+
+
+def _num(bound: float) -> str:
+    """A bound as a user writes it: integers in full (4294967295, not 4.29497e+09)."""
+    return str(bound) if isinstance(bound, int) else f"{bound:g}"
 
 
 def _split(hint: Any) -> tuple[Any, tuple[Any, ...]]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,9 +17,16 @@ from pathlib import Path
 from typing import Any
 
 from hw0cli import atomic, runs, store
-from hw0cli.errors import check
+from hw0cli.errors import Hw0UsageError, check
 from hw0cli.paths import default_data_dir, default_out_dir
-from hw0cli.train import TrainConfig, TrainReporter, make_config, run_id_for, run_train
+from hw0cli.train import (
+    TrainConfig,
+    TrainReporter,
+    make_config,
+    run_id_for,
+    run_train,
+    validate,
+)
 
 PRESETS: dict[str, dict[str, Any]] = {
     "quick": {
@@ -65,6 +73,7 @@ class AllConfig:
     out: Path = field(default_factory=default_out_dir)
     device: str = "auto"
     log: tuple[str, ...] = ()  # wandb / tensorboard for every training step
+    smoke: bool = False  # every step at toy sizes, trained eagerly (hw0cli.smoke)
 
 
 @dataclass
@@ -91,21 +100,32 @@ class AllResult:
 
 @dataclass
 class StepClock:
-    """Elapsed time and an ETA for a sequence of steps, from the steps that did work (a
+    """Elapsed time and an ETA for a sequence of steps: from each step's estimate
+    (`hw0cli.estimate`) where there are estimates, scaled by how the steps that did work
+    compared with theirs; without estimates, from the mean of the steps that did work (a
     skipped step, already done, says nothing about the pace)."""
 
     started: float = field(default_factory=time.monotonic)
     ran: list[float] = field(default_factory=list)
+    estimates: list[float] | None = None  # seconds per step, set before the first runs
+    ran_estimated: list[float] = field(default_factory=list)  # the estimates of `ran`
 
-    def record(self, r: StepResult) -> None:
+    def record(self, r: StepResult, index: int | None = None) -> None:
         if r.status == "done":
             self.ran.append(r.seconds)
+            if self.estimates is not None and index is not None:
+                self.ran_estimated.append(self.estimates[index])
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
 
     def eta(self, done: int, total: int) -> float | None:
-        """Seconds left after `done` of `total` steps; None before any step did work."""
+        """Seconds left after `done` of `total` steps; None before any step did work, where
+        there are no estimates."""
+        if self.estimates is not None:
+            spent, guessed = sum(self.ran), sum(self.ran_estimated)
+            pace = min(max(spent / guessed, 0.5), 2.0) if spent and guessed > 0 else 1.0
+            return pace * sum(self.estimates[done:total])
         return sum(self.ran) / len(self.ran) * (total - done) if self.ran else None
 
 
@@ -114,36 +134,49 @@ class Step:
     title: str
     run: Callable[[TrainReporter | None], str]  # a detail line; "skipped..." if nothing ran
     group: str | None = None  # the tracking group of a training step
+    config: Any = None  # what the step runs: a TrainConfig (train, eval) or LinregConfig
+    kind: str = "train"  # train | eval | linreg
 
 
 def _train_step(cfg: TrainConfig) -> Callable[[TrainReporter | None], str]:
     def go(reporter: TrainReporter | None) -> str:
+        from hw0cli.quantities import FULL_TRAIN, label
         res = run_train(cfg, reporter=reporter)
         verb = "skipped (already finished): " if res.status == "skipped" else ""
-        return (f"{verb}test acc {100 * (1 - res.test_err):.2f}%, train err "
-                f"{100 * res.train_err:.2f}%")
+        full = res.train_eval_err
+        return (f"{verb}test acc {100 * (1 - res.test_err):.2f}%, {label(FULL_TRAIN)} "
+                + ("-" if math.isnan(full) else f"{100 * full:.2f}%"))
     return go
+
+
+def preset_settings(cfg: AllConfig) -> dict[str, Any]:
+    """The preset's settings as this run uses them: as declared, or cut by --smoke."""
+    check(cfg.preset in PRESETS, f"Unknown preset '{cfg.preset}'. Choose one of: "
+          f"{', '.join(PRESETS)}.")
+    if not cfg.smoke:
+        return PRESETS[cfg.preset]
+    from hw0cli.env import resolve_device
+    from hw0cli.smoke import smoke_preset
+    return smoke_preset(PRESETS[cfg.preset], cpu=resolve_device(cfg.device).type == "cpu")
 
 
 def plan(cfg: AllConfig) -> list[Step]:
     """The steps of the preset, in order."""
-    check(cfg.preset in PRESETS, f"Unknown preset '{cfg.preset}'. Choose one of: "
-          f"{', '.join(PRESETS)}.")
-    p = PRESETS[cfg.preset]
+    p = preset_settings(cfg)
     common = {"data_dir": cfg.data_dir, "out": cfg.out, "device": cfg.device}
     warm = [make_config(w.get("recipe", "notebook"), **{k: v for k, v in w.items()
                                                         if k != "recipe"}, **common)
             for w in p["warmup"]]
     steps = [Step(f"Warm-up: width {c.width}, {c.epochs} epochs, {c.recipe} recipe",
-                  _train_step(c), f"all-{cfg.preset}") for c in warm]
+                  _train_step(c), f"all-{cfg.preset}", c) for c in warm]
     steps += sweep_steps(p.get("sweep"), cfg)
     steps.append(Step("Problem 1: flip evaluation of the warm-up run",
-                      _flip_eval_step(cfg, warm[0])))
+                      _flip_eval_step(cfg, warm[0]), config=warm[0], kind="eval"))
     for r in p["robust"]:
         c = make_config("notebook", **r, **common)
         how = f"augment {c.augment}" if c.augment != "none" else f"objective {c.objective}"
         steps.append(Step(f"Problem 1: flip-robust training ({how})", _train_step(c),
-                          f"all-{cfg.preset}"))
+                          f"all-{cfg.preset}", c))
     steps += _grid_steps(p["grid"], cfg)
     steps.append(_linreg_step(p["linreg"], cfg))
     return steps
@@ -172,7 +205,7 @@ def _grid_steps(g: dict[str, Any], cfg: AllConfig) -> list[Step]:
                                                       "device": cfg.device}.items())),
                           data_dir=cfg.data_dir, out=cfg.out)
     return [Step(f"Problem 2: width {c.width}, p = {c.noise:g}, seed {c.seed}",
-                 _train_step(c), log_group(grid_cfg)) for c in cells(grid_cfg)]
+                 _train_step(c), log_group(grid_cfg), c) for c in cells(grid_cfg)]
 
 
 def _linreg_step(options: dict[str, Any], cfg: AllConfig) -> Step:
@@ -191,7 +224,8 @@ def _linreg_step(options: dict[str, Any], cfg: AllConfig) -> Step:
                 f"{pinv.test_mse if pinv else nan:.4g}, best kernel test MSE "
                 f"{s.kernel.best_test_mse if s.kernel else nan:.4g}")
 
-    return Step(f"Problem 3: hw0 linreg --method all --n {lcfg.n}", linreg_step)
+    return Step(f"Problem 3: hw0 linreg --method all --n {lcfg.n}", linreg_step,
+                config=lcfg, kind="linreg")
 
 
 def sweep_steps(spec: dict[str, Any] | None, cfg: AllConfig) -> list[Step]:
@@ -206,8 +240,8 @@ def sweep_steps(spec: dict[str, Any] | None, cfg: AllConfig) -> list[Step]:
                       name=spec.get("name"), data_dir=cfg.data_dir, out=cfg.out)
     scfg = with_preset(own, spec["preset"])
     return [Step(f"Sweep {scfg.label()} (warm-up study): " + ", ".join(
-        f"{k.replace('_', ' ')} {v}" for k, v in c.point), _sweep_step(scfg, c), scfg.group())
-        for c in cells(scfg)]
+        f"{k.replace('_', ' ')} {v}" for k, v in c.point), _sweep_step(scfg, c), scfg.group(),
+        c.config) for c in cells(scfg)]
 
 
 def _sweep_step(scfg: Any, cell: Any) -> Callable[[TrainReporter | None], str]:
@@ -239,16 +273,43 @@ def _run_step(cfg: AllConfig, step: Step, reporter_factory: Callable[[], Any] | 
         return step.run(rep)
 
 
+def validate_plan(cfg: AllConfig) -> list[Step]:
+    """The plan, checked whole before any step runs: the preset, the device, the data, every
+    step's options. A bad plan is one usage error naming what is wrong and that nothing ran."""
+    from hw0cli.data import missing_data
+    from hw0cli.env import resolve_device
+    from hw0cli.linreg_config import validate as validate_linreg
+    from hw0cli.tracking import require
+    try:
+        steps = plan(cfg)  # the preset; grid and sweep cells are checked as they are made
+        resolve_device(cfg.device)
+        require(cfg.log)
+        for s in steps:
+            (validate_linreg if s.kind == "linreg" else validate)(s.config)
+        gone = missing_data(cfg.data_dir)
+        check(gone is None, str(gone))
+    except Hw0UsageError as exc:
+        raise Hw0UsageError(f"hw0 all --preset {cfg.preset} cannot run, so nothing was "
+                            f"started: {exc}") from None
+    return steps
+
+
 def run_all(cfg: AllConfig, on_step: Callable[[int, int, str], None] | None = None,
             on_result: Callable[[StepResult], None] | None = None,
-            reporter_factory: Callable[[], Any] | None = None) -> AllResult:
-    """Run every step (a failure is recorded and the others go on), then the report."""
+            reporter_factory: Callable[[], Any] | None = None,
+            clock: StepClock | None = None) -> AllResult:
+    """Check the whole plan (`validate_plan`), then run every step (a failure is recorded
+    and the others go on), then the report. A `clock` gets each step's estimate first, and
+    each result."""
     from hw0cli.errors import Hw0Error
+    from hw0cli.estimate import step_estimates
     from hw0cli.report import ReportConfig, run_report
 
     t0 = time.perf_counter()
-    steps = plan(cfg)
-    preset = {"name": cfg.preset, **{k: v for k, v in PRESETS[cfg.preset].items()}}
+    steps = validate_plan(cfg)
+    if clock is not None:
+        clock.estimates = step_estimates(steps)
+    preset = {"name": cfg.preset, **preset_settings(cfg)}
     Path(cfg.out).mkdir(parents=True, exist_ok=True)
     rec_path = Path(cfg.out) / f"preset_{cfg.preset}.json"
     atomic.write_text(rec_path, json.dumps(preset, indent=1, default=list))
@@ -266,6 +327,8 @@ def run_all(cfg: AllConfig, on_step: Callable[[int, int, str], None] | None = No
             status, detail = "failed", str(exc)
         res = StepResult(step.title, status, time.perf_counter() - t, detail)
         results.append(res)
+        if clock is not None:
+            clock.record(res, i)
         if on_result:
             on_result(res)
     report = run_report(ReportConfig(out=cfg.out, preset=preset))

@@ -14,6 +14,7 @@ import numpy as np
 
 from hw0cli.atomic import atomic_path
 from hw0cli.linreg_summary import LinregSummary
+from hw0cli.quantities import LABELS
 
 
 def save(fig: plt.Figure, path: Path) -> Path:
@@ -64,9 +65,21 @@ def _spectrum_figure(summary: LinregSummary, arrays: dict[str, np.ndarray]) -> p
     if s is None:
         return None
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.semilogy(np.arange(1, len(s) + 1), s, ".", ms=3, label="singular values of X")
     sp = summary.spectrum
-    ax.axhline(sp.tol, color="r", ls="--", label=f"rank tolerance {sp.tol:.2g}")
+    index = np.arange(1, len(s) + 1)
+    kept = s > sp.tol
+    ax.semilogy(index[kept], s[kept], ".", ms=3, label="singular values of X")
+    low = float(s[kept].min()) / 3 if kept.any() else sp.tol / 3
+    zeros = int((~kept).sum())
+    if zeros:  # numerically zero: drawn on the axis's floor, not at 1e-15
+        ax.semilogy(index[~kept], np.full(zeros, low), "v", ms=3, color="gray",
+                    label=f"{zeros} below the tolerance (numerically 0)")
+    if sp.tol >= low / 10:
+        ax.axhline(sp.tol, color="r", ls="--", label=f"rank tolerance {sp.tol:.2g}")
+        low = min(low, sp.tol / 3)
+    else:  # far below the data: a line there would squash the spectrum into the top
+        ax.plot([], [], " ", label=f"rank tolerance {sp.tol:.2g} (far below: not drawn)")
+    ax.set_ylim(low / 1.5, float(s.max()) * 3)
     ax.set_xlabel("index i")
     ax.set_ylabel("sigma_i (log scale)")
     ax.set_title(f"Spectrum of X (n={summary.n}): rank {sp.rank}, cond {sp.cond_X:.3g}")
@@ -145,16 +158,17 @@ def grid_error_vs_noise(rows: list, path: Path) -> Path:
         if not rs:
             continue
         p = [r.noise for r in rs]
-        for key, style, label in (("train_err", "--o", "train"), ("test_err", "-s", "test")):
+        for key, style, label in (("train_err", "--o", LABELS["train_eval_err"]),
+                                  ("test_err", "-s", LABELS["test_err"])):
             m = [100 * r.stat(key)[0] for r in rs]
             s = [100 * r.stat(key)[1] for r in rs]
             ax.errorbar(p, m, yerr=s, fmt=style, color=colors[k % len(colors)], capsize=3,
-                        label=f"c = {w}, {label} error")
+                        label=f"c = {w}, {label}")
     ax.axhline(90, color="gray", ls=":", label="chance (90%)")
     ax.set_xlabel("label noise probability p")
     ax.set_ylabel("error (%)")
     ax.set_ylim(-3, 103)
-    ax.set_title("Final train and test error vs label noise")
+    ax.set_title("Final full-train and test error vs label noise")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     return save(fig, path)
@@ -170,10 +184,10 @@ def grid_curves(curves: dict, path: Path) -> Path:
     for (w, p, seed), h in sorted(curves.items()):
         ax = axes[widths.index(w)][noises.index(p)]
         ep = h["epoch"]
-        ax.plot(ep, 100 * h["train_err"], color="C0", label="train (running)" if seed == 0
+        ax.plot(ep, 100 * h["train_err"], color="C0", label=LABELS["train_err"] if seed == 0
                 else None)
-        for key, color, label in (("train_eval_err", "C1", "train (eval mode)"),
-                                  ("test_err", "C3", "test")):
+        for key, color, label in (("train_eval_err", "C1", LABELS["train_eval_err"]),
+                                  ("test_err", "C3", LABELS["test_err"])):
             ok = ~np.isnan(h[key])
             if ok.any():
                 ax.plot(ep[ok], 100 * h[key][ok], "o-", ms=3, color=color,
@@ -193,13 +207,13 @@ def training_curves(history: dict[str, np.ndarray], path: Path, title: str) -> P
     """Train (running) and test error (%) per epoch; test points only where evaluated."""
     fig, ax = plt.subplots(figsize=(6.5, 4))
     ep = history["epoch"]
-    ax.plot(ep, 100 * history["train_err"], "o-", ms=3, label="train error (running)")
+    ax.plot(ep, 100 * history["train_err"], "o-", ms=3, label=LABELS["train_err"])
     ok = ~np.isnan(history["test_err"])
-    ax.plot(ep[ok], 100 * history["test_err"][ok], "s-", ms=3, label="test error")
+    ax.plot(ep[ok], 100 * history["test_err"][ok], "s-", ms=3, label=LABELS["test_err"])
     tta = history.get("test_err_tta")
     if tta is not None and (~np.isnan(tta)).any():
         ok = ~np.isnan(tta)
-        ax.plot(ep[ok], 100 * tta[ok], "^--", ms=3, label="test error, flip TTA")
+        ax.plot(ep[ok], 100 * tta[ok], "^--", ms=3, label=LABELS["test_err_tta"])
     ax.set_xlabel("epoch")
     ax.set_ylabel("error (%)")
     ax.set_title(title)

@@ -4,7 +4,12 @@
 device, torch version, width class and batch size is seen: a few training steps of the run's
 width and batch size on random images in each candidate, timed; the fastest wins. The figures
 are cached in `$HW0_CACHE/probe.json` and recorded in every run file (the `execution`
-attribute), so a run says what was measured and what it chose.
+attribute), so a run says what was measured and what it chose. A resumed run keeps the
+choice its file records (`resumed_execution`): probing again could pick the other precision
+and end elsewhere than the uninterrupted run. The cache is shared by every process of the
+machine (grid cells start together): a probe runs under a lock beside the cache file, so a
+second process waits for the first one's figures instead of measuring beside it, and no
+process's entry is lost.
 
 Candidates. On a CPU: fp32 and bf16, timed eagerly (a CPU step is dominated by its
 convolutions, so eager timings rank the kernels; compiling each candidate would cost more than
@@ -18,25 +23,28 @@ would mean compiling each, tens of seconds per candidate, more than any choice c
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import filelock
 import numpy as np
 import torch
 
 from hw0cli import atomic
 from hw0cli.env import cache_dir, device_name, resolve_compile, resolve_precision
-
-if TYPE_CHECKING:
-    from hw0cli.train import TrainConfig
+from hw0cli.errors import Hw0UsageError
+from hw0cli.options import flag
+from hw0cli.train_options import TrainConfig
 
 PROBE_FILE = "probe.json"
 MIN_TIMED_S = 0.5  # a timed window: at least this long, at least one pass
 ROUNDS = 3  # timed windows per candidate, interleaved; the best counts
+LOCK_WAIT_S = 600  # how long a process waits for another's probe before measuring its own
 
 
 @dataclass(frozen=True)
@@ -78,28 +86,78 @@ def choose_execution(cfg: TrainConfig, device: torch.device) -> Execution:
         modes = list(mode_candidates(device)) if cfg.compile_mode == "auto" else [cfg.compile_mode]
     if len(precisions) == 1 and len(modes) == 1:
         return Execution(precisions[0], modes[0])
-    key = (f"{device_name(device)} | torch {torch.__version__} | width ~{width_class(cfg.width)}"
-           f" | batch {cfg.batch_size} | compile {'on' if compiled else 'off'}")
+    key = probe_key(cfg, device, compiled)
     timed = {(p, m): (p, m if device.type == "cuda" else None)  # what each candidate times
              for p in precisions for m in modes}
     labels = {pm: _label(*t) for pm, t in timed.items()}
-    cache = _read_cache()
-    figures, cached = cache.get(key), True
-    if not isinstance(figures, dict) or not all(lb in figures for lb in labels.values()):
-        cached = False
-        t = time.perf_counter()
-        timers = {labels[pm]: make_timer(device, cfg, *timed[pm]) for pm in timed}
-        figures = {lb: 0.0 for lb in timers}
-        for _ in range(ROUNDS):  # interleaved rounds, best of each: a busy spell of the
-            for lb, window in timers.items():  # machine does not decide the choice
-                figures[lb] = max(figures[lb], window())
-        figures["probe_seconds"] = time.perf_counter() - t
-        cache[key] = figures
-        _write_cache(cache)
+    with _cache_lock():
+        figures = _read_cache().get(key)
+        cached = isinstance(figures, dict) and all(lb in figures for lb in labels.values())
+        if not cached:
+            figures = _measure(device, cfg, {labels[pm]: timed[pm] for pm in timed}, key)
+            _store(key, figures)
+    assert isinstance(figures, dict)
     best = max(timed, key=lambda pm: figures[labels[pm]])
     probe = {"key": key, "images_per_s": {lb: figures[lb] for lb in labels.values()},
              "cached": cached, "probe_seconds": figures.get("probe_seconds")}
     return Execution(best[0], best[1], probe)
+
+
+def probe_key(cfg: TrainConfig, device: torch.device, compiled: bool) -> str:
+    """What a probe's figures are valid for: the cache's key."""
+    return (f"{device_name(device)} | torch {torch.__version__} | width ~{width_class(cfg.width)}"
+            f" | batch {cfg.batch_size} | compile {'on' if compiled else 'off'}")
+
+
+def _measure(device: torch.device, cfg: TrainConfig,
+             candidates: dict[str, tuple[str, str | None]], key: str) -> dict[str, float]:
+    """Images/s of each candidate (label -> (precision, compile mode)), and the probe's
+    seconds: interleaved rounds, best of each (a busy spell of the machine does not decide
+    the choice). Ctrl-C after a full round keeps that round's figures in the cache under
+    `key` (a later run uses them), then stops as asked."""
+    t = time.perf_counter()
+    figures = {lb: 0.0 for lb in candidates}
+    try:
+        timers = {lb: make_timer(device, cfg, *pm) for lb, pm in candidates.items()}
+        for _ in range(ROUNDS):
+            for lb, window in timers.items():
+                figures[lb] = max(figures[lb], window())
+    except KeyboardInterrupt:
+        if all(figures.values()):  # every candidate timed at least once: a usable probe
+            figures["probe_seconds"] = time.perf_counter() - t
+            _store(key, figures)
+        raise
+    figures["probe_seconds"] = time.perf_counter() - t
+    return figures
+
+
+def resumed_execution(cfg: TrainConfig, device: torch.device, attrs: dict[str, Any],
+                      run_id: str) -> Execution:
+    """The execution a resumed run continues with: the one its file records (`attrs`), so it
+    ends where an uninterrupted run would. An explicit option asking for another one is a
+    usage error naming the option; files from before the record choose as new runs do."""
+    rec = attrs.get("execution")
+    if not isinstance(rec, dict) or rec.get("precision") not in ("bf16", "fp16", "fp32"):
+        return choose_execution(cfg, device)
+    precision, mode = str(rec["precision"]), rec.get("compile_mode")
+
+    def refuse(name: str, asked: str, recorded: str) -> Hw0UsageError:
+        return Hw0UsageError(
+            f"Run '{run_id}' trained its first {attrs.get('epochs_done', 0)} epoch(s) with "
+            f"{recorded}; resuming it with {asked} would not end where an uninterrupted run "
+            f"does. Leave {flag(TrainConfig, name)} out (the run continues as recorded), or "
+            f"pass {flag(TrainConfig, 'force')} to train it again from scratch.")
+
+    if cfg.precision != "auto" and cfg.precision != precision:
+        raise refuse("precision", f"--precision {cfg.precision}", f"precision {precision}")
+    if cfg.compile is not None and cfg.compile != (mode is not None):
+        raise refuse("compile", "--compile" if cfg.compile else "--no-compile",
+                     f"torch.compile {'on' if mode else 'off'}")
+    if mode is not None and cfg.compile_mode not in ("auto", mode):
+        raise refuse("compile_mode", f"--compile-mode {cfg.compile_mode}",
+                     f"compile mode {mode}")
+    resolve_precision(precision, device)  # fp16 on a CPU: the usage error says so
+    return Execution(precision, mode, rec.get("probe"))
 
 
 def _label(precision: str, mode: str | None) -> str:
@@ -142,6 +200,25 @@ def _cache_path() -> Path:
     return cache_dir() / PROBE_FILE
 
 
+@contextlib.contextmanager
+def _cache_lock() -> Any:
+    """Held while a process reads, measures and writes its entry; a cache folder that cannot
+    hold a lock (read-only) means probing unlocked: the cache is only an optimization."""
+    path = _cache_path()
+    lock: filelock.FileLock | None = filelock.FileLock(str(path) + ".lock",
+                                                      timeout=LOCK_WAIT_S)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock.acquire()
+    except (OSError, filelock.Timeout):
+        lock = None
+    try:
+        yield
+    finally:
+        if lock is not None:
+            lock.release()
+
+
 def _read_cache() -> dict[str, Any]:
     try:
         data = json.loads(_cache_path().read_text())
@@ -150,11 +227,10 @@ def _read_cache() -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _write_cache(cache: dict[str, Any]) -> None:
-    """Atomically; a cache that cannot be written is only a lost probe."""
-    path = _cache_path()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic.write_text(path, json.dumps(cache, indent=1, sort_keys=True))
-    except OSError:
-        pass
+def _store(key: str, figures: dict[str, float]) -> None:
+    """Add one entry to the cache as it is on disk now (under `_cache_lock`), atomically; a
+    cache that cannot be written is only a lost probe."""
+    cache = _read_cache()
+    cache[key] = figures
+    with contextlib.suppress(OSError):
+        atomic.write_text(_cache_path(), json.dumps(cache, indent=1, sort_keys=True))

@@ -11,6 +11,7 @@ import json
 import math
 import shlex
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,15 +22,18 @@ matplotlib.use("Agg")
 import numpy as np
 
 from hw0cli import plots, runs, store
+from hw0cli.atomic import new_folder
 from hw0cli.choices import RECIPES
 from hw0cli.data import CIFAR_CLASSES
-from hw0cli.errors import Hw0Error, Hw0UsageError, check
+from hw0cli.errors import DamagedFileError, Hw0Error, Hw0UsageError, Hw0Warning, check
 from hw0cli.linreg_config import linreg_args
 from hw0cli.linreg_findings import describe, format_factor
 from hw0cli.linreg_summary import LinregSummary
 from hw0cli.models import count_parameters, make_cnn
 from hw0cli.paths import default_out_dir
+from hw0cli.quantities import FULL_TRAIN, TEST, TRAIN_RUNNING, label
 from hw0cli.render import Block, Section, render_md, render_pdf
+from hw0cli.report_notes import ACCURACY_NOTE, ERRORS_NOTE, by_label, portable, test_points
 from hw0cli.train import TrainConfig, science_of
 from hw0cli.train_options import WIDTH_SCALED, recipe_settings
 
@@ -64,7 +68,7 @@ def _train_command(cfg: dict[str, Any]) -> str:
     known["data_dir"], known["out"] = Path(known.get("data_dir", "data")), Path(
         known.get("out", "artifacts"))
     try:
-        return "hw0 train " + " ".join(train_args(TrainConfig(**known)))
+        return shlex.join(["hw0", "train", *portable(train_args(TrainConfig(**known)))])
     except (TypeError, Hw0Error):  # a run file from an older hw0: show the settings instead
         return "hw0 train (settings: " + json.dumps(science_of(cfg)) + ")"
 
@@ -114,9 +118,10 @@ def warmup_section(all_runs: list[runs.RunSummary], figdir: Path,
         ips = c.get("train_samples", 50000) * r.epochs_done / secs if secs else float("nan")
         dev = str(rec.attrs.get("device", "?")).split(":")[0].replace("NVIDIA ", "")
         tta = runs.last_finite(h["test_err_tta"], None) if "test_err_tta" in h else None
+        shown = r.figures.get("original")
         rows.append([r.run_id, str(c.get("width")), c.get("recipe", "notebook"),
-                     str(r.epochs_done), pct(1 - r.test_err),
-                     pct(None if tta is None else 1 - tta), pct(r.train_err),
+                     str(r.epochs_done), pct(shown.accuracy if shown else 1 - r.test_err),
+                     by_label(shown), pct(None if tta is None else 1 - tta), pct(r.full_train_err),
                      f"{secs:.0f}", f"{ips:,.0f}", f"{dev}, {rec.attrs.get('precision')}"])
         histories[f"{c.get('recipe', 'notebook')}, c = {c.get('width')}, "
                   f"{r.epochs_done} epochs"] = h
@@ -124,9 +129,9 @@ def warmup_section(all_runs: list[runs.RunSummary], figdir: Path,
              "BatchNorm and ReLU, max-pools, a linear head); the latest run of each recipe and "
              "width is shown. Time is steady training time (evaluation and the one-time "
              "compile excluded); images/s counts training images; TTA is the flip test-time "
-             "average where the run measured it.")
-    sec.add_table(["run", "width", "recipe", "epochs", "test acc", "TTA acc", "train err",
-                   "train s", "images/s", "device"], rows)
+             "average where the run measured it. " + ACCURACY_NOTE + " " + ERRORS_NOTE)
+    sec.add_table(["run", "width", "recipe", "epochs", "test acc", "by", "TTA acc",
+                   label(FULL_TRAIN), "train s", "images/s", "device"], rows)
     if len({r.config.get("recipe", "notebook") for r in main}) > 1:
         sec.figure(plots.recipe_curves(histories, figdir / "recipes_compared.png"),
                    "Test error per epoch of each recipe shown in the table.")
@@ -134,8 +139,8 @@ def warmup_section(all_runs: list[runs.RunSummary], figdir: Path,
         h = store.read_h5(r.path, prefixes=("history/",)).group("history")
         png = plots.training_curves(h, figdir / f"curves_{r.run_id}.png",
                                     f"Run {r.run_id} (width {r.config.get('width')})")
-        sec.figure(png, f"Training curves of {r.run_id}: train error (running, per epoch) "
-                        "and test error.")
+        sec.figure(png, f"Training curves of {r.run_id}: {label(TRAIN_RUNNING)} per epoch, "
+                        f"{label(TEST)} where measured.")
         sec.text(f"Recipe of {r.run_id}: " + _recipe_text(r.config, r.epochs_done))
     return sec
 
@@ -157,7 +162,7 @@ def problem1_section(all_runs: list[runs.RunSummary], figdir: Path) -> Section:
     evaluated = [r for r in all_runs if "vflip" in r.eval and "original" in r.eval]
     if not evaluated:
         sec.present = False
-        sec.text("No flip evaluation yet. Run `hw0 train` then `hw0 eval --flip` (it takes the "
+        sec.text("No flip evaluation yet. Run `hw0 train` then `hw0 eval --vflip` (it takes the "
                  "most recent run); flip-robust runs: `hw0 train --augment vflip` or "
                  "`hw0 train --objective worst-view`.")
     for r in sorted(evaluated, key=lambda r: r.ended)[-2:]:
@@ -177,18 +182,19 @@ def problem1_section(all_runs: list[runs.RunSummary], figdir: Path) -> Section:
                                     figdir / f"per_class_{r.run_id}.png",
                                     f"Per-class test accuracy, run {r.run_id}")
         sec.figure(png, "Per-class accuracy on original and vertically flipped test images.")
-    ranked = runs.rank_by_views([r for r in all_runs
-                                 if len(r.test_acc_views) == 2 and not _is_grid(r)])
+    ranked = runs.rank_by_views([r for r in all_runs if not _is_grid(r)
+                                 and {"original", "vflip"} <= set(r.figures)])
     if ranked:
         sec.text("Every finished run, ranked by min(original, upside-down) test accuracy (the "
-                 "assignment's robustness criterion), with its training procedure:")
-        sec.add_table(["run", "width", "procedure", "original", "upside down", "min"],
+                 "assignment's robustness criterion), with its training procedure. "
+                 + ACCURACY_NOTE)
+        sec.add_table(["run", "width", "procedure", "original", "upside down", "min", "by"],
                       [[r.run_id, str(r.config.get("width")),
                         f"augment {r.config.get('augment')}, objective "
                         f"{r.config.get('objective')}, {r.epochs_done} ep",
-                        pct(r.test_acc_views.get("original")),
-                        pct(r.test_acc_views.get("vflip")),
-                        pct(min(r.test_acc_views.values()))] for r in ranked[:8]])
+                        pct(r.figures["original"].accuracy), pct(r.figures["vflip"].accuracy),
+                        pct(runs.view_robustness(r)), by_label(r.figures["original"])]
+                       for r in ranked[:8]])
     return sec
 
 
@@ -202,13 +208,15 @@ def problem2_section(all_runs: list[runs.RunSummary], figdir: Path) -> Section:
         return sec
     settings, ordered, curves = _grid_rows(grid_runs)
     sec.text(f"Myrtle5 trained on {settings.get('train_samples')} CIFAR-10 images whose labels "
-             "were replaced with probability p by uniform draws, until the full-train error "
-             f"(eval mode, on the labels trained on) is <= {pct(settings.get('until_train_error'))}"
+             f"were replaced with probability p by uniform draws, until the {label(FULL_TRAIN)}"
+             f" (eval mode, on the labels trained on) is <= "
+             f"{pct(settings.get('until_train_error'))}"
              f" or stops improving ({settings.get('patience')} epochs), at most "
              f"{settings.get('epochs')} epochs; optimizer {settings.get('optimizer')}, lr "
              f"{settings.get('lr')}, batch {settings.get('batch_size')}. Test labels are "
              "never changed, so chance is 90% test error.")
-    sec.add_table(["width", "p", "seeds", "final train err", "test err", "epochs", "train s"],
+    sec.add_table(["width", "p", "seeds", label(FULL_TRAIN), label(TEST), "epochs",
+                   "train s"],
                   [[str(r.width), f"{r.noise:g}", str(len(r.seeds)),
                     pct(r.stat("train_err")[0]), pct(r.stat("test_err")[0]),
                     f"{np.mean(r.epochs):.0f}", f"{np.mean(r.seconds):.0f}"] for r in ordered])
@@ -222,9 +230,10 @@ def problem2_section(all_runs: list[runs.RunSummary], figdir: Path) -> Section:
              "interpolate p = 1; the width contrast of the assignment needs the full 50,000 "
              "images (`hw0 all --preset full`).")
     sec.figure(plots.grid_error_vs_noise(ordered, figdir / "grid_error_vs_noise.png"),
-               "Final train and test error against the label-noise probability p.")
+               f"Final {label(FULL_TRAIN)} and {label(TEST)} against the label-noise "
+               "probability p.")
     sec.figure(plots.grid_curves(curves, figdir / "grid_learning_curves.png"),
-               "Learning curves of each cell.")
+               "Learning curves of each cell: " + test_points(grid_runs, n))
     return sec
 
 
@@ -269,8 +278,9 @@ def _latest_linreg(out: Path) -> tuple[Path, Any] | None:
     for p in files:
         try:
             recs.append((p, store.read_h5(p)))
-        except Hw0Error:  # unreadable (a killed writer's leftover): the others still count
-            continue
+        except Hw0Error as exc:  # unreadable: the others still count
+            if isinstance(exc, DamagedFileError):
+                warnings.warn(f"skipped {exc}", Hw0Warning, stacklevel=2)
     full = [x for x in recs if x[1].attrs.get("config", {}).get("method") == "all"]
     return (full or recs)[-1] if (full or recs) else None
 
@@ -379,16 +389,18 @@ def environment_section(all_runs: list[runs.RunSummary], out: Path,
         sec.text("Produced by `hw0 all --preset " + str(preset.get("name")) + "`: "
                  + str(preset.get("description", "")))
     lines = [_train_command(r.config) for r in all_runs]
-    lines += [f"hw0 eval {r.run_id} --flip" for r in all_runs if "vflip" in r.eval]
+    lines += [f"hw0 eval {r.run_id} --vflip" for r in all_runs if "vflip" in r.eval]
     for p in sorted((Path(out) / "linreg").glob("*.h5")):
         try:
             c = store.read_h5(p, attrs_only=True).attrs.get("config") or {}
         except Hw0Error:  # unreadable (a killed writer's leftover): nothing to cite
             continue
         lines.append(shlex.join(["hw0", "linreg", *linreg_args(c)]))
-    lines.append(f"hw0 report --out {out}")
+    lines.append("hw0 report")
     sec.text("Every command behind these results (seeds are part of each; same command, "
-             "same run id, same numbers on the CPU):")
+             "same run id, same numbers on the CPU). Run them where data/ and artifacts/ "
+             "are, or set $HW0_DATA_DIR and $HW0_OUT (each command also takes --data-dir and "
+             "--out):")
     sec.blocks.append(Block("text", lines=lines))
     if not all_runs:
         sec.present = False
@@ -409,8 +421,11 @@ def run_report(cfg: ReportConfig) -> ReportResult:
         raise Hw0UsageError(f"No output folder {out}: run some experiments first (e.g. "
                             "`hw0 all --preset quick`), or point --out at their folder.")
     report_dir = Path(cfg.report_dir or out / "report")
-    figdir = report_dir / "figures"
-    figdir.mkdir(parents=True, exist_ok=True)
+    with new_folder(report_dir / "figures") as figdir:  # none left empty by a failure
+        return _write_report(cfg, out, report_dir, figdir)
+
+
+def _write_report(cfg: ReportConfig, out: Path, report_dir: Path, figdir: Path) -> ReportResult:
     all_runs = runs.list_runs(out)
     from hw0cli.sweep_report import sweep_cell_ids, sweep_sections
     in_sweeps = frozenset(sweep_cell_ids(out))  # shown in their sweep's section instead
@@ -418,8 +433,8 @@ def run_report(cfg: ReportConfig) -> ReportResult:
                 problem1_section([r for r in all_runs if r.run_id not in in_sweeps], figdir),
                 problem2_section(all_runs, figdir), problem3_section(out, figdir),
                 environment_section(all_runs, out, cfg.preset)]
-    title = [f"Generated {time.strftime('%Y-%m-%d %H:%M %Z')} from {out.resolve()}",
-             f"{len(all_runs)} training runs, "
+    title = [f"Generated {time.strftime('%Y-%m-%d %H:%M %Z')} from the output folder "
+             f"{out.name}/: {len(all_runs)} training runs, "
              f"{len(list((out / 'linreg').glob('*.h5')))} least-squares result files."]
     if cfg.preset:
         title.append(f"Preset '{cfg.preset.get('name')}': {cfg.preset.get('description')}")

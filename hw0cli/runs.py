@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,12 +16,12 @@ from torch import nn
 
 from hw0cli import store
 from hw0cli.env import device_name
-from hw0cli.errors import Hw0Error, Hw0UsageError
+from hw0cli.errors import DamagedFileError, Hw0Error, Hw0UsageError, Hw0Warning
 from hw0cli.models import cnn_from_config
 
 __all__ = ["device_name", "list_runs", "load_model", "resolve_run", "run_path", "runs_dir"]
 
-_RUN_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+_RUN_ID = re.compile(r"^[A-Za-z0-9._][A-Za-z0-9._-]{0,127}$")  # no leading '-': not an option
 
 
 def valid_run_id(run_id: str) -> bool:
@@ -49,27 +50,68 @@ def closest_hint(out: Path, run_id: str) -> str:
 
 
 @dataclass(frozen=True)
+class ViewFigure:
+    """The one test accuracy shown for a view of a run, and what measured it."""
+
+    accuracy: float
+    source: str  # "hw0 eval: onnxruntime cpu, fp32" or "training's final check: torch, bf16"
+
+
+@dataclass(frozen=True)
 class RunSummary:
     run_id: str
     path: Path
     status: str
     config: dict[str, Any]
     epochs_done: int
-    train_err: float
-    test_err: float
-    seconds: float
+    train_err: float  # "train err (running)" of the last epoch (hw0cli.quantities)
+    test_err: float  # the last epoch's test error, as training measured it
+    seconds: float  # the kept epochs' training seconds (the history's sum)
     ended: str
-    test_acc_views: dict[str, float]
-    eval: dict[str, dict[str, Any]]
+    test_acc_views: dict[str, float]  # training's final check (torch, the trained precision)
+    eval: dict[str, dict[str, Any]]  # hw0 eval's stored scalars per view (eval/<view>/...)
     locked: bool
+    full_train_err: float = math.nan  # "full-train err": the last one measured
+    precision: str = ""
+    partial_s: float = 0.0  # seconds trained in epochs an interruption cut short
+
+    @property
+    def trained_s(self) -> float:
+        """The time the run trained: its kept epochs and any cut short by an interruption."""
+        return self.seconds + self.partial_s
+
+    @property
+    def figures(self) -> dict[str, ViewFigure]:
+        """One test accuracy per view: `hw0 eval`'s stored result where it exists, else
+        training's final check."""
+        out = {}
+        for view, acc in self.test_acc_views.items():
+            out[view] = ViewFigure(float(acc), f"training's final check: torch, "
+                                               f"{self.precision or '?'}")
+        for view, e in self.eval.items():
+            if "accuracy" in e:
+                out[view] = ViewFigure(float(e["accuracy"]), eval_source(e))
+        return out
 
     def to_json(self) -> dict[str, Any]:
         c = self.config
+        figures = self.figures
         return {"run_id": self.run_id, "path": str(self.path), "status": self.status,
                 "width": c.get("width"), "noise": c.get("noise"), "epochs": self.epochs_done,
-                "train_err": self.train_err, "test_err": self.test_err, "seconds": self.seconds,
-                "ended": self.ended, "test_acc_views": self.test_acc_views, "config": c,
-                "eval": self.eval}
+                "train_err": self.train_err, "train_eval_err": self.full_train_err,
+                "test_err": self.test_err, "seconds": self.seconds,
+                "trained_seconds": self.trained_s, "ended": self.ended,
+                "test_acc": {v: f.accuracy for v, f in figures.items()},
+                "test_acc_source": {v: f.source for v, f in figures.items()},
+                "test_acc_views": self.test_acc_views, "config": c, "eval": self.eval}
+
+
+def eval_source(e: dict[str, Any]) -> str:
+    """How `hw0 eval` measured a stored view: its backend, provider and precision."""
+    backend, provider = str(e.get("backend", "")), str(e.get("provider", "?"))
+    if backend == "torch" or provider.startswith("torch"):
+        return f"hw0 eval: {provider}"
+    return f"hw0 eval: onnxruntime {provider}, {e.get('model', 'fp32')}"
 
 
 def summarize(path: Path) -> RunSummary:
@@ -88,11 +130,14 @@ def summarize(path: Path) -> RunSummary:
         seconds=float(np.sum(h["seconds"])) if "seconds" in h else 0.0,
         ended=str(a.get("ended") or ""), test_acc_views=a.get("test_acc_views") or {},
         eval=evals, locked=store.is_locked(path),
+        full_train_err=last_finite(h.get("train_eval_err", [])),
+        precision=str(a.get("precision") or ""), partial_s=float(a.get("partial_s") or 0.0),
     )
 
 
 def list_runs(out: Path) -> list[RunSummary]:
-    """Every readable run under `<out>/runs`, oldest first (by file time)."""
+    """Every readable run under `<out>/runs`, oldest first (by file time); a damaged file is
+    skipped with a warning (`Hw0Warning`)."""
     d = runs_dir(out)
     if not d.is_dir():
         return []
@@ -100,8 +145,10 @@ def list_runs(out: Path) -> list[RunSummary]:
     for p in sorted(d.glob("*.h5"), key=lambda q: q.stat().st_mtime):
         try:
             found.append(summarize(p))
+        except DamagedFileError as exc:  # the others still list
+            warnings.warn(f"skipped {exc}", Hw0Warning, stacklevel=2)
         except Hw0Error:
-            continue  # unreadable leftovers are reported by `hw0 grid status`, not here
+            continue  # not an hw0 run (another schema): `hw0 grid status` reports it
     return found
 
 
@@ -118,7 +165,30 @@ def resolve_run(out: Path, run: str | None) -> Path:
         return p
     if valid_run_id(run) and run_path(out, run).is_file():
         return run_path(out, run)
+    if p.suffix == ".h5" or len(p.parts) > 1:  # a file name, not a run id
+        raise Hw0UsageError(f"File not found: {p}. Name a run file that exists, or a run id "
+                            f"under {runs_dir(out)} (see `hw0 runs`).")
     raise Hw0UsageError(f"No run '{run}' under {runs_dir(out)}. " + closest_hint(out, run))
+
+
+def require_trained(path: Path) -> str | None:
+    """Refuse a run that has not finished an epoch (its weights are the random start); for an
+    unfinished run with epochs done, a warning to show (None for a finished run)."""
+    a = store.read_h5(path, attrs_only=True).attrs
+    status, done = str(a.get("status", "?")), int(a.get("epochs_done", 0))
+    run_id = str(a.get("run_id", path.stem))
+    if status == "finished":
+        return None
+    epochs = (a.get("config") or {}).get("epochs", "?")
+    if done == 0:
+        raise Hw0UsageError(
+            f"Run '{run_id}' is {status} and has not finished an epoch: its weights are the "
+            "random initial ones, so there is nothing to evaluate. Finish it by running the "
+            "`hw0 train` command that started it again (`hw0 runs` lists its settings), then "
+            f"`hw0 eval {run_id}`.")
+    return (f"warning: run '{run_id}' is {status} after epoch {done} of {epochs}: these are "
+            "the weights of its last completed epoch, not of a finished run. Run its `hw0 "
+            "train` command again to finish it.")
 
 
 def state_dict_from(rec: store.H5Record, device: torch.device | str = "cpu") -> dict:
@@ -158,35 +228,75 @@ class HistoryTable:
                  for c, v in zip(self.columns, row, strict=True)} for row in self.values]
 
     def to_csv(self) -> str:
-        """CSV with a header; a value not measured that epoch is an empty field."""
+        """CSV with a header; a value not measured that epoch is an empty field, every other
+        at float64's decimal precision (15 significant digits: 0.713, not the
+        0.7130000000000001 that 1 - 0.287 leaves in binary)."""
         lines = [",".join(self.columns)]
         for row in self.values:
-            lines.append(",".join("" if isinstance(v, float) and np.isnan(v) else repr(v)
+            lines.append(",".join("" if isinstance(v, float) and np.isnan(v)
+                                  else f"{v:.15g}" if isinstance(v, float) else str(v)
                                   for v in row))
         return "\n".join(lines) + "\n"
 
 
+# the history's columns, in the order training records them (other columns go after)
+HISTORY_ORDER = ("epoch", "train_loss", "train_err", "test_loss", "test_err", "lr", "seconds",
+                 "eval_seconds", "train_eval_err", "test_err_tta")
+EVALUATED = ("test_err", "train_eval_err")  # eval_seconds counts only where one was measured
+
+
 def history_table(path: Path) -> HistoryTable:
-    """The history group of a run file (any schema version) as a table, epoch first."""
+    """The history group of a run file (any schema version) as a table, in the order training
+    records it (epoch first)."""
     rec = store.read_h5(path, prefixes=("history/",))
     h = rec.group("history")
     if "epoch" not in h or not len(h["epoch"]):
         raise Hw0Error(f"{path} has no history yet (no epoch finished).")
     n = len(h["epoch"])
-    cols = ("epoch", *sorted(k for k in h if k != "epoch" and len(h[k]) == n))
-    values = tuple(tuple(int(h[c][i]) if c == "epoch" else float(h[c][i]) for c in cols)
-                   for i in range(n))
+    present = [k for k in h if len(h[k]) == n]
+    cols = (*(k for k in HISTORY_ORDER if k in present),
+            *sorted(k for k in present if k not in HISTORY_ORDER))
+    measured = np.zeros(n, dtype=bool)
+    for k in EVALUATED:
+        if k in h:
+            measured |= np.isfinite(np.asarray(h[k], dtype=float))
+
+    def value(c: str, i: int) -> float | int:
+        if c == "epoch":
+            return int(h[c][i])
+        # files written before eval_seconds was NaN on epochs without an evaluation
+        return math.nan if c == "eval_seconds" and not measured[i] else float(h[c][i])
+    values = tuple(tuple(value(c, i) for c in cols) for i in range(n))
     return HistoryTable(str(rec.attrs.get("run_id", path.stem)), cols, values)
 
 
 def view_robustness(r: RunSummary) -> float:
-    """The smallest test accuracy over the views evaluated (original, flipped); -1 if none."""
-    return min(r.test_acc_views.values(), default=-1.0)
+    """The smallest test accuracy over the views shown (original, flipped); -1 if none."""
+    return min((f.accuracy for f in r.figures.values()), default=-1.0)
 
 
 def rank_by_views(found: list[RunSummary]) -> list[RunSummary]:
     """Most flip-robust first: by min(original, flipped) test accuracy."""
     return sorted(found, key=lambda r: -view_robustness(r))
+
+
+def distinct_settings(config: dict[str, Any]) -> list[str]:
+    """The `hw0 train` options in which a run's science settings differ from its recipe's
+    defaults at its width (width, noise and seed aside: they are columns of their own)."""
+    import dataclasses
+
+    from hw0cli.options import command_args
+    from hw0cli.train_options import TrainConfig, make_config, science_of
+    recipe = config.get("recipe", "notebook")
+    try:
+        known = science_of(config)
+        base = make_config(recipe, width=known["width"])
+        cfg = dataclasses.replace(base, **{k: v for k, v in known.items()
+                                           if k in TrainConfig.__dataclass_fields__})
+        args = command_args(cfg, base, skip=("width", "noise", "seed", "recipe"))
+    except (TypeError, KeyError, ValueError, Hw0Error):  # a file from an older hw0
+        return []
+    return [*(["--recipe", recipe] if recipe != "notebook" else []), *args]
 
 
 def trained_with(config: dict[str, Any]) -> str:
@@ -203,3 +313,37 @@ def last_finite(values: Any, default: float | None = math.nan) -> float | None:
     test evaluation, a train pass not run) are stored as NaN."""
     ok = [float(v) for v in np.asarray(values, dtype=float).ravel() if math.isfinite(v)]
     return ok[-1] if ok else default
+
+
+def other_settings_hint(cells: list[Any], kind: str) -> str | None:
+    """Where none of a grid's (or sweep's) cells has a run file but runs of the same shape
+    are there: the options those runs were made with, to add to the command. `cells`: the
+    cells' TrainConfigs."""
+    import dataclasses
+    from collections import Counter
+
+    from hw0cli.options import command_args
+    from hw0cli.train_options import TrainConfig, science_of
+    if not cells:
+        return None
+    base = cells[0]
+    tried: Counter[tuple[str, ...]] = Counter()
+    for r in list_runs(base.out):
+        known = {k: v for k, v in science_of(r.config).items()
+                 if k in TrainConfig.__dataclass_fields__ and k not in ("width", "noise", "seed")}
+        if bool(known.get("until_train_error")) != bool(base.until_train_error):
+            continue  # not a run of this kind of grid
+        try:
+            args = command_args(dataclasses.replace(base, **known), base,
+                                skip=("width", "noise", "seed", "recipe"))
+        except (TypeError, Hw0Error):
+            continue
+        if args:
+            tried[tuple(args)] += 1
+    if not tried:
+        return None
+    found = "; ".join(f"{n} with {' '.join(args)}" for args, n in tried.most_common(3))
+    return (f"No cell of this {kind} has a run file, but runs under {runs_dir(base.out)} were "
+            f"made with other options ({found}). Give `hw0 {kind}` the options the runs were "
+            f"made with (every command of one {kind} needs the same ones).")
+

@@ -50,6 +50,9 @@ EVAL = {
     "model": Meaning("", "model variant evaluated (fp32, fp16, int8)"),
     "seconds": Meaning("s", "wall time of inference over every evaluated view"),
     "images_per_s": Meaning("images/s", "inference throughput"),
+    "backend_choice": Meaning("", "how --backend auto chose on a GPU (JSON): images/s and batch "
+                              "size measured per candidate, those that could not run and why; "
+                              "null where nothing was measured"),
     "logits": Meaning("1", "raw class scores, one row per test image"),
 }
 

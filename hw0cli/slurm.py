@@ -5,6 +5,11 @@ an idempotent `hw0 train`: submitting the same script again finishes what is mis
 cells exit at once, interrupted ones resume). The resources are options, never assumed: a
 CPU-only cluster rejects any GPU request ("Invalid generic resource"), so `gpus = 0` requests
 none.
+
+Paths are quoted wherever they appear: shell-quoted in the script's commands, and in the
+`#SBATCH --output` line quoted as sbatch reads those lines (double quotes, backslash escapes,
+`%%` for a literal `%` of Slurm's filename patterns). A newline cannot be quoted there (sbatch
+reads directives line by line), so an output folder with one is refused.
 """
 
 from __future__ import annotations
@@ -23,11 +28,16 @@ from hw0cli.errors import Hw0Error, check
 _TIME = re.compile(r"^(\d+-)?\d{1,3}(:\d{2}){0,2}$")  # Slurm's [D-]HH[:MM[:SS]] and MM
 
 
+# per task, for grids and sweeps alike: a grid cell trained to 1% train error on a CPU can take
+# an hour and more (README: c = 64 on 2,000 images, 473 s on 2 cores; on 50,000 images 25x that)
+SLURM_TIME = "02:00:00"
+
+
 @dataclass(frozen=True)
 class SlurmOptions:
     gpus: int = 0  # GPUs per task (--gres=gpu:N); 0 requests none
     cpus_per_task: int = 2
-    time: str = "01:00:00"  # per task, as Slurm spells it
+    time: str = SLURM_TIME  # per task, as Slurm spells it
     partition: str | None = None
     parallel: int | None = None  # at most this many tasks at once (--array=0-N%K)
     job_name: str = "hw0"
@@ -40,6 +50,21 @@ def check_options(o: SlurmOptions) -> None:
     check(o.parallel is None or o.parallel >= 1, "--parallel must be at least 1.")
     check(bool(re.match(r"^[A-Za-z0-9._-]+$", o.job_name)), "The job name may use letters, "
           "digits, '.', '_' and '-' only.")
+    check(o.partition is None or bool(re.match(r"^[A-Za-z0-9._,-]+$", o.partition)),
+          f"--partition takes Slurm partition names (letters, digits, '.', '_', '-', joined by "
+          f"','; got {o.partition!r}).")
+
+
+def directive_path(path: Path) -> str:
+    """`path` quoted for an #SBATCH line: sbatch splits those lines at blanks, takes `#` as
+    the start of a comment and `%` as a filename pattern; inside double quotes a backslash
+    escapes the next character."""
+    text = str(path)
+    check("\n" not in text, f"The output folder {text!r} contains a newline, which an "
+          "#SBATCH line cannot hold (sbatch reads its directives line by line). Choose an --out "
+          "without one.")
+    text = text.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")
+    return f'"{text}"'
 
 
 def hw0_command() -> list[str]:
@@ -58,7 +83,7 @@ def script(kind: str, run_args: list[str], n_cells: int, o: SlurmOptions,
              "# Submitting it again finishes what is missing: finished cells exit at once.",
              f"#SBATCH --job-name={o.job_name}", f"#SBATCH --array={array}",
              f"#SBATCH --cpus-per-task={o.cpus_per_task}", f"#SBATCH --time={o.time}",
-             f"#SBATCH --output={log_dir}/%x-%A_%a.out"]
+             f"#SBATCH --output={directive_path(log_dir)}/%x-%A_%a.out"]
     if o.gpus:
         lines.append(f"#SBATCH --gres=gpu:{o.gpus}")
     if o.partition:

@@ -288,11 +288,14 @@ class SweepCellState:
     test_err: float
     seconds: float
     note: str
+    train_eval_err: float = float("nan")  # "full-train err"; train_err: as grid.CellState's
+    train_err_running: float = float("nan")
 
     def to_json(self) -> dict[str, Any]:
         return {"index": self.cell.index, "run_id": self.run_id, "state": self.state,
                 "point": {k: v for k, v in self.cell.point}, "epochs": self.epochs_done,
-                "train_err": self.train_err, "test_err": self.test_err,
+                "train_err": self.train_err, "train_eval_err": self.train_eval_err,
+                "train_err_running": self.train_err_running, "test_err": self.test_err,
                 "seconds": self.seconds, "note": self.note}
 
 
@@ -303,7 +306,7 @@ def cell_state(cell: SweepCell) -> SweepCellState:
     s = grid.cell_state(cell.index, cell.config)
     state = "diverged" if s.state == "failed" else s.state  # the grid's only failure
     return SweepCellState(cell, s.run_id, state, s.epochs_done, s.train_err, s.test_err,
-                          s.seconds, s.note)
+                          s.seconds, s.note, s.train_eval_err, s.train_err_running)
 
 
 def sweep_status(cfg: SweepConfig) -> list[SweepCellState]:
@@ -316,6 +319,7 @@ class SweepRun:
     skipped: list[int]  # finished or diverged before this call
     diverged: list[int]  # of those that ran
     failed: list[grid.CellRun]  # exited non-zero without diverging: see their logs
+    elsewhere: list[int] = field(default_factory=list)  # held by another process
 
 
 def run_sweep(cfg: SweepConfig, jobs: int, on_done: Callable[[grid.CellRun], None] | None = None,
@@ -328,9 +332,12 @@ def run_sweep(cfg: SweepConfig, jobs: int, on_done: Callable[[grid.CellRun], Non
     todo = [c.index for c in all_cells if c.index not in skipped]
     results = grid.run_configs([c.config for c in all_cells], cfg.out, jobs, todo, on_done,
                                on_start, log_args(cfg))
-    diverged = [r.index for r in results if cell_state(all_cells[r.index]).state == "diverged"]
-    failed = [r for r in results if r.returncode != 0 and r.index not in diverged]
-    return SweepRun(todo, skipped, diverged, failed)
+    diverged = [r.index for r in results
+                if not r.elsewhere and cell_state(all_cells[r.index]).state == "diverged"]
+    failed = [r for r in results if r.failed and r.index not in diverged]
+    elsewhere = [r.index for r in results if r.elsewhere]
+    return SweepRun([i for i in todo if i not in elsewhere], skipped, diverged, failed,
+                    elsewhere)
 
 
 def failure_message(res: SweepRun) -> str:

@@ -38,11 +38,12 @@ def axis_errors(summary: Any, path: Path) -> Path:
             x = [values.index(lv.value) + 0.06 * k for lv in group]
             label = "" if sp is None else f"{summary.split.replace('_', ' ')} " \
                                           f"{value_label(sp)}: "
-            for key, style in (("train", "--o"), ("test", "-s")):
+            for key, style, what in (("train", "--o", "full-train err"),
+                                     ("test", "-s", "test err")):
                 m = [100 * getattr(lv, key)[0] for lv in group]
                 s = [100 * getattr(lv, key)[1] for lv in group]
                 ax.errorbar(x, m, yerr=s, fmt=style, color=f"C{k}", capsize=3, ms=4,
-                            label=f"{label}{key}")
+                            label=f"{label}{what}")
             for xi, lv in zip(x, group, strict=True):
                 if lv.diverged:
                     ax.plot([xi], [100], "x", color="red", ms=9, mew=2)

@@ -14,9 +14,12 @@ import numpy as np
 
 from hw0cli import runs, store
 from hw0cli.errors import Hw0Error
+from hw0cli.quantities import CHANCE_ERR, FULL_TRAIN, label
 from hw0cli.sweep import SweepConfig, cell_state, cells, load_recorded, sweep_args, value_label
 
 SEED = "seed"  # the axis that is spread, not an effect
+AT_CHANCE = CHANCE_ERR - 0.02  # test error this high: a cell that has learned nothing
+SHORT = 5  # epochs: fewer, and a study's numbers are early-training ones
 
 
 @dataclass(frozen=True)
@@ -85,8 +88,8 @@ class SweepSummary:
     product: bool = True  # every combination of the axes (False: one at a time)
 
     def header(self) -> list[str]:
-        return [*(a.replace("_", " ") for a in self.axes), "seeds", "diverged", "train err",
-                "test err", "epochs"]
+        return [*(a.replace("_", " ") for a in self.axes), "seeds", "diverged",
+                "full-train err", "test err", "epochs"]
 
     def table(self) -> list[list[str]]:
         return [[*(value_label(v) for _, v in s.point), str(len(s.cells)),
@@ -188,7 +191,10 @@ def _axis_sentence(axis: str, levels: list[Level], split: str | None) -> str:
         said = ", ".join(f"{pct(lv.test[0])} at {value_label(lv.value)}" for lv in group
                          if lv.finished)
         text = (f"test error {said}" if said else "no finished cell")
-        if len(errs) > 1:
+        if errs and min(errs) >= AT_CHANCE:  # a range between guesses means nothing
+            text += (" (every cell at chance, 90% test error: too little training to tell "
+                     "these values apart)")
+        elif len(errs) > 1:
             text += f" (a {100 * (max(errs) - min(errs)):.1f}-point range)"
         div = [f"{lv.diverged} of {lv.total} cells at {value_label(lv.value)}" for lv in group
                if lv.diverged]
@@ -226,16 +232,22 @@ def sweep_summary(cfg: SweepConfig, plot_dir: Path | None = None) -> SweepSummar
 # the report's sections
 
 
-def sweep_cell_ids(out: Path) -> set[str]:
-    """Run ids of every recorded sweep's cells (the warm-up section leaves them to these)."""
+def sweep_memberships(out: Path) -> dict[str, str]:
+    """Run id -> the name of a recorded sweep it is a cell of (the first by name)."""
     from hw0cli.train_options import run_id_for
-    ids: set[str] = set()
+    owners: dict[str, str] = {}
     for cfg in load_recorded(out):
         try:
-            ids |= {run_id_for(c.config) for c in cells(cfg)}
+            for c in cells(cfg):
+                owners.setdefault(run_id_for(c.config), cfg.label())
         except Hw0Error:  # a definition this hw0 no longer accepts
             continue
-    return ids
+    return owners
+
+
+def sweep_cell_ids(out: Path) -> set[str]:
+    """Run ids of every recorded sweep's cells (the warm-up section leaves them to these)."""
+    return set(sweep_memberships(out))
 
 
 def sweep_sections(out: Path, figdir: Path) -> list[Any]:
@@ -251,10 +263,29 @@ def sweep_sections(out: Path, figdir: Path) -> list[Any]:
     return sections
 
 
+def _caveat(cfg: SweepConfig, summary: SweepSummary) -> str | None:
+    """Where the study is too small for its numbers to mean much, say so."""
+    epochs = max((c.epochs for s in summary.settings for c in s.cells), default=0)
+    chance = [s for s in summary.settings if s.done
+              and s.stat("test_err")[0] >= AT_CHANCE]
+    if epochs > SHORT and not chance:
+        return None
+    what = [f"{len(chance)} of {len(summary.settings)} settings learned nothing measurable "
+            "(test error at chance, 90%): their differences are noise"] if chance else []
+    if epochs <= SHORT:
+        samples = dict(cfg.train_options).get("train_samples")
+        what.append(f"{epochs} epoch{'s' * (epochs != 1)}"
+                    f"{f' on {samples:,} images' if samples else ''} show "
+                    "early training only: which setting learns fastest, not where each ends "
+                    "(the full preset trains longer)")
+    return "Caveat: " + "; ".join(what) + "."
+
+
 def _section(cfg: SweepConfig, summary: SweepSummary) -> Any:
     import shlex
 
     from hw0cli.render import Section
+    from hw0cli.report_notes import portable
     names = ", ".join(_name(a) for a in summary.axes) or "the seed"
     sec = Section(f"Warm-up: what changes when you change {names} (sweep {summary.name})")
     n = sum(len(s.cells) for s in summary.settings)
@@ -262,13 +293,16 @@ def _section(cfg: SweepConfig, summary: SweepSummary) -> Any:
     div = sum(s.diverged for s in summary.settings)
     mode = "each axis varied alone around the base" if cfg.one_at_a_time else "every combination"
     sec.text(f"{n} training runs ({mode}; {done} finished, {div} diverged, "
-             f"{n - done - div} missing). Errors are final (train: eval mode on the training "
-             "subset), mean +- std over seeds; a diverged run (NaN loss) counts as diverged, not "
-             "in the means. Reproduce: " + shlex.join(["hw0", "sweep", "run",
-                                                        *sweep_args(cfg)]))
+             f"{n - done - div} missing). Errors are final ({label(FULL_TRAIN)}: eval mode on "
+             "the training subset), mean +- std over seeds; a diverged run (NaN loss) counts as "
+             "diverged, not in the means. Reproduce: " + shlex.join(
+                 ["hw0", "sweep", "run", *portable(sweep_args(cfg))]))
     sec.add_table(summary.header(), summary.table())
     sec.text(*summary.sentences)
-    captions = {"axes": "Final train (dashed) and test (solid) error against each axis; "
+    caveat = _caveat(cfg, summary)
+    if caveat:
+        sec.text(caveat)
+    captions = {"axes": "Final full-train err (dashed) and test err (solid) against each axis; "
                         "red x: diverged cells.",
                 "curves": "Learning curves per setting (test error per epoch, mean over "
                           "seeds); x: the last epoch of a diverged run.",

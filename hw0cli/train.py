@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -24,12 +25,14 @@ import numpy as np
 import torch
 
 from hw0cli import runs, store
+from hw0cli.choices import CIFAR_TEST_SIZE
 from hw0cli.data import CifarData, cifar_identity, load_cifar10
 from hw0cli.env import environment, resolve_device, setup_compile_cache
-from hw0cli.errors import Hw0Error, Hw0UsageError
+from hw0cli.errors import DamagedFileError, Hw0Error, Hw0UsageError
+from hw0cli.memory import check_training_fits, is_out_of_memory, out_of_memory_error
 from hw0cli.models import readable_names
 from hw0cli.options import flag
-from hw0cli.probe import Execution, choose_execution
+from hw0cli.probe import Execution, choose_execution, resumed_execution
 from hw0cli.train_options import (  # re-exported: scripts and tests import them from here
     LATER_FIELDS,
     SCIENCE_FIELDS,
@@ -41,6 +44,7 @@ from hw0cli.train_options import (  # re-exported: scripts and tests import them
     science_of,
     validate,
 )
+from hw0cli.train_parts import nonfinite_names
 from hw0cli.trainer import (  # re-exported: the trainer's pure pieces are part of this API
     Trainer,
     augment_batch,
@@ -99,6 +103,8 @@ class TrainResult:
     reached_train_error_epoch: int | None = None
     resumed_from: int = 0
     compile_mode: str | None = None  # None: eager
+    train_eval_err: float = math.nan  # "full-train err": eval mode, whole set (last measured)
+    processes: int = 1  # processes that trained it (a resumed run: each paid its one-time cost)
     tta_inference_s: float | None = None  # the final TTA inference of the test set (with --tta)
 
     def to_json(self) -> dict[str, Any]:
@@ -107,8 +113,7 @@ class TrainResult:
         return d
 
 
-HISTORY_KEYS = ("epoch", "train_loss", "train_err", "test_loss", "test_err", "lr", "seconds",
-                "eval_seconds", "train_eval_err", "test_err_tta")
+HISTORY_KEYS = runs.HISTORY_ORDER  # one row per epoch, these columns
 
 
 def _one_time(a: dict[str, Any], epoch_seconds: np.ndarray) -> tuple[float, float]:
@@ -144,6 +149,8 @@ def _result_from_record(rec: store.H5Record, path: Path, status: str) -> TrainRe
         test_err_tta=None if tta is None or math.isnan(tta) else tta,
         reached_train_error_epoch=a.get("reached_train_error_epoch"),
         compile_mode=execution.get("compile_mode"), tta_inference_s=a.get("tta_inference_s"),
+        train_eval_err=runs.last_finite(h.get("train_eval_err", [])),
+        processes=1 + len(a.get("resumed_at") or []),
     )
 
 
@@ -153,19 +160,31 @@ def _diff(stored: dict[str, Any], cfg: TrainConfig) -> list[str]:
             for k, v in cfg.science().items() if stored.get(k, defaults[k]) != v]
 
 
+def _existing(path: Path, force: bool) -> store.H5Record | None:
+    """The run file at `path`; None where it is damaged and --force starts the run over."""
+    try:
+        return store.read_h5(path)
+    except DamagedFileError:
+        if not force:
+            raise
+        return None
+
+
 def run_train(cfg: TrainConfig, reporter: TrainReporter | None = None,
-              data: CifarData | None = None) -> TrainResult:
-    """Train (or resume, or report the finished) run described by `cfg`."""
+              data: CifarData | Callable[[], CifarData] | None = None) -> TrainResult:
+    """Train (or resume, or report the finished) run described by `cfg`. `data`: the data
+    set, or a function that loads it, called only once the run file's state is known (a
+    finished run, or one another process is writing, is reported without loading it)."""
     validate(cfg)
     device = resolve_device(cfg.device)
     run_id = cfg.run_id or run_id_for(cfg)
     path = runs.run_path(cfg.out, run_id)
-    if data is None:
-        data = load_cifar10(cfg.data_dir)
+    # before anything is written; the test set's size without reading the data set
+    n_test = len(data.test_y) if isinstance(data, CifarData) else CIFAR_TEST_SIZE
+    check_training_fits(cfg, device, n_test)
     with store.lock(path):
         start_epoch, rec = 0, None
-        if path.exists():
-            rec = store.read_h5(path)
+        if path.exists() and (rec := _existing(path, cfg.force)) is not None:
             diff = _diff(rec.attrs.get("config") or {}, cfg)
             if diff and not cfg.force:
                 raise Hw0UsageError(
@@ -185,9 +204,18 @@ def run_train(cfg: TrainConfig, reporter: TrainReporter | None = None,
         elif cfg.resume:
             raise Hw0UsageError(f"There is no run '{run_id}' to resume under "
                                 f"{runs.runs_dir(cfg.out)}. " + runs.closest_hint(cfg.out, run_id))
+        data = data() if callable(data) else data if data is not None else \
+            load_cifar10(cfg.data_dir)
         setup_compile_cache()
-        execution = choose_execution(cfg, device)
-        return _Run(cfg, data, device, execution, run_id, path, rec, reporter).train(start_epoch)
+        execution = (choose_execution(cfg, device) if rec is None
+                     else resumed_execution(cfg, device, rec.attrs, run_id))
+        try:
+            return _Run(cfg, data, device, execution, run_id, path, rec,
+                        reporter).train(start_epoch)
+        except (RuntimeError, MemoryError) as exc:
+            if not is_out_of_memory(exc):
+                raise
+            raise out_of_memory_error(cfg, device, len(data.test_y), exc, path) from None
 
 
 class _Run:
@@ -213,6 +241,7 @@ class _Run:
             "weight_names": readable_names(tr.model),
         }
         self.earlier_one_time = {"train_s": 0.0, "total_s": 0.0}
+        self.epoch_t0: float | None = None  # when the epoch in progress started
         self.resumed = rec is not None
         if rec is not None:
             self._load(rec, device)
@@ -221,14 +250,24 @@ class _Run:
 
     def _load(self, rec: store.H5Record, device: torch.device) -> None:
         train_w = rec.group("train_weights")
-        self.tr.load_state(runs.state_dict_from(rec, device), rec.group("optim/state"),
-                           rec.attrs["optim_param_groups"],
-                           {k: torch.from_numpy(np.array(v)).to(device)
-                            for k, v in train_w.items()} or None, rec.group("lookahead"))
+        try:
+            self.tr.load_state(runs.state_dict_from(rec, device), rec.group("optim/state"),
+                               rec.attrs["optim_param_groups"],
+                               {k: torch.from_numpy(np.array(v)).to(device)
+                                for k, v in train_w.items()} or None, rec.group("lookahead"))
+        except (RuntimeError, KeyError, ValueError, IndexError) as exc:
+            # weights of another width or model, or optimizer state that does not match them
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise Hw0UsageError(
+                f"{self.path} cannot be resumed: its weights or optimizer state do not fit the "
+                f"width-{self.cfg.width} Myrtle5 its settings describe ({first}). It is "
+                f"damaged or not this run's file: delete it, or pass {_opt('force')} to train "
+                "the run again from scratch.") from None
         self.history = {k: [float(v) for v in rec.group("history").get(k, [])]
                         for k in HISTORY_KEYS}
         a = rec.attrs
-        self.attrs.update({k: a[k] for k in ("started", "reached_train_error_epoch") if k in a})
+        self.attrs.update({k: a[k] for k in ("started", "reached_train_error_epoch", "partial_s")
+                           if k in a})
         self.attrs["resumed_at"] = [*(a.get("resumed_at") or []), int(a.get("epochs_done", 0))]
         if isinstance(a.get("one_time"), dict):
             self.earlier_one_time = {k: float(a["one_time"].get(k, 0.0))
@@ -262,6 +301,12 @@ class _Run:
                 "realized_noise": tr.realized_noise, "start_epoch": start_epoch,
                 "epochs": cfg.epochs, "steps_per_epoch": tr.steps_per_epoch})
         if not self.resumed:
+            bad = nonfinite_names(tr.state_tensors())
+            if bad:  # epoch 0's checkpoint is the one a divergence in epoch 1 keeps
+                raise Hw0UsageError(
+                    f"The initial weights are not finite ({', '.join(bad)}): "
+                    f"{_opt('init_scale')} {cfg.init_scale:g} overflows float32. Use a smaller "
+                    f"{_opt('init_scale')}.")
             self.checkpoint("running")  # epoch 0: resumable even if epoch 1 is interrupted
         try:
             for epoch in range(start_epoch + 1, cfg.epochs + 1):
@@ -272,12 +317,14 @@ class _Run:
             self.writer.wait()
         except KeyboardInterrupt:
             self.writer.wait()
-            if self.path.exists():
-                store.update_h5(self.path, attrs={"status": "interrupted"})
-            raise Hw0Error(
-                f"Interrupted. Run '{self.run_id}' keeps its last completed epoch in "
-                f"{self.path}; run the same command again (or add {_opt('resume')}) to continue "
-                "from there.", exit_code=130) from None
+            self._interrupted()
+            done = len(self.history["epoch"])
+            kept = (f"keeps its last completed epoch ({done}) in {self.path}; run the same "
+                    f"command again (or add {_opt('resume')}) to continue from there" if done
+                    else f"was stopped before its first epoch finished, so nothing trained is "
+                    f"kept ({self.path} holds its settings); run the same command again to "
+                    "start it")
+            raise Hw0Error(f"Interrupted. Run '{self.run_id}' {kept}.", exit_code=130) from None
         except BaseException:
             self.writer.wait()
             raise
@@ -286,11 +333,21 @@ class _Run:
         result.resumed_from = start_epoch
         return result
 
+    def _interrupted(self) -> None:
+        """Mark the file interrupted, adding the seconds of the epoch cut short (not in the
+        history) to `partial_s`: the time a run trained includes them."""
+        lost = time.perf_counter() - self.epoch_t0 if self.epoch_t0 is not None else 0.0
+        if self.path.exists():
+            store.update_h5(self.path, attrs={
+                "status": "interrupted",
+                "partial_s": float(self.attrs.get("partial_s") or 0.0) + lost})
+
     def epoch(self, epoch: int) -> bool:
         """Train and evaluate one epoch, record it, checkpoint; True when the run is done."""
         cfg, tr, history = self.cfg, self.tr, self.history
+        self.epoch_t0 = time.perf_counter()
         row: dict[str, Any] = {"epoch": epoch, **tr.train_epoch(epoch, self.reporter)}
-        if not math.isfinite(row["train_loss"]):
+        if not math.isfinite(row["train_loss"]) or not row["finite"]:
             self._diverged(epoch, row["train_loss"])
         errs = [*history["train_err"], row["train_err"]]
         stalled = (cfg.patience is not None and len(errs) > cfg.patience
@@ -302,8 +359,9 @@ class _Run:
                                and row["train_err"] <= target + 0.10))
         reached = target is not None and row["train_eval_err"] <= target
         done = reached or stalled or epoch == cfg.epochs
+        seconds = row["eval_seconds"] if not math.isnan(row["train_eval_err"]) else 0.0
+        row["eval_seconds"] = seconds or math.nan  # nothing evaluated: not measured
         if done or epoch % cfg.eval_every == 0:  # a skipped test eval is recorded as NaN
-            seconds = row["eval_seconds"]
             row.update({k: v for k, v in tr.evaluate(test=True).items()
                         if k != "train_eval_err"})
             row["eval_seconds"] += seconds
@@ -326,9 +384,19 @@ class _Run:
         return done
 
     def _diverged(self, epoch: int, loss: float) -> None:
+        """Stop: every checkpoint written so far is all-finite (each epoch is checked before its
+        checkpoint), so the file keeps the previous epoch's."""
         self.writer.wait()
-        msg = (f"training diverged in epoch {epoch} (train loss {loss}); the checkpoint of "
-               f"epoch {epoch - 1} is kept")
+        bad = nonfinite_names(self.tr.state_tensors())
+        what = f"train loss {loss}"
+        if bad:
+            what += f"; not finite: {', '.join(bad[:4])}" + (
+                f" and {len(bad) - 4} more" if len(bad) > 4 else "")
+        kept = epoch - 1
+        msg = (f"training diverged in epoch {epoch} ({what}); the checkpoint of epoch {kept} "
+               + ("(the initial weights) " if kept == 0 else "") + "is kept")
         store.update_h5(self.path, attrs={"status": "diverged", "message": msg})
+        scale = (f", or a smaller {_opt('init_scale')} (now {self.cfg.init_scale:g})"
+                 if self.cfg.init_scale != 1.0 else "")
         raise Hw0Error(f"Run '{self.run_id}': {msg} in {self.path}. Lower {_opt('lr')} (now "
-                       f"{self.cfg.lr}) and train again with {_opt('force')}.")
+                       f"{self.cfg.lr}){scale}, and train again with {_opt('force')}.")

@@ -20,6 +20,7 @@ from annotated_types import Ge, Gt, Interval
 
 from hw0cli.choices import (
     CIFAR_TRAIN_SIZE,
+    MAX_SEED,
     RECIPES,
     Activation,
     CompileMode,
@@ -86,9 +87,10 @@ class TrainConfig:
     train_samples: Annotated[int, Interval(ge=1, le=CIFAR_TRAIN_SIZE), Opt(
         "Train on a seeded random subset of this many of the 50,000 images", run_id=ALWAYS,
         panel=DATA)] = CIFAR_TRAIN_SIZE
-    batchnorm: Annotated[bool, Opt("Remove every BatchNorm layer", flag="--no-batchnorm",
-                                   run_id=ALWAYS, panel=MODEL)] = True
-    seed: Annotated[int, Ge(0), Opt(
+    batchnorm: Annotated[bool, Opt(
+        "BatchNorm after every convolution (--no-batchnorm removes every BatchNorm layer; a "
+        "sweep's axis: batchnorm=on,off)", run_id=ALWAYS, panel=MODEL)] = True
+    seed: Annotated[int, Interval(ge=0, le=MAX_SEED), Opt(
         "Seeds the initialization, subset, label noise, batch order and augmentation",
         run_id=ALWAYS, panel=DATA)] = 0
     until_train_error: Annotated[float | None, Interval(ge=0, lt=1), Opt(
@@ -165,14 +167,9 @@ class TrainConfig:
     eval_every: Annotated[int, Ge(1), Opt(
         "Evaluate the test set every N epochs (and after the last)", panel=EVAL)] = 1
     recipe: Annotated[Recipe, Opt(
-        "Named defaults (see README); explicit options override them, and the defaults "
-        "shown here are notebook's, the course's recipe. fast: 30 epochs of batch 512, "
-        "Nesterov SGD at lr 0.4 with a triangle schedule, weight decay 5e-4, alternating "
-        "flips and 2-pixel reflect-padded crops, normalized inputs, no biases, logits x 0.125, "
-        "label smoothing 0.2, flip TTA (below width 64, lr and logit scale x sqrt(64 / width), "
-        "at most x2). "
-        "page: Page's backbone run: the same at every width for 20 epochs with "
-        "random flips, 4-pixel crops and an 8-pixel cutout instead of label smoothing and TTA",
+        "Named defaults that explicit options override (the defaults shown here are "
+        "notebook's): notebook, the course's recipe; fast, the best accuracy found for 10 s "
+        "of GPU training (30 epochs; see README); page, David Page's backbone run",
         panel=MODEL)] = "notebook"
     # -- execution: how, not what (not part of the run id) --
     device: Annotated[Device, Opt("Where to train", panel=EXEC)] = "auto"
@@ -327,7 +324,8 @@ def validate(cfg: TrainConfig) -> None:
     check(cfg.tta_shift == 0 or cfg.tta, f"{opt('tta_shift')} adds views to the flip TTA: add "
           f"{opt('tta')}.")
     check(cfg.run_id is None or runs.valid_run_id(cfg.run_id), f"{opt('run_id')} may use "
-          "letters, digits, '.', '_' and '-' only (it names a file).")
+          "letters, digits, '.', '_' and '-' only, and may not start with '-' (it names a "
+          f"file; got '{cfg.run_id}').")
 
 
 def run_id_for(cfg: TrainConfig) -> str:

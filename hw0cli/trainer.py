@@ -55,6 +55,7 @@ from hw0cli.train_parts import (
     MODEL_KEYS,
     FirstCalls,
     Lookahead,
+    all_finite,
     autocast,
     error_rate,
     lr_at,
@@ -347,13 +348,27 @@ class Trainer:
                 self.lookahead.after_step(k0 + s + 1)
             progress.after(s + 1, sum(sizes[:s + 1]) if progress.due(s + 1) else 0, t0)
         seen = sum(sizes)
-        train_loss = self.loss_sum.item() / seen  # the epoch's one host sync
-        train_err = 1.0 - self.correct.item() / seen
+        # the epoch's one host sync: its metrics and whether every weight and BatchNorm
+        # statistic is still finite (a diverged run can keep a finite loss: BatchNorm
+        # normalizes weights that grew huge while its running variances overflow)
+        loss_sum, correct, finite = torch.stack(
+            [self.loss_sum, self.correct.float(),
+             all_finite(list(self.state_tensors().values())).float()]).tolist()
+        train_loss = loss_sum / seen
+        train_err = (seen - correct) / seen  # exact: 0.713, not 1 - 0.287
         last = (epoch - 1) * self.steps_per_epoch + len(sizes) - 1
         return {"train_loss": train_loss, "train_err": train_err,
                 "lr": lr_at(last, self.total_steps, self.cfg.lr, self.cfg.schedule,
                             self.cfg.warmup), "images": seen,
-                "seconds": time.perf_counter() - t0}
+                "seconds": time.perf_counter() - t0, "finite": finite == 1.0}
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        """The floating-point weights and buffers a checkpoint stores (BatchNorm statistics
+        included; with EMA both models), by name."""
+        models = {"": self.eval_model, "train:": self.model} if self.ema_model is not None \
+            else {"": self.model}
+        return {prefix + k: v for prefix, m in models.items()
+                for k, v in m.state_dict().items() if v.is_floating_point()}
 
     @property
     def one_time_train_s(self) -> float:

@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """Benchmark the full flip evaluation (test set + its vertical flip = 20,000 images).
 
-Backends, same device and images, one process: onnxruntime (the provider `auto` picks, or
---provider; fp32, and the int8 model of `hw0 eval --model int8`), torch eager fp32 (NCHW, the
-plain way), and our best torch path (channels_last, torch.compile, autocast at
-`--precision auto`). One-time costs (session creation, engine build, compilation, first
-batch) are timed apart from the steady state. Prints images/s of each and the ratios, with
-device, precision and versions, and the compute ceiling: FLOPs per image against this
-device's measured fp32 matmul rate.
+Backends, same device and images, one process: onnxruntime through IO binding (the paths of
+`hw0 eval`, hw0cli.eval_engines) on each provider of --providers (default: on a GPU its
+TensorRT and CUDA providers, fp32 and the fp16 model each; a provider whose libraries do not
+load is a row that says so; without a GPU the CPU provider, fp32, and the int8 model of
+`hw0 eval --model int8`), torch eager fp32 (NCHW, the plain way), and our best torch path
+(channels_last, torch.compile, autocast at `--precision auto`). One-time costs (session
+creation, engine build, compilation, first batch) are timed apart from the steady state.
+Prints images/s of each and the ratios, with device, precision and versions, and the compute
+ceiling: FLOPs per image against this device's measured fp32 matmul rate.
 
     python scripts/bench_eval.py --data-dir data --width 64            # random weights
     python scripts/bench_eval.py --data-dir data --run c4-p0-e20-s0-... --out artifacts
@@ -35,7 +37,8 @@ from hw0cli.env import (
     resolve_device,
     resolve_precision,
 )
-from hw0cli.evaluate import infer, make_view, open_session
+from hw0cli.eval_engines import Candidate, Unavailable, build
+from hw0cli.evaluate import gpu_present, infer, make_view, open_session
 from hw0cli.export import export_onnx_file, int8_variant
 from hw0cli.models import flops_per_image, make_cnn
 from hw0cli.trainer import predict_logits
@@ -58,7 +61,9 @@ def main() -> None:
     ap.add_argument("--run", help="a run id/.h5 to load weights from (default: random init)")
     ap.add_argument("--out", type=Path, default=Path("artifacts"))
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--provider", default="auto")
+    ap.add_argument("--providers", default="auto",
+                    help="onnxruntime providers, comma-separated (tensorrt, cuda, cpu); auto: "
+                    "tensorrt,cuda on a GPU, cpu without one")
     ap.add_argument("--precision", default="auto")
     ap.add_argument("--batch-size", type=int, default=0, help="0: 1000 on CPU, 20000 on GPU")
     ap.add_argument("--repeats", type=int, default=0, help="timed passes; 0: 1 on CPU, 5 on GPU")
@@ -78,22 +83,35 @@ def main() -> None:
         torch.manual_seed(0)
         model = make_cnn(a.width).eval()
     results: dict[str, dict] = {}
+    skipped: dict[str, str] = {}  # rows whose provider cannot run here, and why
+    logits: dict[str, np.ndarray] = {}
+    providers = (a.providers.split(",") if a.providers != "auto"
+                 else ["tensorrt", "cuda"] if gpu_present() else ["cpu"])
 
-    # onnxruntime
+    # onnxruntime, IO binding
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.onnx"
         export_onnx_file(model, path)
-        t = time.perf_counter()
-        sess, provider = open_session(path, a.provider)
-        infer(x[:bs], session=sess, batch_size=bs)
-        one = time.perf_counter() - t
-        s, ort_logits = timed(lambda: infer(x, session=sess, batch_size=bs), a.repeats)
-        results[f"onnxruntime ({provider})"] = {"images_per_s": n / s, "one_time_s": one}
+        for c in [Candidate("onnxruntime", p, prec) for p in providers
+                  for prec in (("fp32", "fp16") if p != "cpu" else ("fp32",))]:
+            t = time.perf_counter()
+            try:
+                eng = build(c, model, path, Path(tmp))
+            except Unavailable as exc:
+                skipped[c.label] = str(exc)
+                print(f"{c.label}: skipped ({exc})")
+                continue
+            eng.run(x[:bs], bs)
+            one = time.perf_counter() - t
+            s, logits[c.label] = timed(lambda eng=eng: eng.run(x, bs), a.repeats)
+            results[c.label] = {"images_per_s": n / s, "one_time_s": one,
+                                "provider": eng.provider}
+            del eng  # its device memory, before the next session
         if not a.no_int8:  # `hw0 eval --model int8`: static QDQ, calibrated on 512 images
             q = Path(tmp) / "model.int8.onnx"
             t = time.perf_counter()
             int8_variant(path, q, np.ascontiguousarray(data.train_x[:512]))
-            sess8, provider8 = open_session(q, a.provider)
+            sess8, provider8 = open_session(q, "auto")
             infer(x[:bs], session=sess8, batch_size=bs)
             one = time.perf_counter() - t
             s, int8_logits = timed(lambda: infer(x, session=sess8, batch_size=bs), a.repeats)
@@ -155,25 +173,32 @@ def main() -> None:
         print(f"{name:<58} {r['images_per_s']:10,.0f} images/s  {r['images_per_s'] / base:5.2f}x "
               f"eager  {r['images_per_s'] * fl / 1e9:6.0f} GFLOP/s  (one-time "
               f"{r['one_time_s']:.2f} s)")
-    o = next(v for k, v in results.items() if k.startswith("onnxruntime ("))
-    print(f"onnxruntime / torch best: {o['images_per_s'] / results[label]['images_per_s']:.2f}x")
-    agree_ort = (ort_logits.argmax(1) == ref).mean()
-    agree_best = (best_logits.argmax(1) == ref).mean()
-    line = (f"prediction agreement with eager: onnxruntime {agree_ort:.4%}, "
-            f"torch best {agree_best:.4%}")
+    for k, why in skipped.items():
+        print(f"{k:<58} skipped: {why}")
+    ort_rows = {k: v for k, v in results.items() if k in logits}
+    o = max(ort_rows.values(), key=lambda v: v["images_per_s"]) if ort_rows else None
+    if o:
+        print(f"fastest onnxruntime / torch best: "
+              f"{o['images_per_s'] / results[label]['images_per_s']:.2f}x")
+    agree = {k: (v.argmax(1) == ref).mean() for k, v in logits.items()}
+    agree["torch best"] = (best_logits.argmax(1) == ref).mean()
     if not a.no_int8:
-        line += f", onnxruntime int8 {(int8_logits.argmax(1) == ref).mean():.2%}"
-    print(line)
+        agree["onnxruntime int8"] = (int8_logits.argmax(1) == ref).mean()
+    print("prediction agreement with eager: " + ", ".join(f"{k} {v:.4%}"
+                                                          for k, v in agree.items()))
     # the compute budget: 2 FLOPs per multiply-add of the convs and the linear layer, against
     # this device's measured fp32 matmul rate, which the best fp32 conv kernels approach
     peak = matmul_peak_gflops(device)
     print(f"compute ceiling: {fl / 1e6:.0f} MFLOP per image; fp32 matmul here runs at "
           f"{peak:.0f} GFLOP/s, i.e. ~{peak * 1e9 / fl:,.0f} images/s if every FLOP ran at that "
-          f"rate (onnxruntime fp32: {o['images_per_s'] * fl / 1e9 / peak:.0%} of it; 3x eager "
+          f"rate (fastest onnxruntime: "
+          f"{(o['images_per_s'] if o else 0) * fl / 1e9 / peak:.0%} of it; 3x eager "
           f"would need {3 * base * fl / 1e9:.0f} GFLOP/s)")
     if a.json:
         a.json.write_text(json.dumps({"device": device_name(device), "width": a.width,
                                       "precision": precision, "results": results,
+                                      "skipped": skipped, "agreement_with_eager": {
+                                          k: float(v) for k, v in agree.items()},
                                       "mflop_per_image": fl / 1e6,
                                       "fp32_matmul_peak_gflops": peak}, indent=1))
 

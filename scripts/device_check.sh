@@ -5,24 +5,29 @@
 #   scripts/device_check.sh --cpu-smoke   # the same steps at toy sizes on the CPU
 #   scripts/device_check.sh --only notebook,bench,all   # some groups of steps (below)
 #
-# Installs nothing: runs from the source tree (PYTHONPATH) with the machine's torch, onnx,
-# onnxruntime, h5py, typer, rich, scikit-learn and matplotlib. Data: the carried CIFAR-10 npz
+# Installs nothing (but the ortgpu group: onnxruntime-gpu into /tmp): runs from the source
+# tree (PYTHONPATH) with the machine's torch, onnx, onnxruntime, h5py, typer, rich,
+# scikit-learn and matplotlib. Data: the carried CIFAR-10 npz
 # and MNIST files in .devdata/ (copy ../shared/data/{cifar10_jpeg_q75.npz,
-# make_cifar10_batches.py,mnist/} there and name .devdata in the device call's carry); in
+# make_cifar10_batches.py,mnist/} there and name .devdata in the device call's carry, or its
+# files one by one where .devdata/ortgpu holds the wheel's 255 MB of parts); in
 # --cpu-smoke mode without them, small synthetic files in the real formats. Steps run most
 # wanted first, each cut at its own limit and at the script's deadline. Groups (all by
 # default): notebook (the course recipe, cold and warm compile cache), explore (the fast
 # recipe and the variants EXPLORE="NAME:OPTIONS|..." names, seed 0, then the best over seeds
 # 1 and 2; default: "base:|w32:--whiten --epochs 32"), recipes (page over seeds), bench
 # (bench_train.py and its variants), eval (hw0 eval, bench_eval.py; needs notebook), kernels,
-# all (hw0 all).
+# ortgpu (onnxruntime-gpu installed from the parts of scripts/ort_gpu_parts.sh where they are
+# here or stashed, then `hw0 eval --flip` with defaults, again from the cache, and with each
+# backend / provider, and bench_eval.py on the GPU providers; trains its own short run unless
+# notebook ran; a provider that cannot run is a row saying why, not a failure), all (hw0 all).
 # Full logs and JSON results go to $OUT (default /tmp/hw0_device_check); a table is printed
 # last.
 set -uo pipefail
 
 smoke=0
 only=""
-GROUPS_KNOWN=",notebook,explore,recipes,bench,eval,kernels,all,"
+GROUPS_KNOWN=",notebook,explore,recipes,bench,eval,kernels,ortgpu,all,"
 while [ $# -gt 0 ]; do
   case "$1" in
     --cpu-smoke) smoke=1 ;;
@@ -37,7 +42,7 @@ while [ $# -gt 0 ]; do
           echo "device_check.sh: unknown group '$g' in --only ($groups_text)" >&2; exit 2; }
       done
       shift ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
     *) echo "device_check.sh: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -66,6 +71,7 @@ step() {  # step NAME LIMIT_S CMD...: run (cut at LIMIT_S and at the deadline), 
   local name=$1 limit=$2; shift 2
   rm -f "$OUT/$name.log" "$OUT/$name.json"  # never a stale result from an earlier check
   want "$group" || return 1
+  limit=$(( limit * SLACK ))
   local left=$(( deadline - SECONDS ))
   if [ "$left" -lt 20 ]; then echo "== $name: skipped (budget spent)"; return 1; fi
   [ "$limit" -gt "$left" ] && limit=$left
@@ -95,13 +101,18 @@ if [ "$smoke" = 1 ]; then
   # compiles the whole step on the CPU)
   W=4; EPOCHS=1; TRAIN="--train-samples 1000 --no-compile --precision fp32"
   BENCH="--batches 3 --compile off --precision fp32"; VARIANTS="fp32/eager"; KSIZES=200
-  KEXTRA=""; DEV="--device cpu"; EEXTRA=""; SEEDS="0 1"; BUDGET=600; ALL_PRESET=quick
-  ALL_CAP=10; COLD=300; WARM=120; XEPOCHS="--epochs 1"
+  KEXTRA=""; DEV="--device cpu"; EEXTRA=""; SEEDS="0 1"; ALL_PRESET=quick
+  ALL_CAP=10; COLD=300; WARM=120; XEPOCHS="--epochs 1"; ORT_EPOCHS=1
+  # the smoke checks that every step runs, not how fast: on a CPU shared with other work a
+  # step may take many times its GPU-sized limit, so limits and budget are only hang guards
+  SLACK=10; BUDGET=${BUDGET:-5400}
 else
   W=64; EPOCHS=20; TRAIN=""; BENCH="--batches 0 --epochs 2"; KSIZES=60000; KEXTRA="--no-sklearn"
   VARIANTS="bf16/eager,bf16/default,fp32/reduce-overhead"
   DEV="--device cuda"; SEEDS="0 1 2"; BUDGET=${BUDGET:-555}; ALL_PRESET=full; ALL_CAP=300
+  SLACK=1
   COLD=200; WARM=75; XEPOCHS=""  # the fast recipe at its own length
+  ORT_EPOCHS=5  # ortgpu's own run (eager): trained enough that top-1 agreement means something
   EEXTRA="--no-int8"  # an int8 TensorRT engine build is not worth this call's minutes
 fi
 FALLBACK=""  # becomes --no-compile when the first compiled run fails: accuracy still measured
@@ -165,19 +176,37 @@ for b in (load("bench_train.json"), load("bench_variants.json")):
         rows.append((b["device"], f"train images/s, variant {v} (one-time s)",
                      f"{r['images_per_s']:,.0f} ({r['one_time_s']:.1f} s)",
                      f"{b['notebook_images_per_s']:,.0f}", f"{r['ratio']:.2f}x"))
-for name, label in (("eval_default.json", "hw0 eval --flip (defaults)"),
-                    ("eval_torch.json", "hw0 eval --flip --backend torch")):
+evals = [("eval_default.json", "hw0 eval --flip (defaults)"),
+         ("eval_torch.json", "hw0 eval --flip --backend torch")]
+evals += [(f"eval_ort_{k}.json", f"ortgpu: hw0 eval --flip {v}") for k, v in (
+    ("default", "(defaults; onnxruntime-gpu installed)"), ("cached", "(defaults, again)"),
+    ("torch", "--backend torch"), ("cuda", "--backend onnxruntime --provider cuda"),
+    ("cuda_fp16", "--provider cuda --model fp16"),
+    ("tensorrt", "--backend onnxruntime --provider tensorrt"),
+    ("cpu", "--backend onnxruntime --provider cpu"))]
+for name, label in evals:
     r = load(name)
     if r:
         rows.append(("", f"{label}: images/s", f"{r['images_per_s']:,.0f}",
                      f"{r['backend']} ({r['provider']})", ""))
-e = load("bench_eval.json")
-if e:
+        if r.get("backend_choice"):
+            rows.append(("", f"  why: {r['backend_reason']}", "", "", ""))
+    elif load_text(name.replace(".json", ".log")):
+        tail = load_text(name.replace(".json", ".log")).strip().splitlines()[-1:] or [""]
+        rows.append(("", f"{label}: did not run", tail[0][:150], "", ""))
+for bench, tag in (("bench_eval.json", ""), ("bench_eval_ortgpu.json", "ortgpu: ")):
+    e = load(bench)
+    if not e:
+        continue
     res = e["results"]
     base = res["torch eager fp32"]["images_per_s"]
     for k, v in res.items():
-        rows.append((e["device"], f"flip eval 20k images/s: {k}", f"{v['images_per_s']:,.0f}",
-                     f"{base:,.0f} (eager)", f"{v['images_per_s'] / base:.2f}x"))
+        rows.append((e["device"], f"{tag}flip eval 20k images/s: {k}",
+                     f"{v['images_per_s']:,.0f}", f"{base:,.0f} (eager)",
+                     f"{v['images_per_s'] / base:.2f}x"))
+    for k, why in (e.get("skipped") or {}).items():
+        rows.append((e["device"], f"{tag}flip eval 20k images/s: {k}", "skipped", why[:150],
+                     ""))
 k = load("bench_kernels.json")
 if k:
     for r in k["rows"]:
@@ -314,7 +343,49 @@ group=bench
 step bench_variants 150 $PY "$repo/scripts/bench_train.py" --data-dir "$data" --width $W \
   $BENCH --variants "$VARIANTS" $DEV --json "$OUT/bench_variants.json"
 
-# 6. `hw0 all` wall-clock from a cold process, last, cut at the deadline (the table still prints)
+# 6. onnxruntime-gpu (installed from the parts where they are) against torch, every backend
+group=ortgpu
+ort_eval() {  # ort_eval NAME [hw0 eval options]: an eval of $run, its JSON kept; its failure
+  # is a finding (a provider that cannot run: the table's row says why), not a fault
+  local name=$1 before=$failures; shift
+  step "eval_ort_$name" 120 $HW0 eval "$run" --flip --out "$art" --data-dir "$data" --json \
+    --no-plot "$@"
+  failures=$before
+  grep -h '^{' "$OUT/eval_ort_$name.log" > "$OUT/eval_ort_$name.json" 2>/dev/null ||
+    rm -f "$OUT/eval_ort_$name.json"
+}
+if want ortgpu; then
+  ORT_TARGET=${ORT_TARGET:-/tmp/hw0_ortgpu/site}
+  stashed=${ORTGPU_STASH:-/tmp/hw0_ortgpu}/manifest.sha256
+  if [ "$smoke" = 1 ]; then  # the wheel is for the GPU image's Python (3.12), not this one
+    echo "== ortgpu: --cpu-smoke installs no onnxruntime-gpu: the machine's onnxruntime"
+  elif [ -f "$repo/.devdata/ortgpu/manifest.sha256" ] || [ -f "$stashed" ]; then
+    step ortgpu_install 180 bash "$repo/scripts/ort_gpu_parts.sh" install "$ORT_TARGET" &&
+      export PYTHONPATH="$ORT_TARGET:$PYTHONPATH"
+  else
+    echo "== ortgpu: no onnxruntime-gpu parts here or stashed: the image's onnxruntime"
+  fi
+  step ortgpu_providers 60 $PY -c "import onnxruntime as o; print(o.__version__, o.__file__, \
+o.get_available_providers())" && cat "$OUT/ortgpu_providers.log"
+  run=$($PY -c "import json; print(json.load(open('$OUT/train_notebook_s0.json'))['run_id'])" \
+    2>/dev/null)
+  if [ -z "$run" ] && train train_ortgpu "$COLD" --epochs $ORT_EPOCHS --no-compile; then
+    run=$($PY -c "import json; print(json.load(open('$OUT/train_ortgpu.json'))['run_id'])")
+  fi
+  if [ -n "$run" ]; then
+    ort_eval default  # measures on a GPU: its table row says what and why
+    ort_eval cached
+    ort_eval torch --backend torch $DEV
+    ort_eval cuda --backend onnxruntime --provider cuda
+    ort_eval cuda_fp16 --backend onnxruntime --provider cuda --model fp16
+    ort_eval tensorrt --backend onnxruntime --provider tensorrt
+    ort_eval cpu --backend onnxruntime --provider cpu
+  fi
+  step bench_eval_ortgpu 150 $PY "$repo/scripts/bench_eval.py" --data-dir "$data" --width $W \
+    $DEV --no-int8 --json "$OUT/bench_eval_ortgpu.json"
+fi
+
+# 7. `hw0 all` wall-clock from a cold process, last, cut at the deadline (the table still prints)
 rm -f "$OUT/hw0_all.json" "$OUT/hw0_all.log"
 left=$(( deadline - SECONDS )); cap=$(( left < ALL_CAP ? left : ALL_CAP ))
 if [ "$cap" -gt 5 ] && want all; then

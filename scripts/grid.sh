@@ -31,7 +31,9 @@ while [ $# -gt 0 ]; do
 done
 HW0=${HW0:-hw0}
 
-mapfile -t cmds < <($HW0 $kind list "${args[@]+"${args[@]}"}")
+# NUL-separated: a command whose folder name holds a newline stays one command; each is
+# shell-quoted by hw0, so eval below runs exactly it, whatever the paths hold
+mapfile -d '' -t cmds < <($HW0 $kind list --null "${args[@]+"${args[@]}"}")
 [ "${#cmds[@]}" -gt 0 ] || { echo "grid.sh: the $kind is empty" >&2; exit 2; }
 
 gpus=()

@@ -218,14 +218,14 @@ class LocalSlurm:
         self._start([munged, "-F", "--force", f"--socket={r}/munge.socket",
                      f"--key-file={r}/munge.key", f"--pid-file={r}/munged.pid",
                      f"--log-file={r}/munged.log", f"--seed-file={r}/munged.seed"])
-        self._wait(lambda: (r / "munge.socket").exists(), 10, "munged")
+        self._wait(lambda: (r / "munge.socket").exists(), 120, "munged")
         ctld = shutil.which("slurmctld") or "/usr/sbin/slurmctld"
         slurmd = shutil.which("slurmd") or "/usr/sbin/slurmd"
         self._start([ctld, "-D", "-c", "-i"])
         self._start([slurmd, "-D", "-N", "hw0node"])
         self._wait(lambda: subprocess.run(["sinfo", "-h", "-o", "%T"], env=self.env,
                                           capture_output=True, text=True).stdout.strip()
-                   == "idle", 60, "the node")
+                   == "idle", 300, "the node")  # hang guards: a loaded CPU is slow
         return self
 
     def _start(self, cmd: list[str]) -> None:
@@ -258,3 +258,143 @@ class LocalSlurm:
                 p.wait(timeout=10)
             except Exception:
                 p.kill()
+
+
+# ---------------------------------------------------------------------------------------------
+# damaged files and full disks
+
+DAMAGE_MODES = ("truncate", "zero-head", "flip-head", "zero-middle", "flip-middle",
+                "zero-tail", "flip-tail")
+
+
+def damage(path: Path, mode: str, n: int = 256) -> Path:
+    """Damage a file in place as a failing disk or a careless copy would: `truncate` (half of
+    it), or `zero-`/`flip-` `n` bytes at its `head`, `middle` or `tail`."""
+    data = bytearray(Path(path).read_bytes())
+    if mode == "truncate":
+        Path(path).write_bytes(bytes(data[:len(data) // 2]))
+        return Path(path)
+    how, where = mode.split("-")
+    start = {"head": 0, "middle": len(data) // 2, "tail": max(0, len(data) - n)}[where]
+    for i in range(start, min(len(data), start + n)):
+        data[i] = 0 if how == "zero" else data[i] ^ 0xFF
+    Path(path).write_bytes(bytes(data))
+    return Path(path)
+
+
+def flip_dataset_signs(path: Path, name: str) -> None:
+    """Flip the sign bit of every float of dataset `name` in the file's bytes, leaving the
+    HDF5 structure intact (as a bit-rotting disk could)."""
+    import h5py
+    with h5py.File(path, "r") as f:
+        ds = f[name]
+        assert ds.dtype.kind == "f" and ds.dtype.byteorder in "<=" and ds.chunks is None
+        offset, size, n = ds.id.get_offset(), ds.id.get_storage_size(), ds.dtype.itemsize
+    data = bytearray(Path(path).read_bytes())
+    for i in range(offset + n - 1, offset + size, n):  # little-endian: the sign is last
+        data[i] ^= 0x80
+    Path(path).write_bytes(bytes(data))
+
+
+class FullDisk:
+    """A disk that fills up under `folder`: writes to files there, through `os.write` or
+    `open()`, fail with ENOSPC once `free` bytes have been written (the write that crosses the
+    limit writes what fits, as a real full disk does), and `shutil.disk_usage` says so. Reads
+    and other folders are untouched. Patches with `monkeypatch`; `free = None` gives the
+    space back."""
+
+    def __init__(self, monkeypatch, folder: Path, free: int | None = 0) -> None:
+        import builtins
+        import io
+        import os
+        import shutil
+        self.folder, self.free = Path(folder).resolve(), free
+        self.failures = 0
+        real_write, real_open = os.write, builtins.open
+        self.real_open = real_open  # for writers that bypass Python (C++ code) in a test
+
+        def fd_path(fd: int) -> Path | None:
+            try:
+                return Path(os.readlink(f"/proc/self/fd/{fd}"))
+            except OSError:
+                return None
+
+        def write(fd: int, data) -> int:
+            p = fd_path(fd)
+            if p is None or not self.covers(p):
+                return real_write(fd, data)
+            n = self.spend(len(data))
+            return real_write(fd, bytes(data)[:n])
+
+        def open_(file, mode="r", *args, **kwargs):
+            f = real_open(file, mode, *args, **kwargs)
+            if (isinstance(file, (str, os.PathLike)) and any(c in mode for c in "wax+")
+                    and self.covers(Path(os.path.abspath(file)))):
+                return _BudgetedFile(f, self)
+            return f
+
+        real_usage = shutil.disk_usage
+
+        def disk_usage(path):
+            u = real_usage(path)
+            if not self.covers(Path(os.path.abspath(path))):
+                return u
+            return type(u)(u.total, u.total - max(0, self.free), max(0, self.free))
+
+        monkeypatch.setattr(os, "write", write)
+        monkeypatch.setattr(builtins, "open", open_)
+        monkeypatch.setattr(io, "open", open_)
+        monkeypatch.setattr(shutil, "disk_usage", disk_usage)
+
+    def covers(self, p: Path) -> bool:
+        return self.free is not None and (p == self.folder or self.folder in p.parents)
+
+    def spend(self, n: int) -> int:
+        """How many of `n` bytes fit; raises ENOSPC when none does."""
+        import errno
+        import os
+        if self.free is None:
+            return n
+        if n and self.free <= 0:
+            self.failures += 1
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        n = min(n, self.free)
+        self.free -= n
+        return n
+
+
+class _BudgetedFile:
+    """A file object whose writes spend the FullDisk's free bytes."""
+
+    def __init__(self, f, disk: FullDisk) -> None:
+        self._f, self._disk = f, disk
+
+    def write(self, data) -> int:
+        n = self._disk.spend(len(data))
+        self._f.write(data[:n])
+        if n < len(data):
+            self._disk.spend(len(data) - n)  # nothing left: ENOSPC
+        return n
+
+    def writelines(self, lines) -> None:
+        for line in lines:
+            self.write(line)
+
+    def __getattr__(self, name: str):
+        return getattr(self._f, name)
+
+    def __iter__(self):
+        return iter(self._f)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._f.close()
+
+
+def temp_files_left(folder: Path) -> list[Path]:
+    """Temporary files a write may leave behind under `folder` (hidden `.name.tmp<pid>`
+    files and directories, onnxruntime's `-inferred.onnx` models); [] when clean."""
+    return [p for p in Path(folder).rglob("*")
+            if ".tmp" in p.name or p.name.endswith("-inferred.onnx")]

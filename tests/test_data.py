@@ -150,3 +150,16 @@ def test_download_skips_mnist_present_as_gz(tmp_path, monkeypatch):
     root = write_mnist(tmp_path, gz=True)
     assert data.download(root, ("mnist",)) == [f"MNIST present in {root / 'MNIST' / 'raw'}"]
     assert calls == []
+
+
+def test_data_dir_pointing_into_the_data_set_names_its_parent(tmp_path):
+    """--data-dir data/cifar-10-batches-py (the data set's own folder) is answered with the
+    folder to use instead, not with a download into it."""
+    root = write_cifar(tmp_path / "data")
+    for inside in (root / "cifar-10-batches-py", root / "MNIST" / "raw"):
+        with pytest.raises(Hw0Error) as exc:
+            data.load_cifar10(inside)
+        msg = str(exc.value)
+        assert f"--data-dir {root}" in msg and "hw0 data download" not in msg, msg
+    with pytest.raises(Hw0Error, match="hw0 data download"):
+        data.load_cifar10(tmp_path / "elsewhere")

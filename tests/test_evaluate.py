@@ -227,3 +227,57 @@ def test_tensorrt_preload_loads_the_pip_libraries(tmp_path, monkeypatch):
     assert evaluate.preload_tensorrt() == ["libnvinfer.so.10", "libnvinfer_plugin.so.10",
                                            "libnvonnxparser.so.10"]
     assert all(mode == ctypes.RTLD_GLOBAL and path.startswith(str(pkg)) for path, mode in loaded)
+
+
+class _StopInEpoch:
+    """A training display that presses Ctrl-C in the middle of epoch `epoch`."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_start(self, info: dict) -> None:
+        pass
+
+    def on_step(self, epoch: int, step: int, *args: object) -> None:
+        if epoch == self.epoch and step >= 2:
+            raise KeyboardInterrupt
+
+    def on_epoch(self, row: dict) -> None:
+        pass
+
+
+def test_eval_refuses_a_run_that_never_finished_an_epoch(cifar_root, tmp_path):
+    """Its weights are the random start: refused, naming the run's state and the fix."""
+    from hw0cli.errors import Hw0Error
+    cfg = tiny_config(cifar_root, tmp_path, epochs=2)
+    with pytest.raises(Hw0Error, match="before its first epoch finished"):
+        run_train(cfg, reporter=_StopInEpoch(1))
+    path = next((tmp_path / "runs").glob("*.h5"))
+    assert store.read_h5(path, attrs_only=True).attrs["status"] == "interrupted"
+    with pytest.raises(Hw0UsageError) as exc:
+        ev.run_eval(ev.EvalConfig(run=str(path), out=tmp_path, data_dir=cifar_root))
+    msg = str(exc.value)
+    assert "interrupted" in msg and "has not finished an epoch" in msg and "hw0 train" in msg
+    assert not store.has_dataset(path, "eval/original/accuracy")  # nothing stored
+    r = runner.invoke(app, ["eval", str(path), "--out", str(tmp_path)])
+    assert r.exit_code == 2 and "has not finished an epoch" in r.output
+
+
+@pytest.mark.slow
+def test_eval_of_an_interrupted_run_with_epochs_done_warns(cifar_root, tmp_path):
+    from hw0cli.errors import Hw0Error
+    from tests.helpers import InterruptAt
+    with pytest.raises(Hw0Error, match=r"keeps its last completed epoch \(1\)"):
+        run_train(tiny_config(cifar_root, tmp_path, epochs=3), reporter=InterruptAt(1))
+    path = next((tmp_path / "runs").glob("*.h5"))
+    res = ev.run_eval(ev.EvalConfig(run=str(path), out=tmp_path, data_dir=cifar_root))
+    assert any("interrupted after epoch 1 of 3" in n for n in res.notes)
+    r = runner.invoke(app, ["eval", str(path), "--out", str(tmp_path), "--data-dir",
+                            str(cifar_root)])
+    assert r.exit_code == 0 and "Warning:" in r.output and "after epoch 1 of 3" in r.output
+
+
+def test_eval_of_a_missing_file_says_file_not_found(tmp_path):
+    r = runner.invoke(app, ["eval", str(tmp_path / "missing.h5"), "--out", str(tmp_path)])
+    assert r.exit_code == 2 and "File not found" in r.output and "missing.h5" in r.output
+    assert "No run" not in r.output

@@ -1,3 +1,4 @@
+import json
 import os
 import subprocess
 import sys
@@ -67,3 +68,134 @@ def test_grid_sh_syntax_and_dry_run(tmp_path):
     lines = [ln for ln in r.stdout.splitlines() if ln.startswith("cell ")]
     assert len(lines) == 6 and "--width 64" in lines[0]  # widest first
     assert all("--train-samples 2000" in ln for ln in lines)
+
+
+# ---- hostile paths, concurrent runs ----------------------------------------------------------
+
+# a folder name that breaks unquoted commands: a space, quotes, ';', '#', '$( )', backquotes, a
+# Slurm filename pattern, and (HOSTILE_NL) a newline
+HOSTILE = "o u't\";touch PWNED;#$(touch PWNED2)`touch PWNED3`%j"
+HOSTILE_NL = HOSTILE + "\nx"
+
+
+def hw0_on_path(tmp_path: Path) -> dict[str, str]:
+    """An environment whose PATH has an `hw0` that runs this checkout's hw0cli."""
+    import shlex
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    shim = bin_dir / "hw0"
+    shim.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -m hw0cli "$@"\n')
+    shim.chmod(0o755)
+    return {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}",
+            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+
+
+def readme_pipeline(kind: str) -> str:
+    """What the README pipes `hw0 <kind> list --null ...` into."""
+    line = next(ln for ln in (ROOT / "README.md").read_text().splitlines()
+                if ln.startswith(f"hw0 {kind} list --null"))
+    return line.split("|", 1)[1].split("  #")[0].strip()
+
+
+def assert_ran_exactly(tmp_path: Path, out: Path, n_cells: int) -> None:
+    """The cells' run files are there, finished; nothing a path smuggled in ran."""
+    files = sorted((out / "runs").glob("*.h5"))
+    assert len(files) == n_cells, files
+    assert all(store.read_h5(f, attrs_only=True).attrs["status"] == "finished" for f in files)
+    assert not [p for p in tmp_path.rglob("PWNED*")]
+
+
+def hostile_args(cifar_root, out) -> list[str]:
+    from tests.helpers import tiny_train_args
+    return ["--widths", "2", "--noise", "0,1", *tiny_train_args(cifar_root, out)]
+
+
+@pytest.mark.slow
+def test_readme_pipeline_keeps_hostile_paths_whole(cifar_root, tmp_path):
+    import shlex
+    env = hw0_on_path(tmp_path)
+    out = tmp_path / HOSTILE_NL
+    pipeline = readme_pipeline("grid")
+    assert pipeline.startswith("xargs -0")
+    cmd = shlex.join(["hw0", "grid", "list", "--null", *hostile_args(cifar_root, out)])
+    r = subprocess.run(["bash", "-c", f"set -o pipefail; {cmd} | {pipeline}"], cwd=tmp_path,
+                       env=env, capture_output=True, text=True, timeout=1800)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert_ran_exactly(tmp_path, out, 2)
+
+
+@pytest.mark.slow
+def test_grid_sh_keeps_hostile_paths_whole(cifar_root, tmp_path):
+    env = {**hw0_on_path(tmp_path), "HW0": str(tmp_path / "bin" / "hw0")}
+    out = tmp_path / HOSTILE_NL
+    r = subprocess.run(["bash", str(ROOT / "scripts" / "grid.sh"), "-j", "2",
+                        *hostile_args(cifar_root, out)], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=1800)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "2 cells in 2 lane(s)" in r.stdout
+    assert_ran_exactly(tmp_path, out, 2)
+
+
+def test_slurm_script_quotes_paths_and_refuses_a_newline(cifar_root, tmp_path):
+    from hw0cli.cli import app
+    r = runner.invoke(app, ["grid", "slurm", *hostile_args(cifar_root, tmp_path / HOSTILE_NL)])
+    assert r.exit_code == 2 and "newline" in r.output and "Traceback" not in r.output
+    out = tmp_path / HOSTILE
+    r = runner.invoke(app, ["grid", "slurm", *hostile_args(cifar_root, out)])
+    assert r.exit_code == 0, r.output
+    script = next((out / "slurm").glob("*.sbatch"))
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    text = script.read_text()
+    log_dir = str((out / "slurm").resolve()).replace('"', '\\"').replace("%", "%%")
+    assert f'#SBATCH --output="{log_dir}"/%x-%A_%a.out\n' in text
+    assert not [p for p in tmp_path.rglob("PWNED*")]
+
+
+@pytest.mark.slow
+def test_slurm_script_body_runs_its_cell_with_hostile_paths(cifar_root, tmp_path):
+    """What a Slurm task runs, run by bash here (the real Slurm: tests/test_slurm.py)."""
+    from hw0cli.cli import app
+    out = tmp_path / HOSTILE
+    assert runner.invoke(app, ["grid", "slurm", *hostile_args(cifar_root, out)]).exit_code == 0
+    script = next((out / "slurm").glob("*.sbatch"))
+    for task in ("0", "1"):
+        r = subprocess.run(["bash", str(script)], cwd=tmp_path, capture_output=True, text=True,
+                           env={**os.environ, "SLURM_ARRAY_TASK_ID": task}, timeout=900)
+        assert r.returncode == 0, r.stdout + r.stderr
+    assert_ran_exactly(tmp_path, out, 2)
+
+
+@pytest.mark.slow
+def test_a_cell_held_by_another_process_is_not_a_failure(cifar_root, tmp_path):
+    """A cell another process trains is "running in another process": not run here, not a
+    failure (exit 0); a later run trains it."""
+    from hw0cli.cli import app
+    args = hostile_args(cifar_root, tmp_path)
+    ids = [c["run_id"] for c in json.loads(
+        runner.invoke(app, ["grid", "list", "--json", *args]).stdout)]
+    held = runs.run_path(tmp_path, ids[0])
+    with store.lock(held):
+        r = runner.invoke(app, ["grid", "run", *args])
+    assert r.exit_code == 0, r.output
+    assert "1 of 2 cells were running in another process (cells 0)" in " ".join(r.output.split())
+    assert not held.exists() and runs.run_path(tmp_path, ids[1]).exists()
+    r = runner.invoke(app, ["grid", "run", *args])
+    assert r.exit_code == 0 and held.exists(), r.output
+
+
+@pytest.mark.slow
+def test_two_grid_runs_on_one_folder_share_the_cells(cifar_root, tmp_path):
+    """Two `hw0 grid run` at once on one folder: both exit 0; every cell trained once."""
+    from tests.helpers import tiny_train_args
+    args = [sys.executable, "-m", "hw0cli", "grid", "run", "--widths", "2,3", "--noise", "0,1",
+            *tiny_train_args(cifar_root, tmp_path)]
+    procs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=1800)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert not any("failed" in o for o in outs), outs
+    files = sorted((tmp_path / "runs").glob("*.h5"))
+    assert len(files) == 4
+    for f in files:  # trained once, start to end: never resumed, never retrained
+        a = store.read_h5(f, attrs_only=True).attrs
+        assert a["status"] == "finished" and a["epochs_done"] == 1 and "resumed_at" not in a

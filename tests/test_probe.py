@@ -1,5 +1,6 @@
 """`--precision auto` / `--compile-mode auto`: the measured-fastest candidate, cached, recorded."""
 
+import pytest
 import torch
 
 from hw0cli import probe, store
@@ -54,3 +55,97 @@ def test_run_file_records_a_real_probe(cifar_root, tmp_path, monkeypatch):
     assert set(speeds) == {"fp32/eager", "bf16/eager"} and min(speeds.values()) > 0
     assert ex["precision"] == max(speeds, key=speeds.get).split("/")[0] == res.precision
     assert (tmp_path / "cache" / probe.PROBE_FILE).is_file()
+
+
+RACER = """
+import sys, time
+from pathlib import Path
+import torch
+from hw0cli import probe
+from hw0cli.train_options import make_config
+batch, ready, go = int(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+speeds = {"fp32": 100.0, "bf16": 230.0}
+def make_timer(device, cfg, precision, mode):
+    def window():
+        time.sleep(0.2)  # a measurement takes a while: long enough for the other to read
+        return speeds[precision]
+    return window
+probe.make_timer = make_timer
+ready.touch()
+while not go.exists():  # both start probing at the same moment
+    time.sleep(0.01)
+cfg = make_config(width=16, batch_size=batch, device="cpu", compile=False)
+print(probe.choose_execution(cfg, torch.device("cpu")).precision)
+"""
+
+
+def test_concurrent_first_probes_keep_both_entries(tmp_path):
+    """Two processes probing a fresh shared cache at once (other batch sizes, so other keys):
+    both figures are kept (read-modify-write under a lock)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import time
+    env = {**os.environ, "HW0_CACHE": str(tmp_path / "cache")}
+    go = tmp_path / "go"
+    procs = [subprocess.Popen([sys.executable, "-c", RACER, str(batch), str(tmp_path / f"r{i}"),
+                               str(go)], env=env, stdout=subprocess.PIPE, text=True)
+             for i, batch in enumerate((64, 128))]
+    end = time.monotonic() + 600  # a hang guard: imports under load
+    while not all((tmp_path / f"r{i}").exists() for i in range(2)):
+        assert time.monotonic() < end and all(p.poll() is None for p in procs)
+        time.sleep(0.05)
+    go.touch()
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0] and [o.strip() for o in outs] == ["bf16"] * 2
+    cache = json.loads((tmp_path / "cache" / probe.PROBE_FILE).read_text())
+    assert sorted(k.split(" | ")[3] for k in cache) == ["batch 128", "batch 64"]
+    assert all(v["bf16/eager"] == 230.0 for v in cache.values())
+
+
+def test_a_full_disk_under_the_probe_cache_is_one_message(monkeypatch, tmp_path):
+    """The probe's figures cannot be cached on a full disk: the message names the file and
+    its disk (the probe would be lost anyway, and the run's checkpoints would fail next)."""
+    from hw0cli.errors import Hw0Error
+    from tests.helpers import FullDisk, temp_files_left
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("HW0_CACHE", str(cache))
+    monkeypatch.setattr(probe, "make_timer", stub_measure({"fp32": 1.0, "bf16": 2.0}, []))
+    disk = FullDisk(monkeypatch, cache, free=0)
+    with pytest.raises(Hw0Error, match="No space left on device") as e:
+        probe.choose_execution(make_config(width=16, device="cpu", compile=False),
+                               torch.device("cpu"))
+    assert str(cache / probe.PROBE_FILE) in str(e.value) and disk.failures
+    assert "0 B free" in str(e.value) and temp_files_left(tmp_path) == []
+
+
+def test_ctrl_c_during_the_probe_keeps_a_full_round(monkeypatch, tmp_path):
+    """Interrupted after every candidate was timed once: that round is cached, and the next
+    run chooses from it without measuring again. Interrupted before: nothing is cached."""
+    import pytest
+    monkeypatch.setenv("HW0_CACHE", str(tmp_path / "cache"))
+    cpu, calls = torch.device("cpu"), []
+    windows = {"n": 0}
+
+    def make_timer(device, cfg, precision, compile_mode):
+        calls.append(precision)
+
+        def window():
+            windows["n"] += 1
+            if windows["n"] > stop_after:
+                raise KeyboardInterrupt
+            return {"fp32": 100.0, "bf16": 150.0}[precision]
+        return window
+    monkeypatch.setattr(probe, "make_timer", make_timer)
+    cfg = make_config(width=16, device="cpu", compile=False)
+    stop_after = 1  # only fp32 timed: not a usable probe
+    with pytest.raises(KeyboardInterrupt):
+        probe.choose_execution(cfg, cpu)
+    assert not (tmp_path / "cache" / probe.PROBE_FILE).exists()
+    windows["n"], stop_after = 0, 3  # a full round and one more window
+    with pytest.raises(KeyboardInterrupt):
+        probe.choose_execution(cfg, cpu)
+    ex = probe.choose_execution(cfg, cpu)
+    assert ex.probe["cached"] and ex.precision == "bf16"
+    assert ex.probe["images_per_s"] == {"fp32/eager": 100.0, "bf16/eager": 150.0}

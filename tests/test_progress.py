@@ -84,3 +84,19 @@ def test_grid_run_jobs_2_logs_each_cell_to_one_tensorboard_folder(cifar_root: Pa
         got = tb_scalars(group / rid)["train/err"]
         assert sorted(got) == list(h["epoch"])
         assert [got[e] for e in h["epoch"]] == pytest.approx(list(h["train_err"]), rel=1e-6)
+
+
+def test_epoch_lines_show_a_dash_where_nothing_was_measured() -> None:
+    """Epochs without a test evaluation (--eval-every) print '-', never nan."""
+    buf = io.StringIO()
+    with RichReporter(Console(file=buf, width=100)) as rep:
+        rep.on_start(INFO)
+        rep.on_epoch({**ROW, "test_loss": float("nan"), "test_err": float("nan")})
+        rep.on_epoch({**ROW, "epoch": 2, "train_eval_err": 0.25})
+    log = buf.getvalue()
+    assert "nan" not in log.lower()
+    first = next(ln for ln in log.splitlines() if re.match(r"\s+1\s", ln))
+    assert first.split()[3:5] == ["-", "-"] and "50.00%" in first
+    header = next(ln for ln in log.splitlines() if ln.lstrip().startswith("epoch"))
+    assert "train err (running)" in header
+    assert "full-train err 25.00%" in log

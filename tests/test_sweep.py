@@ -171,10 +171,10 @@ def test_ctrl_c_stops_a_parallel_run(cifar_root, tmp_path):
     args[args.index("--epochs") + 1] = "50"  # long enough to be interrupted
     proc = subprocess.Popen([sys.executable, "-m", "hw0cli", "sweep", "run", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    end = time.monotonic() + 120
+    end = time.monotonic() + 900  # hang guards: a loaded CPU is slow
     while not list((tmp_path / "runs").glob("*.h5")) and time.monotonic() < end:
         time.sleep(0.2)  # the first cell has written its first checkpoint
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=600)
     assert proc.returncode == 130 and "Interrupted" in err
     assert len(list((tmp_path / "runs").glob("*.h5"))) == 1  # no cell started after Ctrl-C

@@ -151,6 +151,9 @@ def test_history_csv_reads_in_pandas(tb_run: Path) -> None:
     h = history(tb_run)
     assert df["epoch"].dtype.kind == "i" and list(df["epoch"]) == list(h["epoch"])
     for k in ("train_err", "test_err", "train_loss", "test_loss", "lr", "seconds"):
+        # float64's 15 decimal digits: what the run measured, without binary noise
+        np.testing.assert_allclose(df[k].to_numpy(), h[k], rtol=1e-14)
+    for k in ("train_err", "test_err"):  # counted errors (wrong / n) come back exactly
         np.testing.assert_array_equal(df[k].to_numpy(), h[k])
     assert df["test_err_tta"].isna().all()  # not measured (no --tta): empty, read as NaN
     r = runner.invoke(app, ["runs", "history", "--json", "--out", str(tb_run)])

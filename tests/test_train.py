@@ -1,3 +1,5 @@
+import dataclasses
+import json
 import math
 
 import numpy as np
@@ -226,3 +228,112 @@ def test_init_recorded_and_used(cifar_root, tmp_path):
     res = run_train(cfg)
     stored = store.read_h5(res.path, attrs_only=True).attrs["config"]
     assert (stored["init"], stored["init_scale"]) == ("orthogonal", 0.5)
+
+
+# ---- resume keeps its execution; divergence; inputs beyond what the machine holds -------------
+
+def test_resume_keeps_the_recorded_precision(cifar_root, tmp_path, monkeypatch):
+    """--precision auto, killed after epoch 2, resumed after the probe's verdict flipped: the
+    run continues in the precision its file records and ends bit for bit where the
+    uninterrupted run does."""
+    from hw0cli import probe
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("HW0_CACHE", str(cache))
+    speeds = {"fp32": 200.0, "bf16": 100.0}  # the probe's figures, images/s
+    monkeypatch.setattr(probe, "make_timer", lambda dev, cfg, prec, mode: lambda: speeds[prec])
+    cfg_a = tiny(cifar_root, tmp_path / "a", precision="auto", momentum=0.9)
+    full = run_train(cfg_a)
+    assert full.precision == "fp32"
+    cfg_b = dataclasses.replace(cfg_a, out=tmp_path / "b")
+    with pytest.raises(Hw0Error, match="Interrupted"):
+        run_train(cfg_b, reporter=InterruptAt(2))
+    # the cache's verdict flips (as a probe under load did): bf16 now wins
+    figures = json.loads((cache / probe.PROBE_FILE).read_text())
+    for f in figures.values():
+        f["fp32/eager"], f["bf16/eager"] = f["bf16/eager"], f["fp32/eager"]
+    (cache / probe.PROBE_FILE).write_text(json.dumps(figures))
+    assert probe.choose_execution(cfg_b, torch.device("cpu")).precision == "bf16"
+    resumed = run_train(cfg_b)
+    assert resumed.status == "finished" and resumed.resumed_from == 2
+    rec = store.read_h5(resumed.path)
+    assert resumed.precision == rec.attrs["precision"] == "fp32"
+    assert rec.attrs["execution"]["precision"] == "fp32"
+    wa = store.read_h5(full.path).group("weights")
+    for k, v in rec.group("weights").items():
+        np.testing.assert_array_equal(wa[k], v, err_msg=k)
+    assert resumed.test_err == full.test_err
+
+
+def test_resume_refuses_another_execution(cifar_root, tmp_path):
+    cfg = tiny(cifar_root, tmp_path, precision="fp32", compile=False)
+    with pytest.raises(Hw0Error, match="Interrupted"):
+        run_train(cfg, reporter=InterruptAt(1))
+    for change, flag in (({"precision": "bf16"}, "with --precision bf16 would not"),
+                         ({"compile": True}, "with --compile would not")):
+        with pytest.raises(Hw0UsageError, match=flag) as e:
+            run_train(dataclasses.replace(cfg, **change))
+        assert e.value.exit_code == 2 and "--force" in str(e.value)
+    # asking for what the file records, or for auto, continues the run
+    res = run_train(dataclasses.replace(cfg, precision="auto", compile=None))
+    assert res.status == "finished" and res.precision == "fp32" and res.compile_mode is None
+
+
+@pytest.mark.parametrize("overrides", [
+    {"lr": 1e6},  # BatchNorm keeps the loss finite; its running variances overflow
+    {"init_scale": 1e30},  # NaN loss in epoch 1: the checkpoint of epoch 0 is kept
+    {"init_scale": 1e30, "optimizer": "adam", "lr": 1e-3},  # finite loss, infinite statistics
+])
+def test_divergence_stops_and_keeps_an_all_finite_checkpoint(cifar_root, tmp_path, overrides):
+    cfg = tiny(cifar_root, tmp_path, **overrides)
+    with pytest.raises(Hw0Error, match="diverged in epoch") as e:
+        run_train(cfg)
+    assert e.value.exit_code == 1
+    rec = store.read_h5(runs.run_path(tmp_path, run_id_for(cfg)))
+    assert rec.attrs["status"] == "diverged"
+    kept = rec.attrs["epochs_done"]
+    assert f"diverged in epoch {kept + 1} " in str(e.value)
+    assert f"the checkpoint of epoch {kept} " in str(e.value)
+    for name, arr in rec.arrays.items():
+        if name.startswith(("weights/", "optim/")):
+            assert np.isfinite(arr).all(), name
+    assert len(rec.group("history")["epoch"]) == kept
+
+
+def test_initial_weights_that_overflow_are_refused(cifar_root, tmp_path):
+    with pytest.raises(Hw0UsageError, match="--init-scale") as e:
+        run_train(tiny(cifar_root, tmp_path, init_scale=1e40))
+    assert "not finite" in str(e.value)
+
+
+def test_resuming_a_file_with_weights_of_another_width(cifar_root, tmp_path):
+    c4, c8 = tiny(cifar_root, tmp_path, width=4), tiny(cifar_root, tmp_path, width=8)
+    for c in (c4, c8):
+        with pytest.raises(Hw0Error, match="Interrupted"):
+            run_train(c, reporter=InterruptAt(1))
+    p4, p8 = (runs.run_path(tmp_path, run_id_for(c)) for c in (c4, c8))
+    other = {k: v for k, v in store.read_h5(p8).arrays.items()
+             if k.startswith(("weights/", "optim/"))}
+    store.update_h5(p4, arrays=other, delete=("weights", "optim"))
+    with pytest.raises(Hw0UsageError, match="do not fit the width-4 Myrtle5") as e:
+        run_train(c4)
+    assert "--force" in str(e.value)
+
+
+def test_seeds_are_bounded_by_the_generators_range(cifar_root, tmp_path):
+    from hw0cli.augment import epoch_draws
+    from hw0cli.choices import MAX_SEED
+    with pytest.raises(Hw0UsageError, match=f"--seed must be in \\[0, {MAX_SEED}\\]"):
+        validate(tiny(cifar_root, tmp_path, seed=MAX_SEED + 1))
+    with pytest.raises(Hw0UsageError, match="--seed"):
+        validate(tiny(cifar_root, tmp_path, seed=99999999999999999999))
+    validate(tiny(cifar_root, tmp_path, seed=MAX_SEED))
+    # every generator takes the largest seed, in the last epoch of a long run too
+    d = epoch_draws(100, MAX_SEED, 10_000, ("hflip", "crop"), torch.device("cpu"), 8)
+    assert len(d.perm) == 100
+    assert len(noisy_labels(np.zeros(50, np.int64), 0.5, MAX_SEED)[0]) == 50
+
+
+@pytest.mark.parametrize("run_id", ["-x", "--force", "-"])
+def test_run_ids_may_not_look_like_options(cifar_root, tmp_path, run_id):
+    with pytest.raises(Hw0UsageError, match="may not start with '-'"):
+        validate(tiny(cifar_root, tmp_path, run_id=run_id))

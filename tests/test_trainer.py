@@ -123,17 +123,22 @@ def test_compiled_resume_equals_uninterrupted(cifar_root, tmp_path):
 
 
 KILLED_CHILD = """
-import sys, time
+import os, sys, time
 from pathlib import Path
 from hw0cli import store
 flag = Path(sys.argv[3])
-real_fill = store._fill
-def slow_fill(f, attrs, arrays):  # the epoch-1 checkpoint write stalls half-way
+real_fill, real_write, stall = store._fill, os.write, []
+def slow_fill(f, attrs, arrays):  # the file of the epoch-1 checkpoint, built in memory ...
     real_fill(f, attrs, arrays)
-    if attrs.get("epochs_done") == 1:
-        flag.write_text("writing")
-        time.sleep(120)
-store._fill = slow_fill
+    stall.extend([1] if attrs.get("epochs_done") == 1 else [])
+def slow_write(fd, data):  # ... stalls half-way onto the disk
+    if not stall:
+        return real_write(fd, data)
+    n = real_write(fd, bytes(data[:len(data) // 2]))
+    flag.write_text("writing")
+    time.sleep(120)
+    return n
+store._fill, os.write = slow_fill, slow_write
 from hw0cli.train import run_train
 from tests.helpers import tiny_config
 run_train(tiny_config(Path(sys.argv[1]), Path(sys.argv[2]), epochs=3))

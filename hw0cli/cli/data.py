@@ -19,7 +19,8 @@ from hw0cli.cli.common import (
 )
 from hw0cli.errors import Hw0Error
 
-data_app = Hw0Typer(help="Fetch and inspect CIFAR-10 and MNIST.", no_args_is_help=True)
+data_app = Hw0Typer(help="Fetch and inspect CIFAR-10 and MNIST: download, info.",
+                    no_args_is_help=True)
 
 
 @data_app.command("download")

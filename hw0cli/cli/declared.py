@@ -14,11 +14,13 @@ import dataclasses
 import functools
 import inspect
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 
+from hw0cli.cli.common import folder
 from hw0cli.options import Declared, declarations, from_given, text
 
 CTX = "hw0_ctx"
@@ -42,9 +44,23 @@ def _option(d: Declared) -> typer.models.OptionInfo:
         extra = {"autocompletion": _completer(d.choices)}
     if d.opt.envvar:
         extra.update(envvar=d.opt.envvar, show_envvar=True)
+    if d.type is Path and not d.many:
+        extra.update(parser=folder, metavar="PATH")
     # help is plain text: escaped, because Typer renders it as rich markup
     return typer.Option(*decls, help=escape(help_text), show_default=shown,
-                        rich_help_panel=d.opt.panel, **extra)
+                        rich_help_panel=d.opt.panel, metavar=metavar(d), **extra)
+
+
+TYPE_WORDS = {int: "INTEGER", float: "NUMBER", str: "TEXT"}
+
+
+def metavar(d: Declared) -> str:
+    """What the option's value is, from its declaration: nothing for a flag, NAME for a
+    choice, a list for a comma-separated option, else the value's type."""
+    if d.type is bool:
+        return ""
+    word = "NAME" if d.choices else TYPE_WORDS.get(d.type, "PATH")
+    return f"{word},..." if d.many else word
 
 
 def parameter(d: Declared) -> inspect.Parameter:

@@ -11,6 +11,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from hw0cli.cli.common import duration, err_console, mode_text, out_console
 from hw0cli.errors import Hw0Error
+from hw0cli.quantities import label
 
 
 class RichReporter:
@@ -69,7 +70,7 @@ class RichReporter:
         self._line(f"run [bold]{info['run_id']}[/] on {info['device']} ({info['precision']}, "
                    f"{mode_text(info.get('compile_mode'))}), {info['n_train']} training images, "
                    f"realized label noise {100 * info['realized_noise']:.1f}%{resumed}")
-        self._line(f"{'epoch':>5} {'train loss':>10} {'train err':>9} {'test loss':>9} "
+        self._line(f"{'epoch':>5} {'train loss':>10} {label('train_err'):>19} {'test loss':>9} "
                    f"{'test err':>8} {'lr':>8} {'seconds':>7}")
         waiting = ("compiling the training step (one-time, cached for later runs)"
                    if info.get("compile_mode") else "first steps")
@@ -91,17 +92,26 @@ class RichReporter:
 
     def on_epoch(self, row: dict[str, Any]) -> None:
         extra = ""
-        if not math.isnan(row.get("train_eval_err", math.nan)):
-            extra += f"  full-train err {100 * row['train_eval_err']:.2f}%"
-        if not math.isnan(row.get("test_err_tta", math.nan)):
-            extra += f"  test err (flip TTA) {100 * row['test_err_tta']:.2f}%"
-        self._line(f"{row['epoch']:>5} {row['train_loss']:>10.4f} {100 * row['train_err']:>8.2f}% "
-                   f"{row['test_loss']:>9.4f} {100 * row['test_err']:>7.2f}% {row['lr']:>8.4g} "
-                   f"{row['seconds']:>7.1f}{extra}")
+        for key in ("train_eval_err", "test_err_tta"):  # shown where measured
+            if not math.isnan(row.get(key, math.nan)):
+                extra += f"  {label(key)} {100 * row[key]:.2f}%"
+        self._line(f"{row['epoch']:>5} {_num(row['train_loss'], '.4f'):>10} "
+                   f"{_pct(row['train_err']):>19} {_num(row['test_loss'], '.4f'):>9} "
+                   f"{_pct(row['test_err']):>8} {row['lr']:>8.4g} {row['seconds']:>7.1f}{extra}")
         if self.progress is not None and row["epoch"] < self.epochs:
             # reset, not update: the epoch's ETA must not use the last epoch's step times
             self.progress.reset(self.epoch_task, total=self.steps, info="",
                                 description=f"epoch {row['epoch'] + 1}/{self.epochs}")
+
+
+def _num(x: float, spec: str) -> str:
+    """A number, or a dash where nothing was measured (a test evaluation skipped by
+    --eval-every)."""
+    return "-" if math.isnan(x) else format(x, spec)
+
+
+def _pct(x: float) -> str:
+    return "-" if math.isnan(x) else f"{100 * x:.2f}%"
 
 
 def run_with_display(cfg: Any, lines: Console | None, tc: Any = None) -> Any:
@@ -115,14 +125,17 @@ def run_with_display(cfg: Any, lines: Console | None, tc: Any = None) -> Any:
     with contextlib.ExitStack() as stack:
         display = stack.enter_context(RichReporter(lines)) if lines is not None else None
         tracking = stack.enter_context(TrackingReporter(tc)) if tc else None
-        if display is not None:
-            display.status(f"loading CIFAR-10 from {cfg.data_dir}")
-        data = load_cifar10(cfg.data_dir)
-        if display is not None:
-            display.status("preparing the trainer (with --precision/--compile-mode auto, "
-                           "the first run on a machine also times the candidates)")
+
+        def load() -> Any:  # called once the run file is known to need training
+            if display is not None:
+                display.status(f"loading CIFAR-10 from {cfg.data_dir}")
+            data = load_cifar10(cfg.data_dir)
+            if display is not None:
+                display.status("preparing the trainer (with --precision/--compile-mode auto, "
+                               "the first run on a machine also times the candidates)")
+            return data
         reporter = Fanout(display, tracking) if display or tracking else None
-        return run_train(cfg, reporter=reporter, data=data)
+        return run_train(cfg, reporter=reporter, data=load)
 
 
 
@@ -198,6 +211,8 @@ class GridProgress:
             if self.progress is not None:
                 self.progress.remove_task(self.cell_tasks.pop(r.index))
             ok = "[green]ok[/]" if r.returncode == 0 else f"[red]exit {r.returncode}[/]"
+            if getattr(r, "elsewhere", False):  # a grid.CellRun another process holds
+                ok = "[cyan]running in another process[/]"
             self._print(f"cell {r.index} {r.run_id}: {ok} in {duration(seconds)} (log {r.log});"
                         f" {self.counts()}")
             self._refresh()

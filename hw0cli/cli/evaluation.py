@@ -25,8 +25,9 @@ RunArg = Annotated[str | None, typer.Argument(
 
 ViewOpt = Annotated[list[str] | None, choice(View, "--view", help="Views to evaluate; "
                                              "repeatable", show_default="original")]
-BackendOpt = Annotated[str, choice(Backend, help="auto: onnxruntime on a GPU provider, else "
-                                   "torch on a GPU, else onnxruntime on the CPU")]
+BackendOpt = Annotated[str, choice(Backend, help="auto: on a GPU the fastest of onnxruntime's "
+                                   "GPU providers and torch, as measured there (cached); "
+                                   "without one, onnxruntime on the CPU")]
 ModelOpt = Annotated[str, choice(OnnxModel, "--model", help="ONNX model; int8 and fp16 are "
                                  "built on first use and their accuracy change vs fp32 is "
                                  "printed and stored")]
@@ -65,8 +66,9 @@ def export(
 
 def eval_cmd(
     run: RunArg = None,
-    flip: Annotated[bool, typer.Option("--flip", help="Also evaluate upside-down images "
-                                       "(vertical flip)")] = False,
+    flip: Annotated[bool, typer.Option("--vflip", "--flip", help="Also evaluate upside-down "
+                                       "images (the vflip view, as --augment vflip and --view "
+                                       "vflip name it; --flip is the older spelling)")] = False,
     hflip: Annotated[bool, typer.Option("--hflip", help="Also evaluate mirrored images "
                                         "(horizontal flip)")] = False,
     view: ViewOpt = None,
@@ -74,7 +76,9 @@ def eval_cmd(
     model: ModelOpt = "fp32",
     provider: ProviderOpt = "auto",
     device: DeviceOpt = "auto",
-    batch_size: Annotated[int, typer.Option(help="Images per inference call")] = 1000,
+    batch_size: Annotated[int | None, typer.Option(
+        help="Images per inference call", show_default="1000; --backend auto on a GPU times a "
+        "few sizes")] = None,
     confusion: Annotated[bool, typer.Option("--confusion", help="Print confusion matrices")]
     = False,
     plot: Annotated[bool, typer.Option("--plot/--no-plot", help="Write the per-class PNG")]
@@ -109,7 +113,9 @@ def _print_eval_header(res: Any, named: bool) -> None:
     if not named:
         say(f"(no run named: using the most recently finished run, {res.run_id})")
     for note in res.notes:
-        say(f"({note})")
+        warning = note.startswith("warning: ")
+        say(f"[bold yellow]Warning:[/] {note.removeprefix('warning: ')}" if warning
+            else f"({note})")
     model_txt = "" if res.model == "fp32" else f", model [bold]{res.model}[/]"
     say(f"run [bold]{res.run_id}[/], backend {res.backend}{model_txt}, provider "
         f"[bold]{res.provider}[/]: {res.n_images:,} images in {res.seconds:.2f} s "

@@ -1,4 +1,4 @@
-"""`hw0 grid`: the width x label-noise grid (Problem 2): list, run, status, report."""
+"""`hw0 grid`: the width x label-noise grid (Problem 2): list, run, status, report, slurm."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from hw0cli.cli.common import (
     Json,
     compact_table,
     data_dir_or_default,
+    duration,
     fmt,
     out_or_default,
     print_json,
@@ -21,17 +22,36 @@ from hw0cli.cli.common import (
 )
 from hw0cli.cli.declared import given_options
 from hw0cli.errors import Hw0Error, Hw0UsageError
+from hw0cli.slurm import SLURM_TIME
 
 grid_app = Hw0Typer(help="The width x label-noise grid (Problem 2): list, run, status, "
-                    "report. Each takes --widths, --noise, --seeds and any `hw0 train` "
+                    "report, slurm. Each takes --widths, --noise, --seeds and any `hw0 train` "
                     "option, so one option string describes one grid everywhere.",
                     no_args_is_help=True)
+TAKES_TRAIN_OPTIONS = ("Also takes any `hw0 train` option (see `hw0 train --help`): the "
+                       "settings every cell shares. Give every command of one grid (or sweep) "
+                       "the same options, so that they all mean the same cells.")
 
 GRID_CONTEXT = {"allow_extra_args": True, "ignore_unknown_options": True}
 Widths = Annotated[str, typer.Option("--widths", help="Comma-separated widths c")]
 Noises = Annotated[str, typer.Option("--noise", help="Comma-separated noise levels p")]
 Seeds = Annotated[str, typer.Option("--seeds", help="Comma-separated seeds")]
 SINGLE_RUN = ("quiet", "as_json")  # display options of one `hw0 train`, not of a grid
+Null = Annotated[bool, typer.Option(
+    "--null", help="End each command with a NUL byte instead of a newline, for paths with any "
+    "character: hw0 grid list --null ... | xargs -0 -n 1 -P 2 sh -c")]
+
+
+def print_commands(cmds: list[str], null: bool) -> None:
+    """One shell-quoted command per line, or NUL-terminated: a path may hold a newline, and
+    `xargs -0 -n 1 sh -c` hands each record whole to a shell that parses its quoting."""
+    import sys
+    if null:
+        sys.stdout.write("".join(cmd + "\0" for cmd in cmds))
+        sys.stdout.flush()
+        return
+    for cmd in cmds:
+        print(cmd)
 
 
 OWN_OPTIONS = {"grid": "--widths, --noise, --seeds", "sweep": "--axis, --preset, --name"}
@@ -72,9 +92,10 @@ def _grid_config(ctx: typer.Context, widths: str, noise: str, seeds: str) -> Any
                       log=log, log_group=sub.params.get("log_group"))
 
 
-@grid_app.command("list", context_settings=GRID_CONTEXT)
+@grid_app.command("list", context_settings=GRID_CONTEXT,
+                  epilog=TAKES_TRAIN_OPTIONS)
 def grid_list(ctx: typer.Context, widths: Widths = "4,64", noise: Noises = "0,0.5,1",
-              seeds: Seeds = "0", as_json: Json = False) -> None:
+              seeds: Seeds = "0", as_json: Json = False, null: Null = False) -> None:
     """Print one complete `hw0 train ...` command per cell (for xargs, loops, job arrays)."""
     from hw0cli.grid import cells, grid_commands
     from hw0cli.train_options import run_id_for
@@ -85,11 +106,11 @@ def grid_list(ctx: typer.Context, widths: Widths = "4,64", noise: Noises = "0,0.
                      "width": c.width, "noise": c.noise, "seed": c.seed}
                     for i, (c, cmd) in enumerate(zip(cells(cfg), cmds, strict=True))])
         return
-    for cmd in cmds:
-        print(cmd)
+    print_commands(cmds, null)
 
 
-@grid_app.command("run", context_settings=GRID_CONTEXT)
+@grid_app.command("run", context_settings=GRID_CONTEXT,
+                  epilog=TAKES_TRAIN_OPTIONS)
 def grid_run(ctx: typer.Context, widths: Widths = "4,64", noise: Noises = "0,0.5,1",
              seeds: Seeds = "0",
              index: Annotated[int | None, typer.Option(
@@ -109,11 +130,20 @@ def grid_run(ctx: typer.Context, widths: Widths = "4,64", noise: Noises = "0,0.5
         f"{Path(cfg.out) / 'grid_logs'}", wrap=False)
     with GridProgress(n) as progress:
         results = run_cells(cfg, jobs, on_done=progress.done, on_start=progress.start)
-    failed = [r for r in results if r.returncode != 0]
+    say_elsewhere([r.index for r in results if r.elsewhere], len(results), "grid")
+    failed = [r for r in results if r.failed]
     if failed:
         raise Hw0Error(f"{len(failed)} of {len(results)} cells failed: "
                        f"{', '.join(str(r.index) for r in failed)}. See their logs; "
                        "`hw0 grid status` shows each cell.")
+
+
+def say_elsewhere(indices: list[int], total: int, kind: str) -> None:
+    """The summary's line for cells another process was training (not failures)."""
+    if indices:
+        say(f"{len(indices)} of {total} cells were running in another process (cells "
+            f"{', '.join(map(str, indices))}); they are not failures of this run. `hw0 {kind} "
+            "status` shows when they finish.")
 
 
 def _run_one(cfg: Any, index: int, cell: Any) -> None:
@@ -122,15 +152,16 @@ def _run_one(cfg: Any, index: int, cell: Any) -> None:
     from hw0cli.tracking import TrackingConfig
     res = run_with_display(cell, out_console, TrackingConfig(cfg.log, cfg.out, cfg.group()))
     verb = "already finished" if res.status == "skipped" else "finished"
-    say(f"cell {index} ({res.run_id}) {verb}: train error {100 * res.train_err:.2f}%, test "
-        f"error {100 * res.test_err:.2f}%", wrap=False)
+    say(f"cell {index} ({res.run_id}) {verb}: full-train err {fmt(res.train_eval_err, True)},"
+        f" test err {fmt(res.test_err, True)}", wrap=False)
 
 
 STATE_COLORS = {"done": "green", "running": "cyan", "incomplete": "yellow", "missing": "dim",
                 "failed": "red", "corrupt": "red", "mismatch": "red"}
 
 
-@grid_app.command("status", context_settings=GRID_CONTEXT)
+@grid_app.command("status", context_settings=GRID_CONTEXT,
+                  epilog=TAKES_TRAIN_OPTIONS)
 def grid_status_cmd(ctx: typer.Context, widths: Widths = "4,64", noise: Noises = "0,0.5,1",
                     seeds: Seeds = "0", as_json: Json = False) -> None:
     """Each cell: done / running / incomplete / failed / missing, with its final errors."""
@@ -141,17 +172,28 @@ def grid_status_cmd(ctx: typer.Context, widths: Widths = "4,64", noise: Noises =
         return
     rows = [[str(s.index), str(s.config.width), f"{s.config.noise:g}", str(s.config.seed),
              f"[{STATE_COLORS[s.state]}]{s.state}[/]", str(s.epochs_done),
-             fmt(s.train_err, True), fmt(s.test_err, True), f"{s.seconds:.0f} s", s.note]
+             fmt(s.train_eval_err, True), fmt(s.test_err, True), duration(s.seconds), s.note]
             for s in states]
     show(compact_table(
         "Grid status (c: width, p: label noise)",
-        ["#", "c", "p", "seed", "state", "epochs", "train err", "test err", "time", "note"],
+        ["#", "c", "p", "seed", "state", "epochs", "full-train err", "test err", "time", "note"],
         rows, left=("state", "note"), fold=("note",)))
     counts = {k: sum(s.state == k for s in states) for k in STATE_COLORS}
     say(", ".join(f"{v} {k}" for k, v in counts.items() if v))
+    _missing_hint([s.config for s in states], [s.state for s in states], "grid")
 
 
-@grid_app.command("report", context_settings=GRID_CONTEXT)
+def _missing_hint(configs: list[Any], states: list[str], kind: str) -> None:
+    """When every cell is missing: runs made with other options, and which."""
+    from hw0cli.runs import other_settings_hint
+    if states and all(st == "missing" for st in states):
+        hint = other_settings_hint(configs, kind)
+        if hint:
+            say(f"[yellow]Hint:[/] {hint}")
+
+
+@grid_app.command("report", context_settings=GRID_CONTEXT,
+                  epilog=TAKES_TRAIN_OPTIONS)
 def grid_report_cmd(ctx: typer.Context, widths: Widths = "4,64", noise: Noises = "0,0.5,1",
                     seeds: Seeds = "0", as_json: Json = False) -> None:
     """Table of final train/test error per (width, p) and the plots, from the run files."""
@@ -163,7 +205,7 @@ def grid_report_cmd(ctx: typer.Context, widths: Widths = "4,64", noise: Noises =
                                                                        rep.plots]})
         return
     show(simple_table("Random labels: final errors (mean +- std over seeds)",
-                      ("width", "p", "seeds", "train err", "test err", "epochs", "time (s)"),
+                      ("width", "p", "seeds", "full-train err", "test err", "epochs", "time (s)"),
                       [_report_row(r) for r in rep.rows]))
     for p in rep.plots:
         say(f"plot: {p}")
@@ -181,12 +223,13 @@ def _report_row(r: Any) -> list[str]:
             err("test_err"), f"{r.stat('epochs')[0]:.0f}", f"{r.stat('seconds')[0]:.0f}"]
 
 
-@grid_app.command("slurm", context_settings=GRID_CONTEXT)
+@grid_app.command("slurm", context_settings=GRID_CONTEXT,
+                  epilog=TAKES_TRAIN_OPTIONS)
 def grid_slurm(ctx: typer.Context, widths: Widths = "4,64", noise: Noises = "0,0.5,1",
                seeds: Seeds = "0",
                gpus: Annotated[int, typer.Option(help="GPUs per task (0: none)")] = 0,
                cpus_per_task: Annotated[int, typer.Option(help="CPUs per task")] = 2,
-               time: Annotated[str, typer.Option(help="Time limit per task")] = "02:00:00",
+               time: Annotated[str, typer.Option(help="Time limit per task")] = SLURM_TIME,
                partition: Annotated[str | None, typer.Option(help="Slurm partition")] = None,
                parallel: Annotated[int | None, typer.Option(
                    help="At most this many tasks at once")] = None,

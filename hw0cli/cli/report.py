@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -51,54 +50,66 @@ def all_cmd(
                                   "full: the assignment's settings, for a GPU")] = "quick",
     device: Annotated[str, choice(Device, help="Where to train and evaluate")] = "auto",
     log: Log = None,
+    smoke: Annotated[bool, typer.Option(
+        "--smoke", help="Check the preset's whole plan in minutes: every step as planned but "
+        "with each step's training images and epochs cut to a few, trained eagerly, through "
+        "to the PDF; results go to <out>/smoke")] = False,
     data_dir: DataDir = None,
     out: OutDir = None,
 ) -> None:
     """Run every experiment of the homework in order (resumably), then write the report."""
     from hw0cli.cli.display import RichReporter
-    from hw0cli.pipeline import AllConfig, StepClock, run_all
-    from hw0cli.tracking import parse_backends, require
-    backends = parse_backends(log)
-    require(backends)
-    cfg = AllConfig(preset=preset, data_dir=data_dir_or_default(data_dir),
-                    out=out_or_default(out), device=device, log=backends)
-    _print_preset(cfg)
+    from hw0cli.pipeline import AllConfig, StepClock, preset_settings, run_all, validate_plan
+    from hw0cli.tracking import parse_backends
+    out_dir = out_or_default(out) / ("smoke" if smoke else "")  # never among real results
+    cfg = AllConfig(preset=preset, data_dir=data_dir_or_default(data_dir), out=out_dir,
+                    device=device, log=parse_backends(log), smoke=smoke)
+    validate_plan(cfg)  # a bad plan: one message before anything is printed or run
+    say(f"[bold]hw0 all --preset {preset}{' --smoke' if smoke else ''}[/]: "
+        f"{preset_settings(cfg)['description']}; results in {cfg.out} (settings: "
+        f"{Path(cfg.out) / f'preset_{preset}.json'})")
+    say("[dim]timing this machine's training speed for the first ETA (the precision probe, "
+        "which the runs reuse) ...[/]")
     clock = StepClock()
 
     def step(i: int, n: int, title: str) -> None:
         eta = clock.eta(i, n)
-        out_console.rule(f"[{i + 1}/{n}] {title}")
+        if _live():
+            out_console.rule(f"[{i + 1}/{n}] {title}")
+        else:  # a log: one plain line, never cut or wrapped
+            say(f"[{i + 1}/{n}] {title}", wrap=False)
         out_console.print(f"{i} done, 1 running, {n - i - 1} left; "
                           f"{duration(clock.elapsed())} so far"
                           + (f", ETA ~{duration(eta)}" if eta is not None else ""),
                           highlight=False, soft_wrap=True, style="dim")
 
     def result(r: Any) -> None:
-        clock.record(r)
         color = {"done": "green", "skipped": "cyan", "failed": "red"}[r.status]
         say(f"[{color}]{r.status}[/] in {r.seconds:.0f} s: {r.detail}")
 
     res = run_all(cfg, on_step=step, on_result=result,
-                  reporter_factory=lambda: RichReporter(out_console))
+                  reporter_factory=lambda: RichReporter(out_console), clock=clock)
     _print_all_result(res)
 
 
-def _print_preset(cfg: Any) -> None:
-    from hw0cli.pipeline import PRESETS
-    if cfg.preset not in PRESETS:
-        return  # run_all says which presets exist
-    settings = {k: v for k, v in PRESETS[cfg.preset].items() if k != "description"}
-    say(f"[bold]hw0 all --preset {cfg.preset}[/]: {PRESETS[cfg.preset]['description']}; "
-        f"results in {cfg.out}")
-    say("settings: " + json.dumps(settings, default=list))
+def _live() -> bool:
+    """Whether stdout is a terminal: there, lines wrap to its width; in a log they never do."""
+    return out_console.is_terminal
 
 
 def _print_all_result(res: Any) -> None:
-    out_console.rule("report")
+    if _live():
+        out_console.rule("report")
+    else:
+        say("report", wrap=False)
     _print_report(res.report)
     say(f"total {res.seconds:.0f} s; {res.count('done')} steps run, {res.count('skipped')} "
         f"already done, {len(res.failed)} failed")
     if res.failed:
+        causes: dict[str, list[str]] = {}  # one cause, said once, with the steps it stopped
+        for f in res.failed:
+            causes.setdefault(f.detail, []).append(f.title)
         raise Hw0Error(f"{len(res.failed)} step(s) failed: " + "; ".join(
-            f"{s.title}: {s.detail}" for s in res.failed) + " Fix the cause and run `hw0 all` "
-            "again: finished steps are skipped.")
+            f"{titles[0]}{f' and {len(titles) - 1} more' if len(titles) > 1 else ''}: {cause}"
+            for cause, titles in causes.items()) + " Fix the cause and run `hw0 all` again: "
+            "finished steps are skipped.")

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from hw0cli.choices import SweepPreset
 from hw0cli.cli.common import (
@@ -15,6 +16,7 @@ from hw0cli.cli.common import (
     choice,
     compact_table,
     data_dir_or_default,
+    duration,
     fmt,
     out_or_default,
     print_json,
@@ -22,8 +24,19 @@ from hw0cli.cli.common import (
     show,
 )
 from hw0cli.cli.declared import given_options
-from hw0cli.cli.grid import GRID_CONTEXT, SINGLE_RUN, STATE_COLORS, _train_context
+from hw0cli.cli.grid import (
+    GRID_CONTEXT,
+    SINGLE_RUN,
+    STATE_COLORS,
+    TAKES_TRAIN_OPTIONS,
+    Null,
+    _missing_hint,
+    _train_context,
+    print_commands,
+    say_elsewhere,
+)
 from hw0cli.errors import Hw0Error, Hw0UsageError
+from hw0cli.slurm import SLURM_TIME
 
 sweep_app = Hw0Typer(help="Training runs over the values of any `hw0 train` options: list, "
                      "run, status, report, slurm. Each takes --axis NAME=V1,V2,... (repeatable; "
@@ -69,10 +82,11 @@ def _sweep_config(ctx: typer.Context, axis: list[str] | None, preset: str | None
     return with_preset(cfg, preset) if preset else cfg
 
 
-@sweep_app.command("list", context_settings=GRID_CONTEXT)
+@sweep_app.command("list", context_settings=GRID_CONTEXT,
+                   epilog=TAKES_TRAIN_OPTIONS)
 def sweep_list(ctx: typer.Context, axis: Axes = None, preset: PresetOpt = None,
                name: Name = None, one_at_a_time: OneAtATime = False,
-               as_json: Json = False) -> None:
+               as_json: Json = False, null: Null = False) -> None:
     """Print one complete `hw0 train ...` command per cell (for xargs, loops, job arrays)."""
     from hw0cli.sweep import cells, record, sweep_commands
     from hw0cli.train_options import run_id_for
@@ -83,11 +97,11 @@ def sweep_list(ctx: typer.Context, axis: Axes = None, preset: PresetOpt = None,
         print_json([{"index": c.index, "run_id": run_id_for(c.config), "command": cmd,
                      "point": dict(c.point)} for c, cmd in zip(cells(cfg), cmds, strict=True)])
         return
-    for cmd in cmds:
-        print(cmd)
+    print_commands(cmds, null)
 
 
-@sweep_app.command("run", context_settings=GRID_CONTEXT)
+@sweep_app.command("run", context_settings=GRID_CONTEXT,
+                   epilog=TAKES_TRAIN_OPTIONS)
 def sweep_run(ctx: typer.Context, axis: Axes = None, preset: PresetOpt = None,
               name: Name = None, one_at_a_time: OneAtATime = False,
               index: Annotated[int | None, typer.Option(
@@ -118,6 +132,7 @@ def sweep_run(ctx: typer.Context, axis: Axes = None, preset: PresetOpt = None,
         res = run_sweep(cfg, jobs, on_done=progress.done, on_start=progress.start)
     say(f"{len(res.ran)} cells ran ({len(res.diverged)} diverged), {len(res.skipped)} were "
         "already finished or diverged", wrap=False)
+    say_elsewhere(res.elsewhere, n, "sweep")
     if res.failed:
         raise Hw0Error(failure_message(res))
 
@@ -139,11 +154,12 @@ def _run_one(cfg: Any, cell: Any) -> None:
         if cell_state(cell).state != "diverged":
             raise
     after = cell_state(cell)
-    say(f"cell {cell.index} ({after.run_id}) {after.state}: train error "
-        f"{fmt(after.train_err, True)}, test error {fmt(after.test_err, True)}", wrap=False)
+    say(f"cell {cell.index} ({after.run_id}) {after.state}: full-train err "
+        f"{fmt(after.train_eval_err, True)}, test err {fmt(after.test_err, True)}", wrap=False)
 
 
-@sweep_app.command("status", context_settings=GRID_CONTEXT)
+@sweep_app.command("status", context_settings=GRID_CONTEXT,
+                   epilog=TAKES_TRAIN_OPTIONS)
 def sweep_status_cmd(ctx: typer.Context, axis: Axes = None, preset: PresetOpt = None,
                      name: Name = None, one_at_a_time: OneAtATime = False,
                      as_json: Json = False) -> None:
@@ -157,16 +173,18 @@ def sweep_status_cmd(ctx: typer.Context, axis: Axes = None, preset: PresetOpt = 
     axes = [a.name.replace("_", " ") for a in cfg.axes]
     rows = [[str(s.cell.index), *(value_label(v) for _, v in s.cell.point),
              f"[{SWEEP_STATES[s.state]}]{s.state}[/]", str(s.epochs_done),
-             fmt(s.train_err, True), fmt(s.test_err, True), f"{s.seconds:.0f} s", s.note]
+             fmt(s.train_eval_err, True), fmt(s.test_err, True), duration(s.seconds), s.note]
             for s in states]
-    show(compact_table(f"Sweep {cfg.label()}", ["#", *axes, "state", "epochs", "train err",
+    show(compact_table(f"Sweep {cfg.label()}", ["#", *axes, "state", "epochs", "full-train err",
                                                 "test err", "time", "note"],
                        rows, left=("state", "note"), fold=("note",)))
     counts = {k: sum(s.state == k for s in states) for k in SWEEP_STATES}
     say(", ".join(f"{v} {k}" for k, v in counts.items() if v))
+    _missing_hint([s.cell.config for s in states], [s.state for s in states], "sweep")
 
 
-@sweep_app.command("report", context_settings=GRID_CONTEXT)
+@sweep_app.command("report", context_settings=GRID_CONTEXT,
+                   epilog=TAKES_TRAIN_OPTIONS)
 def sweep_report_cmd(ctx: typer.Context, axis: Axes = None, preset: PresetOpt = None,
                      name: Name = None, one_at_a_time: OneAtATime = False,
                      as_json: Json = False) -> None:
@@ -185,12 +203,13 @@ def sweep_report_cmd(ctx: typer.Context, axis: Axes = None, preset: PresetOpt = 
         say(f"plot: {p}", wrap=False)
 
 
-@sweep_app.command("slurm", context_settings=GRID_CONTEXT)
+@sweep_app.command("slurm", context_settings=GRID_CONTEXT,
+                   epilog=TAKES_TRAIN_OPTIONS)
 def sweep_slurm(ctx: typer.Context, axis: Axes = None, preset: PresetOpt = None,
                 name: Name = None, one_at_a_time: OneAtATime = False,
                 gpus: Annotated[int, typer.Option(help="GPUs per task (0: none)")] = 0,
                 cpus_per_task: Annotated[int, typer.Option(help="CPUs per task")] = 2,
-                time: Annotated[str, typer.Option(help="Time limit per task")] = "01:00:00",
+                time: Annotated[str, typer.Option(help="Time limit per task")] = SLURM_TIME,
                 partition: Annotated[str | None, typer.Option(help="Slurm partition")] = None,
                 parallel: Annotated[int | None, typer.Option(
                     help="At most this many tasks at once")] = None,
@@ -207,12 +226,14 @@ def sweep_slurm(ctx: typer.Context, axis: Axes = None, preset: PresetOpt = None,
 
 def write_and_submit(kind: str, run_args: list[str], n: int, opts: Any, out: Path,
                      label: str, submit: bool) -> None:
+    import shlex
+
     from hw0cli.slurm import script, write
     from hw0cli.slurm import submit as sbatch
     path = write(out / "slurm" / f"{label}.sbatch",
                  script(kind, run_args, n, opts, (out / "slurm").resolve()))
-    say(f"wrote {path} ({n} tasks)", wrap=False)
+    say(f"wrote {escape(str(path))} ({n} tasks)", wrap=False)
     if submit:
         say(f"submitted job {sbatch(path)}", wrap=False)
     else:
-        say(f"submit with: sbatch {path}", wrap=False)
+        say(f"submit with: sbatch {escape(shlex.quote(str(path)))}", wrap=False)

@@ -8,12 +8,14 @@ from typing import Annotated, Any
 import typer
 
 from hw0cli.cli.common import (
+    OUTPUT,
     Hw0Typer,
     Json,
+    ListingTable,
     Log,
     LogGroup,
     OutDir,
-    compact_table,
+    duration,
     err_console,
     fmt,
     mode_text,
@@ -31,10 +33,12 @@ from hw0cli.train_options import TrainConfig
 @with_options(TrainConfig)
 def train(
     options: dict[str, Any],
-    quiet: Annotated[bool, typer.Option(help="No progress output")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress output",
+                                        rich_help_panel=OUTPUT)] = False,
     log: Log = None,
     log_group: LogGroup = None,
-    as_json: Json = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON "
+                                          "object.", rich_help_panel=OUTPUT)] = False,
 ) -> None:
     """Train Myrtle5 on CIFAR-10 (defaults: the course notebook's recipe)."""
     from hw0cli.tracking import TrackingConfig, parse_backends, require
@@ -55,13 +59,18 @@ def _print_train(result: Any, tracked: bool, console: Any) -> None:
         say(f"run [bold]{result.run_id}[/] already finished ({result.path}); pass --force to "
             "train it again" + (", or `hw0 runs sync` to log it." if tracked else "."),
             console, wrap=False)
+    from hw0cli.quantities import FULL_TRAIN, TRAIN_RUNNING, label
     views = result.test_acc_views
     flip = (f", vertically flipped {100 * views['vflip']:.2f}%" if "vflip" in views else "")
-    say(f"[bold]done[/]: test accuracy {100 * (1 - result.test_err):.2f}%{flip}; train error "
-        f"{100 * result.train_err:.2f}%; {result.seconds:.1f} s of training "
+    processes = (f"; summed over the {result.processes} processes that trained it, each "
+                 "compiles" if result.processes > 1 else "")
+    say(f"[bold]done[/]: test accuracy {100 * (1 - result.test_err):.2f}%{flip} (training's "
+        f"final check: torch, {result.precision}); {label(FULL_TRAIN)} "
+        f"{fmt(result.train_eval_err, True)}, {label(TRAIN_RUNNING)} "
+        f"{fmt(result.train_err, True)}; {result.seconds:.1f} s of training "
         f"({result.images_per_s:,.0f} images/s, {result.device}, {result.precision}, "
         f"{mode_text(result.compile_mode)}) + {result.one_time_s:.1f} s one-time (compile, "
-        f"autotune, capture). Saved {result.path}", console, wrap=False)
+        f"autotune, capture{processes}). Saved {result.path}", console, wrap=False)
     if result.test_err_tta is not None and result.tta_inference_s is not None:
         say(f"with TTA: test accuracy {100 * (1 - result.test_err_tta):.2f}% in "
             f"{result.seconds + result.tta_inference_s:.1f} s (training + "
@@ -95,31 +104,61 @@ def runs_cmd(
     elif not found:
         out_console.print(f"No runs under {out}/runs yet. Start one with `hw0 train`.")
     else:
-        out_console.print(_views_table(out, found) if views else _runs_table(out, found))
+        out_console.print(_views_table(out, found) if views else _runs_table(out, found),
+                          crop=False)  # a narrow terminal wraps a row; nothing is cut
 
 
-# short headers: both tables fit 80 columns, so no id or number is cut
+# short headers: both tables fit 80 columns, so no id or number is cut; what distinguishes a
+# run (settings, sweep) and what measured its figures go on an indented line below it
 def _runs_table(out: Path, found: list[Any]) -> Any:
+    from hw0cli.quantities import FULL_TRAIN, label
+    owners = _sweep_owners(out)
     rows = [[r.run_id, r.status, fmt(r.config.get("width")), fmt(r.config.get("noise")),
-             str(r.epochs_done), fmt(r.train_err, True), fmt(r.test_err, True),
-             f"{r.seconds:.0f} s"] for r in found]
-    return compact_table(
-        f"Runs in {out}/runs (c: width, p: label noise; train err on the labels used, last "
-        "epoch)", ["id", "status", "c", "p", "epochs", "train err", "test err", "time"], rows,
-        left=("id", "status"))
+             str(r.epochs_done), fmt(r.full_train_err, True), fmt(r.test_err, True),
+             duration(r.trained_s)] for r in found]
+    details = [_details(r, owners.get(r.run_id), ("original",)) for r in found]
+    return ListingTable(
+        f"Runs in {out}/runs (c: width, p: label noise; {label(FULL_TRAIN)}: eval mode, "
+        "labels trained on, last measured; time: training, epochs cut short included)",
+        ["id", "status", "c", "p", "epochs", "full-train\nerr", "test err", "time"],
+        rows, details, left=("id", "status"))
 
 
 def _views_table(out: Path, found: list[Any]) -> Any:
     """The robustness ranking: test accuracy on both views, and how the run trained."""
     from hw0cli.runs import trained_with, view_robustness
-    rows = [[r.run_id, fmt(r.config.get("width")), fmt(r.test_acc_views.get("original"), True),
-             fmt(r.test_acc_views.get("vflip"), True),
-             fmt(view_robustness(r) if r.test_acc_views else None, True),
-             trained_with(r.config)] for r in found]
-    return compact_table(
+    owners = _sweep_owners(out)
+    rows, details = [], []
+    for r in found:
+        f = r.figures
+        rows.append([r.run_id, fmt(r.config.get("width")),
+                     fmt(f["original"].accuracy if "original" in f else None, True),
+                     fmt(f["vflip"].accuracy if "vflip" in f else None, True),
+                     fmt(view_robustness(r) if f else None, True)])
+        details.append(f"trained with: {trained_with(r.config)}; "
+                       + _details(r, owners.get(r.run_id), ("original", "vflip")))
+    return ListingTable(
         f"Runs in {out}/runs by min(original, upside-down) test accuracy (c: width)",
-        ["id", "c", "original", "vflip", "min", "trained with"], rows,
-        left=("id", "trained with"), fold=("trained with",))
+        ["id", "c", "original", "vflip", "min"], rows, details, left=("id",))
+
+
+def _sweep_owners(out: Path) -> dict[str, str]:
+    from hw0cli.sweep_report import sweep_memberships
+    return sweep_memberships(out)
+
+
+def _details(r: Any, sweep: str | None, views: tuple[str, ...]) -> str:
+    """What distinguishes the run (its sweep, its settings off the recipe's defaults) and what
+    measured the accuracies shown."""
+    from hw0cli.runs import distinct_settings
+    parts = [f"sweep {sweep}"] if sweep else []
+    settings = distinct_settings(r.config)
+    parts.append(" ".join(settings) if settings else "the recipe's defaults")
+    shown = {v: f for v, f in r.figures.items() if v in views}
+    if shown:
+        sources = dict.fromkeys(f.source for f in shown.values())
+        parts.append("accuracy by " + "; ".join(sources))
+    return "; ".join(parts)
 
 
 RunsArg = Annotated[list[str] | None, typer.Argument(

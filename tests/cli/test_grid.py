@@ -65,8 +65,9 @@ def test_status_mix_and_report(cifar_root, tmp_path):
     r = runner.invoke(app, ["grid", "report", *base])
     assert r.exit_code == 0, r.output
     assert "missing" in r.output  # cells without a finished run say so
-    for png in ("grid_error_vs_noise.png", "grid_learning_curves.png"):
-        assert (tmp_path / "plots" / png).stat().st_size > 5000
+    for png in ("error_vs_noise.png", "learning_curves.png"):  # named by the grid
+        (found,) = (tmp_path / "plots").glob(f"grid-*_{png}")
+        assert found.stat().st_size > 5000
     # re-running the grid finishes what is missing and resumes the interrupted cell
     runs.run_path(tmp_path, ids[3]).unlink()
     store.update_h5(runs.run_path(tmp_path, ids[2]), attrs={"status": "interrupted"})
@@ -94,3 +95,28 @@ def test_grid_bad_input(tmp_path, args, msg):
 def test_index_outside_grid(tmp_path):
     r = runner.invoke(app, ["grid", "run", "--index", "6", "--out", str(tmp_path)])
     assert r.exit_code == 2 and "outside the grid" in r.output
+
+
+def small(cifar_root, out, samples="200"):
+    return ["--widths", "2", "--noise", "0,1", "--train-samples", samples, "--batch-size",
+            "50", "--epochs", "1", "--precision", "fp32", "--no-compile", "--device", "cpu",
+            "--data-dir", str(cifar_root), "--out", str(out)]
+
+
+@pytest.mark.slow
+def test_status_with_other_options_hints_at_them_and_reports_do_not_overwrite(cifar_root,
+                                                                             tmp_path):
+    for samples in ("200", "300"):  # two grids under one --out
+        r = runner.invoke(app, ["grid", "run", *small(cifar_root, tmp_path, samples)])
+        assert r.exit_code == 0, r.output
+        r = runner.invoke(app, ["grid", "report", *small(cifar_root, tmp_path, samples)])
+        assert r.exit_code == 0, r.output
+    plots = sorted(p.name for p in (tmp_path / "plots").glob("grid-*_error_vs_noise.png"))
+    assert len(plots) == 2  # one per grid: the second report kept the first one's plot
+    # the same grid asked about with another --train-samples: every cell missing, and why
+    r = runner.invoke(app, ["grid", "status", *small(cifar_root, tmp_path, "250")])
+    assert "2 missing" in r.output and "Hint:" in r.output
+    said = " ".join(r.output.split())
+    assert "2 with --train-samples 200" in said and "2 with --train-samples 300" in said
+    r = runner.invoke(app, ["grid", "status", *small(cifar_root, tmp_path, "200")])
+    assert "Hint" not in r.output and "full-train err" in r.output

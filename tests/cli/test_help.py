@@ -134,3 +134,55 @@ def test_help_lists_commands():
     for cmd in ("train", "runs", "data"):
         assert cmd in r.output
     assert runner.invoke(app, ["train", "--help"]).exit_code == 0
+
+
+TYPE_NAMES = re.compile(r"<(bool|int|float|str|list\[\w+\]|tuple\[[\w, .]+\]|Path)>")
+
+
+@pytest.mark.parametrize("path", [p for p, _ in ALL], ids=lambda p: " ".join(p) or "hw0")
+def test_no_python_type_names_in_help(path: tuple[str, ...]) -> None:
+    r = runner.invoke(app, [*path, "--help"], env=ENV)
+    assert not TYPE_NAMES.search(r.output), TYPE_NAMES.search(r.output)
+
+
+GROUPS = [(p, c) for p, c in ALL if len(p) == 1 and getattr(c, "commands", None)]
+
+
+@pytest.mark.parametrize(("path", "group"), GROUPS, ids=[p[0] for p, _ in GROUPS])
+def test_root_help_names_every_subcommand_of_each_group(path, group) -> None:
+    """`hw0 --help` describes each group by the commands it has (none left out)."""
+    text = squeeze(" ".join(runner.invoke(app, ["--help"], env=ENV).output.split("│")))
+    start = text.index(squeeze(group.help.split(":")[0]))
+    described = text[start:start + 2 * len(squeeze(group.help))]
+    for name in group.commands:
+        assert name in described, (path, name)
+
+
+@pytest.mark.parametrize("path", [p for p, _ in ALL if len(p) == 2
+                                  and p[0] in ("grid", "sweep")], ids=" ".join)
+def test_every_grid_and_sweep_command_says_it_takes_train_options(path) -> None:
+    r = runner.invoke(app, [*path, "--help"], env=ENV)
+    assert "any `hw0 train` option" in " ".join(r.output.split()), r.output
+
+
+def test_slurm_time_limit_is_the_same_for_grids_and_sweeps() -> None:
+    grid_slurm, sweep_slurm = dict(ALL)[("grid", "slurm")], dict(ALL)[("sweep", "slurm")]
+    times = [next(p.default for p in c.params if p.name == "time")
+             for c in (grid_slurm, sweep_slurm)]
+    assert times[0] == times[1]
+
+
+def test_one_spelling_per_concept_with_the_old_ones_kept() -> None:
+    """The vertical flip is `vflip` everywhere (--augment vflip, --view vflip, eval --vflip;
+    --flip still works); BatchNorm is `--batchnorm/--no-batchnorm`, as the sweep axis
+    `batchnorm=on,off` spells it."""
+    from hw0cli.sweep import parse_axis
+    from tests.helpers import config_from_train_args
+    blocks = help_blocks(("eval",))
+    assert "--vflip,--flip" in blocks or any(k.startswith("--vflip") for k in blocks)
+    flag = next(p for p in dict(ALL)[("eval",)].params if p.name == "flip")
+    assert flag.opts[:2] == ["--vflip", "--flip"]
+    assert config_from_train_args(["--no-batchnorm"]).batchnorm is False
+    assert config_from_train_args(["--batchnorm"]).batchnorm is True
+    assert parse_axis("batchnorm=on,off").values == (True, False)
+    assert "--batchnorm" in help_blocks(("train",))

@@ -20,6 +20,10 @@ runner = CliRunner()
     (["--rf-features", "0,10"], "--rf-features"),
     (["--gd-iters", "0"], "--gd-iters"),
     (["--gd-step", "-1"], "--gd-step"),
+    (["--seed", "99999999999999999999"], "--seed must be in [0, 4294967295]"),
+    (["--method", "rf", "--rf-features", "1e9"], "--rf-features 1000000000 at n = 500 needs "
+     "about"),
+    (["--rf-features", "100,1e9"], "TB of memory"),
 ])
 def test_linreg_bad_input(tmp_path, args, msg):
     r = runner.invoke(app, ["linreg", *args, "--data-dir", str(tmp_path), "--out",

@@ -142,3 +142,31 @@ def test_one_at_a_time_report_compares_each_axis_at_the_base(cifar_root, tmp_pat
     assert f"{100 * err[(128, 'sgd')]:.1f}% at 128" in sentences["Changing batch size"]
     assert f"{100 * err[(128, 'adam')]:.1f}% at adam" in sentences["Changing optimizer"]
     assert "heatmap" not in " ".join(rep["plots"])  # not a product of two axes
+
+
+def test_list_null_keeps_each_command_whole(cifar_root, tmp_path):
+    out = tmp_path / "a b\nc"  # a newline would split a line-per-command listing
+    args = ["sweep", "list", *AXES, *base(cifar_root, out)]
+    lines = runner.invoke(app, args).stdout
+    r = runner.invoke(app, [*args, "--null"])
+    assert r.exit_code == 0, r.output
+    *records, rest = r.stdout.split("\0")  # each command ends with a NUL
+    assert rest == "" and len(records) == 4 and "\n".join(records) + "\n" == lines
+    for cmd in records:  # one command each, its folder one argument
+        argv = shlex.split(cmd)
+        assert argv[:2] == ["hw0", "train"] and argv[argv.index("--out") + 1] == str(out)
+
+
+@pytest.mark.slow
+def test_run_leaves_cells_held_elsewhere_to_their_process(cifar_root, tmp_path):
+    """A cell another process trains is not a failure of this sweep run: exit 0, said."""
+    from hw0cli import runs, store
+    args = [*AXES[2:], *base(cifar_root, tmp_path)]  # width=2,3 at lr 0.05
+    ids = [row["run_id"] for row in json.loads(
+        runner.invoke(app, ["sweep", "list", "--json", *args]).stdout)]
+    with store.lock(runs.run_path(tmp_path, ids[1])):
+        r = runner.invoke(app, ["sweep", "run", *args])
+    assert r.exit_code == 0, r.output
+    flat = " ".join(r.output.split())
+    assert "1 cells ran (0 diverged)" in flat
+    assert "1 of 2 cells were running in another process (cells 1)" in flat

@@ -14,6 +14,11 @@ def run(*args: str):
     return runner.invoke(app, [str(a) for a in args])
 
 
+def flat(output: str) -> str:
+    """The output's words, unwrapped (click's usage errors come in a box)."""
+    return " ".join(output.replace("│", " ").split())
+
+
 def tiny_args(cifar_root, out):
     return ["train", "--width", "4", "--epochs", "1", "--batch-size", "50",
             "--train-samples", "200", "--data-dir", cifar_root, "--out", out,
@@ -47,12 +52,18 @@ def tiny_args(cifar_root, out):
     (["--recipe", "fast", "--augment", "crop"], 2, "--no-alternate-flip"),
     (["--whiten", "--width", "1"], 2, "--whiten needs --width >= 2"),
     (["--compile-mode", "turbo"], 2, "compile mode"),
+    (["--seed", "99999999999999999999"], 2, "--seed must be in [0, 4294967295]"),
+    (["--seed", "-1"], 2, "--seed"),
+    (["--run-id", "--force"], 2, "may not start with '-'"),
+    (["--run-id", "-x"], 2, "may not start with '-'"),
+    (["--out", ""], 2, "empty; write . for the current folder"),
+    (["--data-dir", ""], 2, "empty; write . for the current folder"),
 ])
 def test_bad_train_options(tmp_path, args, code, msg):
     out = tmp_path / "out"
     r = run("train", "--data-dir", tmp_path / "nodata", "--out", out, *args)
     assert r.exit_code == code, r.output
-    assert msg in r.output and "Traceback" not in r.output
+    assert msg in flat(r.output) and "Traceback" not in r.output
     assert not out.exists()  # nothing written
 
 
@@ -109,12 +120,14 @@ def test_train_json_runs_and_resume_errors(cifar_root, tmp_path):
     table = run("runs", "--out", out)  # CliRunner's terminal: 80 columns
     assert res["run_id"] in table.output
     row = next(line for line in table.output.splitlines() if res["run_id"] in line)
-    for value in (f"{100 * res['test_err']:.2f}%", f"{100 * res['train_err']:.2f}%"):
+    for value in (f"{100 * res['test_err']:.2f}%", f"{100 * res['train_eval_err']:.2f}%"):
         assert value in row  # numbers are never cut to fit a narrow terminal
     assert max(len(line) for line in table.output.splitlines()) <= 80
     views = run("runs", "--views", "--out", out)
-    row = next(line for line in views.output.splitlines() if res["run_id"] in line)
-    assert f"{100 * res['test_acc_views']['vflip']:.2f}%" in row and "plain" in row
+    lines = views.output.splitlines()
+    at = next(i for i, line in enumerate(lines) if res["run_id"] in line)
+    assert f"{100 * res['test_acc_views']['vflip']:.2f}%" in lines[at]
+    assert "trained with: plain" in lines[at + 1]  # the run's details, on the line below
 
 
 def test_truncated_batch_via_cli(tmp_path):
@@ -125,3 +138,205 @@ def test_truncated_batch_via_cli(tmp_path):
     r = run("train", "--data-dir", root, "--out", tmp_path / "o", "--train-samples", "100",
             "--batch-size", "50")
     assert r.exit_code == 1 and "test_batch" in r.output and "Traceback" not in r.output
+
+
+def test_width_beyond_the_memory_is_refused(cifar_root, tmp_path, monkeypatch):
+    """--width 1024 is inside the declared range; where memory is short, the estimate says
+    so before anything is allocated or written."""
+    from hw0cli import memory
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 4 * 10**9)
+    out = tmp_path / "out"
+    r = run(*tiny_args(cifar_root, out), "--width", "1024")
+    assert r.exit_code == 2, r.output
+    assert "needs about" in r.output and "4.0 GB is available" in r.output
+    assert "--width" in r.output and "Traceback" not in r.output
+    assert not out.exists()
+
+
+def test_out_empty_is_refused_everywhere(tmp_path):
+    for args in (["runs", "--out", ""], ["grid", "list", "--out", ""],
+                 ["sweep", "list", "--axis", "lr=0.1,0.2", "--out", ""],
+                 ["linreg", "--out", ""], ["report", "--out", ""]):
+        r = run(*args)
+        assert r.exit_code == 2 and "empty; write ." in flat(r.output), (args, r.output)
+
+
+# ---------------------------------------------------------------------------------------------
+# a full disk, a damaged checkpoint
+
+
+def _weights(path):
+    from hw0cli import store
+    return store.read_h5(path, prefixes=("weights/",)).group("weights")
+
+
+def _last_json(r):
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def test_full_disk_during_a_background_checkpoint_then_resume(cifar_root, tmp_path,
+                                                              monkeypatch):
+    """The disk fills up while epoch 2's checkpoint is written in the background: one message
+    naming the disk and the file, exit 1, no temp file, epoch 1's checkpoint intact; with the
+    space back the same command resumes and ends exactly where an uninterrupted run does."""
+    import numpy as np
+
+    from hw0cli import runs, store
+    from tests.helpers import FullDisk, temp_files_left
+    ref = _last_json(run(*tiny_args(cifar_root, tmp_path / "ref"), "--epochs", "3", "--json"))
+    size = runs.run_path(tmp_path / "ref", ref["run_id"]).stat().st_size
+    out = tmp_path / "full"
+    disk = FullDisk(monkeypatch, out, free=2 * size + size // 2)  # epochs 0 and 1 fit
+    r = run(*tiny_args(cifar_root, out), "--epochs", "3")
+    path = runs.run_path(out, ref["run_id"])
+    assert r.exit_code == 1 and disk.failures, r.output
+    assert isinstance(r.exception, SystemExit) and r.output.count("Error:") == 1
+    assert "No space left on device" in r.output and str(path) in r.output
+    assert "the disk mounted at" in r.output and "0 B free" in r.output
+    assert temp_files_left(out) == []
+    kept = store.read_h5(path, attrs_only=True).attrs
+    assert kept["epochs_done"] == 1 and kept["status"] == "running"
+    disk.free = None
+    res = _last_json(run(*tiny_args(cifar_root, out), "--epochs", "3", "--json"))
+    assert res["status"] == "finished" and res["resumed_from"] == 1
+    wa, wb = _weights(runs.run_path(tmp_path / "ref", ref["run_id"])), _weights(path)
+    for k in wa:
+        np.testing.assert_array_equal(wa[k], wb[k], err_msg=k)
+    assert res["test_err"] == ref["test_err"] and res["train_loss"] == ref["train_loss"]
+
+
+def test_damaged_checkpoint_is_refused_and_force_starts_over(cifar_root, tmp_path):
+    from hw0cli import runs
+    from hw0cli.train import run_id_for, run_train
+    from tests.helpers import InterruptAt, config_from_train_args, damage
+    args = [*tiny_args(cifar_root, tmp_path), "--epochs", "3"]
+    cfg = config_from_train_args(args[1:])
+    with pytest.raises(Exception, match="Interrupted"):
+        run_train(cfg, reporter=InterruptAt(1))
+    other = _last_json(run(*tiny_args(cifar_root, tmp_path), "--seed", "1", "--json"))
+    path = damage(runs.run_path(tmp_path, run_id_for(cfg)), "flip-tail")
+    for extra in ((), ("--resume",)):
+        r = run(*args, *extra)
+        assert r.exit_code == 1 and f"{path} is damaged" in r.output and "--force" in r.output
+        assert isinstance(r.exception, SystemExit)
+    listing = run("runs", "--out", tmp_path)
+    assert listing.exit_code == 0 and other["run_id"] in listing.output
+    assert "Warning:" in listing.output and "damaged" in listing.output
+    r = run(*args, "--force", "--json")
+    assert r.exit_code == 0 and _last_json(r)["status"] == "finished"
+
+
+@pytest.mark.slow
+def test_full_disk_in_the_compile_cache(cifar_root, tmp_path, monkeypatch):
+    """torch.compile's cache under $HW0_CACHE on a full disk: inductor's own error, deep
+    inside the compile, becomes the one message naming the cache and its disk."""
+    from tests.helpers import FullDisk
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("HW0_CACHE", str(cache))
+    for var in ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR"):
+        monkeypatch.delenv(var, raising=False)
+    disk = FullDisk(monkeypatch, cache, free=0)
+    r = run(*tiny_args(cifar_root, tmp_path / "out"), "--compile")
+    assert r.exit_code == 1 and disk.failures, r.output
+    assert isinstance(r.exception, SystemExit) and "InductorError" not in r.output
+    assert "No space left on device" in r.output and f"the cache {cache}" in r.output
+    assert "0 B free" in r.output
+
+
+def _mount_tmpfs(folder, size: str) -> bool:
+    import os
+    import subprocess
+    if os.geteuid() != 0:
+        return False
+    folder.mkdir(parents=True)
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+                          capture_output=True).returncode == 0
+
+
+@pytest.mark.slow
+def test_a_real_full_disk_gives_one_message_and_resumes(cifar_root, tmp_path):
+    """The issue's reproduction, on a real small filesystem (root only): a background
+    checkpoint write hits the full disk. Exit 1 with one message, not a segfault."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from hw0cli import store
+    from tests.helpers import temp_files_left
+    disk = tmp_path / "disk"
+    if not _mount_tmpfs(disk, "1m"):
+        pytest.skip("needs root and a tmpfs mount")
+    try:
+        fill = disk / "fill"
+        fill.write_bytes(b"\0" * (shutil.disk_usage(disk).free - 100 * 1024))
+        cmd = [sys.executable, "-m", "hw0cli", "train", "--width", "4", "--epochs", "3",
+               "--train-samples", "300", "--batch-size", "50", "--device", "cpu",
+               "--precision", "fp32", "--no-compile", "--data-dir", str(cifar_root), "--out",
+               str(disk / "out")]
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+        p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+        assert p.returncode == 1, p.stderr[-3000:]
+        assert "No space left on device" in p.stderr and "Traceback" not in p.stderr
+        assert "Exception ignored" not in p.stderr and temp_files_left(disk) == []
+        (path,) = (disk / "out" / "runs").glob("*.h5")  # the first checkpoint, whole
+        assert store.read_h5(path, attrs_only=True).attrs["status"] == "running"
+        fill.unlink()
+        p = subprocess.run([*cmd, "--json"], capture_output=True, text=True, env=env,
+                           timeout=600)
+        assert p.returncode == 0, p.stderr[-3000:]
+        assert json.loads(p.stdout.strip().splitlines()[-1])["epochs_done"] == 3
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)
+
+
+def test_users_ctrl_c_is_not_an_error(cifar_root, tmp_path, monkeypatch):
+    """The user's own Ctrl-C: "Interrupted:", exit 130, and the message says what is kept."""
+    import hw0cli.cli.train as train_cli
+    from hw0cli.errors import Hw0Error
+
+    def stopped(*a, **k):
+        raise Hw0Error("Interrupted. Run 'r' was stopped before its first epoch finished.",
+                       exit_code=130)
+    monkeypatch.setattr(train_cli, "run_with_display", stopped)
+    r = run(*tiny_args(cifar_root, tmp_path))
+    assert r.exit_code == 130 and "Interrupted: Run 'r' was stopped" in r.output
+    assert "Error" not in r.output
+
+
+def test_finished_or_busy_runs_are_reported_before_the_data_is_read(cifar_root, tmp_path,
+                                                                    monkeypatch):
+    """A finished run says so, and a run another process writes is refused, without reading
+    CIFAR-10 (which takes seconds): here the data folder is gone by then."""
+    from hw0cli import data, runs, store
+    from hw0cli.errors import Hw0Error
+    args = tiny_args(cifar_root, tmp_path / "out")
+    first = run(*args, "--json")
+    assert first.exit_code == 0, first.output
+    rid = json.loads(first.stdout.splitlines()[-1])["run_id"]
+
+    def no_reading(*a, **k):
+        raise AssertionError("CIFAR-10 was read")
+    monkeypatch.setattr(data, "_load_cifar10_cached", no_reading)
+    again = run(*args)
+    assert again.exit_code == 0 and "already finished" in again.output
+    other = run(*args, "--seed", "7")  # a new run: it does read the data
+    assert other.exit_code != 0 and "CIFAR-10 was read" in str(other.exception)
+    busy = runs.run_path(tmp_path / "out", rid.replace("-s0-", "-s9-"))
+    with store.lock(busy):
+        from hw0cli.train import run_train
+        from tests.helpers import tiny_config
+        cfg = tiny_config(cifar_root, tmp_path / "out", epochs=1, seed=9, run_id=busy.stem)
+        with pytest.raises(Hw0Error, match="is being written by"):
+            run_train(cfg, data=no_reading)
+
+
+@pytest.mark.slow
+def test_batchnorm_flag_both_ways(cifar_root, tmp_path):
+    on = run(*tiny_args(cifar_root, tmp_path), "--batchnorm", "--json")
+    off = run(*tiny_args(cifar_root, tmp_path), "--no-batchnorm", "--json")
+    ids = [json.loads(r.stdout.splitlines()[-1])["run_id"] for r in (on, off)]
+    assert ids[0] != ids[1]
+    plain = run(*tiny_args(cifar_root, tmp_path), "--json")  # on is the default: same run
+    assert json.loads(plain.stdout.splitlines()[-1])["run_id"] == ids[0]
