@@ -26,6 +26,7 @@ Objective = Literal["standard", "worst-view"]
 Recipe = Literal["notebook", "fast", "page"]
 PadMode = Literal["zeros", "reflect"]
 Init = Literal["default", "kaiming", "xavier", "orthogonal"]
+Activation = Literal["relu", "gelu", "celu"]
 
 DEVICES: tuple[str, ...] = get_args(Device)
 PRECISIONS: tuple[str, ...] = get_args(Precision)

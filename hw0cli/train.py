@@ -105,6 +105,7 @@ class TrainResult:
     compile_mode: str | None = None  # None: eager
     train_eval_err: float = math.nan  # "full-train err": eval mode, whole set (last measured)
     processes: int = 1  # processes that trained it (a resumed run: each paid its one-time cost)
+    tta_inference_s: float | None = None  # the final TTA inference of the test set (with --tta)
 
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -147,7 +148,7 @@ def _result_from_record(rec: store.H5Record, path: Path, status: str) -> TrainRe
         precision=str(a.get("precision", "")), test_acc_views=dict(views),
         test_err_tta=None if tta is None or math.isnan(tta) else tta,
         reached_train_error_epoch=a.get("reached_train_error_epoch"),
-        compile_mode=execution.get("compile_mode"),
+        compile_mode=execution.get("compile_mode"), tta_inference_s=a.get("tta_inference_s"),
         train_eval_err=runs.last_finite(h.get("train_eval_err", [])),
         processes=1 + len(a.get("resumed_at") or []),
     )
@@ -253,7 +254,7 @@ class _Run:
             self.tr.load_state(runs.state_dict_from(rec, device), rec.group("optim/state"),
                                rec.attrs["optim_param_groups"],
                                {k: torch.from_numpy(np.array(v)).to(device)
-                                for k, v in train_w.items()} or None)
+                                for k, v in train_w.items()} or None, rec.group("lookahead"))
         except (RuntimeError, KeyError, ValueError, IndexError) as exc:
             # weights of another width or model, or optimizer state that does not match them
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -375,6 +376,8 @@ class _Run:
                 row["train_eval_err"] = tr.evaluate(test=False, train=True)["train_eval_err"]
                 history["train_eval_err"][-1] = row["train_eval_err"]
             self.attrs["test_acc_views"] = tr.view_accuracy(row["test_err"])
+            if "tta_seconds" in row:
+                self.attrs["tta_inference_s"] = row["tta_seconds"]
         self.checkpoint("finished" if done else "running")
         if self.reporter:
             self.reporter.on_epoch(row)

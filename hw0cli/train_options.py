@@ -22,6 +22,7 @@ from hw0cli.choices import (
     CIFAR_TRAIN_SIZE,
     MAX_SEED,
     RECIPES,
+    Activation,
     CompileMode,
     Device,
     Init,
@@ -141,6 +142,28 @@ class TrainConfig:
     init_scale: Annotated[float, Gt(0), Opt(
         "Multiply the initial conv and linear weights by this", run_id=IF_CHANGED,
         panel=MODEL)] = 1.0
+    dirac: Annotated[bool, Opt(
+        "Initialize convs 2-4 as identities on their first Cin output channels (dirac; the "
+        "others as --init): the net starts near a shallower one (airbench)",
+        run_id=IF_CHANGED, panel=MODEL)] = False
+    activation: Annotated[Activation, Opt(
+        "Nonlinearity after each BatchNorm (celu: alpha 0.075, Page's bag of tricks; gelu: "
+        "airbench's)", run_id=IF_CHANGED, panel=MODEL)] = "relu"
+    freeze_bn_scale: Annotated[bool, Opt(
+        "Keep every BatchNorm scale at 1, untrained (airbench: the shift alone, at a larger lr)",
+        run_id=IF_CHANGED, panel=OPTIM)] = False
+    bn_bias_lr: Annotated[float, Interval(gt=0, le=1024), Opt(
+        "Learning-rate multiplier of the BatchNorm shifts, with their weight decay divided by "
+        "it, so the decay per step is unchanged (airbench: 64; SGD only)", unit="x lr",
+        run_id=IF_CHANGED, panel=OPTIM)] = 1.0
+    bn_momentum: Annotated[float, Interval(gt=0, le=1), Opt(
+        "Weight of each batch in BatchNorm's running statistics (torch's convention; "
+        "airbench: 0.4, fast enough for lookahead's averaged weights)", run_id=IF_CHANGED,
+        panel=OPTIM)] = 0.1
+    lookahead: Annotated[bool, Opt(
+        "Every 5 steps, pull the weights and BatchNorm statistics towards a slow average of "
+        "them and restart from it; the average's decay rises as 0.95^5 (t/T)^3 and the run "
+        "ends on it (airbench)", run_id=IF_CHANGED, panel=OPTIM)] = False
     eval_every: Annotated[int, Ge(1), Opt(
         "Evaluate the test set every N epochs (and after the last)", panel=EVAL)] = 1
     recipe: Annotated[Recipe, Opt(
@@ -293,6 +316,11 @@ def validate(cfg: TrainConfig) -> None:
           "on).")
     check(not cfg.whiten or cfg.width >= 2, f"{opt('whiten')} needs {opt('width')} >= 2 (a "
           "pair of +- filters per whitened direction).")
+    check(cfg.bn_bias_lr == 1.0 or cfg.optimizer == "sgd", f"{opt('bn_bias_lr')} scales SGD "
+          "steps; Adam's steps do not grow with the gradient. Use it with --optimizer sgd.")
+    check(cfg.batchnorm or not (cfg.freeze_bn_scale or cfg.bn_bias_lr != 1.0),
+          f"{opt('freeze_bn_scale')} and {opt('bn_bias_lr')} act on BatchNorm layers, which "
+          f"{opt('batchnorm')} removes: drop one or the other.")
     check(cfg.tta_shift == 0 or cfg.tta, f"{opt('tta_shift')} adds views to the flip TTA: add "
           f"{opt('tta')}.")
     check(cfg.run_id is None or runs.valid_run_id(cfg.run_id), f"{opt('run_id')} may use "

@@ -143,3 +143,44 @@ def lr_at(step: int, total_steps: int, base_lr: float, schedule: str,
             return base_lr * (start + (1.0 - start) * t / warmup)
         return base_lr * max(0.0, (1.0 - t) / (1.0 - warmup))
     raise ValueError(schedule)
+
+
+# the TrainConfig fields that describe the model `cnn_from_config` builds
+MODEL_KEYS = ("width", "batchnorm", "bias", "logit_scale", "normalize", "init", "init_scale",
+              "dirac", "activation", "freeze_bn_scale", "bn_momentum")
+
+LOOKAHEAD_EVERY = 5  # steps between pulls towards the slow weights (airbench)
+LOOKAHEAD_DECAY = 0.95 ** 5  # the slow weights' decay at the end of the run; it rises as t^3,
+# so early pulls are strong (the slow copy follows the fast weights closely) and late ones
+# average over the last ~100 steps
+
+
+class Lookahead:
+    """Lookahead on a model's floating-point state (weights and BatchNorm statistics): every
+    LOOKAHEAD_EVERY steps, slow <- slow + (1 - d) (fast - slow) and fast <- slow, with
+    d = LOOKAHEAD_DECAY (t / T)^3 at step t of T; after the last step, fast <- slow. Applied
+    between compiled steps, so the step's graph is unchanged."""
+
+    def __init__(self, model: nn.Module, total_steps: int) -> None:
+        self.total = max(1, total_steps)
+        self.live = {k: v for k, v in model.state_dict().items() if v.is_floating_point()}
+        self.slow = {k: v.detach().clone() for k, v in self.live.items()}
+
+    def decay(self, step: int) -> float:
+        return LOOKAHEAD_DECAY * (step / self.total) ** 3
+
+    @torch.no_grad()
+    def after_step(self, step: int) -> None:
+        """After optimizer step `step` (1-based, counted over the whole run)."""
+        live, slow = list(self.live.values()), list(self.slow.values())
+        if step % LOOKAHEAD_EVERY == 0:
+            torch._foreach_lerp_(slow, live, 1.0 - self.decay(step))
+            torch._foreach_copy_(live, slow)
+        if step == self.total:
+            torch._foreach_copy_(live, slow)
+
+    def load(self, arrays: dict[str, np.ndarray]) -> None:
+        """The slow weights of a checkpoint (a file without them: the current weights)."""
+        with torch.no_grad():
+            for k, v in self.slow.items():
+                v.copy_(torch.from_numpy(np.array(arrays[k])) if k in arrays else self.live[k])

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torch.optim.adam import adam as adam_update
 from torch.optim.sgd import sgd as sgd_update
 
@@ -51,7 +52,9 @@ from hw0cli.data import CifarData
 from hw0cli.errors import Hw0UsageError
 from hw0cli.models import Normalize, cnn_from_config, whiten_first_conv
 from hw0cli.train_parts import (
+    MODEL_KEYS,
     FirstCalls,
+    Lookahead,
     all_finite,
     autocast,
     error_rate,
@@ -118,14 +121,17 @@ class Trainer:
 
     def _build_model(self, cfg: TrainConfig, device: torch.device) -> None:
         torch.manual_seed(cfg.seed)
-        model = cnn_from_config({"width": cfg.width, "batchnorm": cfg.batchnorm,
-                                 "bias": cfg.bias, "logit_scale": cfg.logit_scale,
-                                 "normalize": cfg.normalize, "init": cfg.init,
-                                 "init_scale": cfg.init_scale})
+        model = cnn_from_config({k: getattr(cfg, k) for k in MODEL_KEYS})
         if cfg.whiten:  # from (up to) 5,000 training images, before the optimizer sees it
             whiten_first_conv(model, to_input(self.x_train[:5000].cpu()))
         self.model = model.to(device, memory_format=torch.channels_last)  # uncompiled handle
         self.params = [p for p in self.model.parameters() if p.requires_grad]
+        bn_shifts = {id(m.bias) for m in self.model.modules() if isinstance(m, nn.BatchNorm2d)}
+        # SGD with the gradient x k is SGD at lr x k with weight decay / k: the decay per step
+        # is unchanged (airbench's bias_scaler)
+        self.scaled = [i for i, p in enumerate(self.params) if id(p) in bn_shifts] \
+            if cfg.bn_bias_lr != 1.0 else []
+        self.lookahead = Lookahead(self.model, self.total_steps) if cfg.lookahead else None
         # with --ema, an exponential moving average of the weights (BatchNorm statistics
         # copied) is the model that is evaluated, exported and stored under weights/
         self.ema_model = copy.deepcopy(self.model).requires_grad_(False) if cfg.ema else None
@@ -262,6 +268,8 @@ class Trainer:
         cfg = self.cfg
         if self.loss_scaling:  # fp16: dynamic loss scaling through the optimizer object
             self.scaler.scale(loss).backward()
+            for i in self.scaled:
+                self.params[i].grad.mul_(cfg.bn_bias_lr)
             for g in self.opt.param_groups:
                 g["lr"] = float(self.lr_epoch[self.j])
             self.scaler.step(self.opt)
@@ -274,6 +282,8 @@ class Trainer:
             # data-dependent Python int and fails to compile the whole step
             lr = self.lr_epoch.index_select(0, self.j.view(1)).squeeze(0)
             grads = [p.grad for p in self.params]
+            for i in self.scaled:
+                grads[i] = grads[i] * cfg.bn_bias_lr
             if cfg.weight_decay:
                 # the L2 term added here, as torch.optim does (grad + wd * param): inductor
                 # (torch 2.14, CPU) miscompiles the single-tensor kernels' own weight-decay add
@@ -331,8 +341,11 @@ class Trainer:
         self.loss_sum.zero_()
         self.correct.zero_()
         t0 = time.perf_counter()
+        k0 = (epoch - 1) * self.steps_per_epoch
         for s, size in enumerate(sizes):
             self.step_fn(size)()
+            if self.lookahead is not None:
+                self.lookahead.after_step(k0 + s + 1)
             progress.after(s + 1, sum(sizes[:s + 1]) if progress.due(s + 1) else 0, t0)
         seen = sum(sizes)
         # the epoch's one host sync: its metrics and whether every weight and BatchNorm
@@ -399,6 +412,9 @@ class Trainer:
             res["test_err"] = error_rate(logits, self.y_test)
             if self.cfg.tta:
                 res["test_err_tta"] = error_rate(self.tta_logits(logits), self.y_test)
+                # what a TTA accuracy costs at inference, the plain pass included (airbench
+                # counts it in the training time): the .item() calls above synchronize
+                res["tta_seconds"] = time.perf_counter() - t1
         if train:
             res["train_eval_err"] = error_rate(self.logits(self.x_train), self.y_train)
         res["eval_seconds"] = time.perf_counter() - t1
@@ -426,6 +442,9 @@ class Trainer:
         # changes while the background writer is still reading them
         arrays = {f"weights/{k}": v.detach().to("cpu", copy=True).numpy()
                   for k, v in self.eval_model.state_dict().items()}
+        if self.lookahead is not None:
+            arrays.update({f"lookahead/{k}": v.detach().to("cpu", copy=True).numpy()
+                           for k, v in self.lookahead.slow.items()})
         if self.ema_model is not None:  # the trained weights, for resuming
             arrays.update({f"train_weights/{k}": v.detach().to("cpu", copy=True).numpy()
                            for k, v in self.model.state_dict().items()})
@@ -437,12 +456,15 @@ class Trainer:
         return arrays, sd["param_groups"]
 
     def load_state(self, weights: dict[str, torch.Tensor], optim: dict[str, np.ndarray],
-                   groups: list, train_weights: dict[str, torch.Tensor] | None = None) -> None:
-        """Weights (and, with EMA, the trained weights) and optimizer state from a
-        checkpoint, into the tensors the step uses."""
+                   groups: list, train_weights: dict[str, torch.Tensor] | None = None,
+                   lookahead: dict[str, np.ndarray] | None = None) -> None:
+        """Weights (and, with EMA, the trained weights; with lookahead, its slow weights) and
+        optimizer state from a checkpoint, into the tensors the step uses."""
         self.eval_model.load_state_dict(weights)
         if self.ema_model is not None:
             self.model.load_state_dict(train_weights or weights)
+        if self.lookahead is not None:
+            self.lookahead.load(lookahead or {})
         state: dict[int, dict[str, Any]] = {}
         for name, arr in optim.items():
             idx, key = name.split("/")

@@ -63,3 +63,59 @@ def test_init_scale_and_default():
         assert torch.equal(a, b)
     assert torch.allclose(scaled[0].weight, 0.5 * default[0].weight)
     assert torch.equal(scaled[1].weight, default[1].weight)  # BatchNorm keeps its unit scale
+
+
+
+def test_dirac_init_passes_input_through_the_channels_it_covers():
+    """Convs 2-4 start as identities on their first Cin outputs (the rest keep their draws);
+    the first conv, which sees pixels, is left as initialized."""
+    import torch
+    from torch import nn
+
+    from hw0cli.models import cnn_from_config
+    torch.manual_seed(0)
+    plain = cnn_from_config({"width": 4, "bias": False})
+    torch.manual_seed(0)
+    dirac = cnn_from_config({"width": 4, "bias": False, "dirac": True})
+    convs = [m for m in dirac.modules() if isinstance(m, nn.Conv2d)]
+    before = [m for m in plain.modules() if isinstance(m, nn.Conv2d)]
+    assert torch.equal(convs[0].weight, before[0].weight)
+    for conv, orig in zip(convs[1:], before[1:], strict=True):
+        cin = conv.in_channels
+        x = torch.randn(2, cin, 8, 8)
+        with torch.no_grad():
+            torch.testing.assert_close(conv(x)[:, :cin], x)
+            assert not torch.allclose(orig(x)[:, :cin], x, atol=0.1)
+        assert torch.equal(conv.weight[cin:], orig.weight[cin:])
+
+
+@pytest.mark.parametrize("name", ["gelu", "celu"])
+def test_activation_replaces_every_relu_and_keeps_the_weight_names(name):
+    import torch
+    from torch import nn
+
+    model = make_cnn(4, activation=name)
+    acts = [m for m in model.modules() if isinstance(m, (nn.ReLU, nn.GELU, nn.CELU))]
+    assert len(acts) == 4 and all(type(m) is (nn.GELU if name == "gelu" else nn.CELU)
+                                  for m in acts)
+    assert name == "gelu" or acts[0].alpha == 0.075  # Page's smoothing
+    assert list(model.state_dict()) == list(make_cnn(4).state_dict())
+    x = torch.tensor([-1.0, 0.5])
+    assert acts[0](x)[0] < 0 and acts[0](x)[1] > 0  # negatives are not cut to 0 as by a ReLU
+
+
+def test_bn_momentum_and_frozen_scales_from_the_config():
+    import torch
+    from torch import nn
+
+    from hw0cli.models import cnn_from_config
+    model = cnn_from_config({"width": 4, "bn_momentum": 0.4, "freeze_bn_scale": True})
+    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert all(m.momentum == 0.4 and not m.weight.requires_grad and m.bias.requires_grad
+               for m in bns)
+    x = torch.rand(8, 3, 32, 32)
+    with torch.no_grad():
+        model.train()(x)
+        # the first BatchNorm sees conv1(x): its running mean moved 0.4 of the way there
+        expected = 0.4 * getattr(model, "0")(x).mean((0, 2, 3))
+    torch.testing.assert_close(bns[0].running_mean, expected)

@@ -47,6 +47,9 @@ def compiled_trainer(cifar_root, tmp_path, recipe="notebook", **overrides) -> Tr
                                           ("fast", {"whiten": True, "alternate_flip": True,
                                                     "crop_pad": 2}),
                                           ("notebook", {"objective": "worst-view"}),
+                                          ("fast", {"dirac": True, "activation": "gelu",
+                                                    "freeze_bn_scale": True,
+                                                    "bn_bias_lr": 64.0, "lookahead": True}),
                                           ("page", {"optimizer": "adam", "lr": 1e-3})])
 def test_whole_step_is_one_graph(cifar_root, tmp_path, recipe, extra):
     """fullgraph=True: a graph break anywhere in the step (gather, augmentation, forward, loss,
@@ -105,7 +108,8 @@ def test_compiled_resume_equals_uninterrupted(cifar_root, tmp_path):
 
     kw = dict(batch_size=64, compile=True, compile_mode="default", momentum=0.9,
               augment="hflip+crop", cutout=4, pad_mode="reflect", ema=0.9, whiten=True,
-              alternate_flip=True, crop_pad=2)
+              alternate_flip=True, crop_pad=2, lookahead=True, bn_bias_lr=8.0,
+              freeze_bn_scale=True, dirac=True)
     full = run_train(tiny_config(cifar_root, tmp_path / "a", **kw))
     cfg_b = tiny_config(cifar_root, tmp_path / "b", **kw)
     with pytest.raises(Hw0Error, match="Interrupted"):
@@ -418,3 +422,31 @@ def test_whitened_first_conv_is_frozen_and_trained_past(cifar_root, tmp_path):
     assert torch.equal(conv.weight, first)  # no gradient, no weight decay
     assert all(not torch.equal(a, p) for a, p in zip(rest, tr.params, strict=True))
     assert torch.equal(getattr(tr.ema_model, "0").weight, first)
+
+
+def test_bn_shift_lr_multiplier_scales_its_step_not_its_decay(cifar_root, tmp_path):
+    """--bn-bias-lr k: a BatchNorm shift moves k times as far on the same gradient, while its
+    weight decay per step stays lr * wd * b (airbench's bias_scaler); other weights move as
+    without it."""
+    data = load_cifar10(cifar_root)
+    moves = {}
+    for k in (1.0, 64.0):
+        cfg = tiny_config(cifar_root, tmp_path, weight_decay=0.1, bn_bias_lr=k)
+        tr = Trainer(cfg, data, torch.device("cpu"), "fp32", None)
+        bn = getattr(tr.model, "1")
+        with torch.no_grad():
+            bn.bias.fill_(0.5)  # a nonzero shift, so that its decay shows
+        before = [p.detach().clone() for p in tr.params]
+        tr.load_draws(1)
+        tr.step_fn(cfg.batch_size)()
+        moves[k] = {id_: p.detach() - b for id_, (p, b) in enumerate(
+            zip(tr.params, before, strict=True))}
+        shift = next(i for i, p in enumerate(tr.params) if p is bn.bias)
+    lr, wd = 0.05, 0.1
+    decay = -lr * wd * 0.5
+    # move(k) = -lr (k g + wd b): move(64) - 64 move(1) = (1 - 64) * (-lr wd b)
+    torch.testing.assert_close(moves[64.0][shift] - 64 * moves[1.0][shift],
+                               torch.full_like(moves[1.0][shift], (1 - 64) * decay),
+                               rtol=1e-4, atol=1e-6)
+    conv = 0  # the first conv's weight: not a BatchNorm shift
+    torch.testing.assert_close(moves[64.0][conv], moves[1.0][conv])

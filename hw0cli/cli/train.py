@@ -71,6 +71,10 @@ def _print_train(result: Any, tracked: bool, console: Any) -> None:
         f"({result.images_per_s:,.0f} images/s, {result.device}, {result.precision}, "
         f"{mode_text(result.compile_mode)}) + {result.one_time_s:.1f} s one-time (compile, "
         f"autotune, capture{processes}). Saved {result.path}", console, wrap=False)
+    if result.test_err_tta is not None and result.tta_inference_s is not None:
+        say(f"with TTA: test accuracy {100 * (1 - result.test_err_tta):.2f}% in "
+            f"{result.seconds + result.tta_inference_s:.1f} s (training + "
+            f"{result.tta_inference_s:.2f} s of TTA inference)", console, wrap=False)
 
 
 # ---------------------------------------------------------------------------------------------
