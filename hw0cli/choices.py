@@ -13,7 +13,7 @@ CIFAR_TRAIN_SIZE = 50_000
 CIFAR_TEST_SIZE = 10_000
 MNIST_TRAIN_SIZE = 60_000
 # Seeds: what every generator they seed takes. torch's take 64-bit values, and an epoch's
-# augmentation generator is seeded with seed * 100_003 + epoch (hw0cli.augment), so 2**32 - 1
+# augmentation generator is seeded with seed * 100_003 + epoch (hw0cli.train.augment), so 2**32 - 1
 # (NumPy's classic seed range) keeps every derived seed inside torch's.
 MAX_SEED = 2**32 - 1
 

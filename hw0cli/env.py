@@ -78,7 +78,7 @@ def setup_compile_cache() -> Path:
 
 def resolve_precision(name: str, device: torch.device) -> str:
     """Check a precision name for the device; `auto` here is the unmeasured choice (bf16 on
-    GPUs that have it, else fp32): runs resolve `auto` on a CPU by measuring (`hw0cli.probe`),
+    GPUs that have it, else fp32): runs resolve `auto` on a CPU by measuring (`hw0cli.train.probe`),
     since CPU flags do not tell which is faster (bf16 ran slower than fp32 on a Xeon without
     AMX, and 1.9x faster on a Zen 4, both with AVX512-BF16)."""
     if name not in PRECISIONS:

@@ -1,7 +1,7 @@
 """How long each step of `hw0 all` will take, before any runs: the first ETA.
 
 A training step costs its images x epochs at the training rate this machine measured for its
-width and batch size (the precision probe's figures, `hw0cli.probe`, which training reuses,
+width and batch size (the precision probe's figures, `hw0cli.train.probe`, which training reuses,
 so measuring costs nothing extra), its test and full-train evaluations at about three times
 that rate (a forward pass is a third of a training step), and a compile allowance: seconds per
 compiled run, more for the first run of a graph while the compile cache is empty. A run that
@@ -59,7 +59,7 @@ class Rates:
     seen: dict[tuple, float] = field(default_factory=dict)
 
     def _get(self, kind: str, cfg: Any, how: Callable[[Any], float]) -> float:
-        from hw0cli.probe import width_class
+        from hw0cli.train import width_class
         key = (kind, width_class(cfg.width), cfg.batch_size, cfg.precision, cfg.compile,
                cfg.device)
         if key not in self.seen:
@@ -80,7 +80,7 @@ def measured_rate(cfg: Any) -> float:
     (measured now, and cached for the run, when `--precision auto` has not met this width on
     this machine), else a short timing of the given precision."""
     from hw0cli.env import resolve_device, resolve_precision
-    from hw0cli.probe import choose_execution, make_timer
+    from hw0cli.train import choose_execution, make_timer
     device = resolve_device(cfg.device)
     small = replace(cfg, train_samples=max(cfg.batch_size, min(cfg.train_samples, 4096)))
     execution = choose_execution(small, device)
@@ -104,7 +104,7 @@ def measured_eval_rate(cfg: Any) -> float:
 
     from hw0cli.env import resolve_device, resolve_precision
     from hw0cli.models import make_cnn
-    from hw0cli.train_parts import predict_logits
+    from hw0cli.views import predict_logits
     device = resolve_device(cfg.device)
     precision = resolve_precision("fp32" if cfg.precision == "auto" else cfg.precision, device)
     chunk = 10_000 if device.type == "cuda" else 500  # as the trainer evaluates
@@ -133,7 +133,7 @@ def expected_epochs(cfg: Any) -> int:
 
 
 def finished(cfg: Any) -> bool:
-    from hw0cli.train_options import run_id_for
+    from hw0cli.train import run_id_for
     path = runs.run_path(cfg.out, run_id_for(cfg))
     if not path.exists():
         return False
@@ -146,7 +146,7 @@ def finished(cfg: Any) -> bool:
 
 def evaluated(cfg: Any) -> bool:
     """Whether the run's flip evaluation is stored already (`hw0 all` skips it)."""
-    from hw0cli.train_options import run_id_for
+    from hw0cli.train import run_id_for
     return store.has_dataset(runs.run_path(cfg.out, run_id_for(cfg)), "eval/vflip/accuracy")
 
 
@@ -172,7 +172,7 @@ def train_seconds(cfg: Any, rate: float, compiles: bool, cold: bool,
 def linreg_seconds(cfg: Any) -> float:
     """`hw0 linreg --method all`: its iterations and random features relative to the
     defaults measured at n = 500, growing with n."""
-    from hw0cli.linreg_config import LinregConfig
+    from hw0cli.linreg import LinregConfig
     d = LinregConfig()
     work = (cfg.gd_iters / d.gd_iters + cfg.sgd_iters / d.sgd_iters
             + cfg.overparam_iters / d.overparam_iters

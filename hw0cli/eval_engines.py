@@ -167,7 +167,7 @@ def build(c: Candidate, model: torch.nn.Module, onnx_file: Path | None,
 
 def _torch_engine(c: Candidate, model: torch.nn.Module, t: float) -> Engine:
     from hw0cli.env import setup_compile_cache
-    from hw0cli.trainer import predict_logits
+    from hw0cli.views import predict_logits
     device = torch.device(c.provider)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise Unavailable("torch sees no CUDA GPU")

@@ -1,6 +1,6 @@
 """`hw0 eval --backend auto` on a GPU: the backend chosen by measurement, cached per machine.
 
-Like `--precision auto` in training (`hw0cli.probe`), `auto` on a CUDA GPU times a few batches
+Like `--precision auto` in training (`hw0cli.train.probe`), `auto` on a CUDA GPU times a few batches
 of the test images through each candidate (`eval_engines.gpu_candidates`: onnxruntime fp32 and
 fp16 on each GPU provider it really gets, the CUDA provider at a few batch sizes; torch's best
 path, bf16 channels_last compiled; torch eager fp32) the first time a combination of GPU, torch

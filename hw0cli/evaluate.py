@@ -30,7 +30,7 @@ from hw0cli.data import load_cifar10
 from hw0cli.errors import Hw0Error, Hw0UsageError, check
 from hw0cli.export import VARIANTS, ensure_onnx, ensure_variant
 from hw0cli.paths import default_data_dir, default_out_dir
-from hw0cli.trainer import hflip, predict_logits, vflip
+from hw0cli.views import hflip, predict_logits, vflip
 
 VIEWS = {"original": None, "vflip": vflip, "hflip": hflip}
 BACKENDS = get_args(Backend)

@@ -30,8 +30,8 @@ from hw0cli.env import resolve_precision
 from hw0cli.errors import Hw0Error, Hw0UsageError
 
 if TYPE_CHECKING:
-    from hw0cli.linreg_config import LinregConfig
-    from hw0cli.train_options import TrainConfig
+    from hw0cli.linreg import LinregConfig
+    from hw0cli.train import TrainConfig
 
 CIFAR_IMAGE_BYTES = 3 * 32 * 32  # uint8 on the device
 MNIST_PIXELS = 28 * 28
@@ -165,7 +165,7 @@ def check_fits(estimate: MemoryEstimate, device: torch.device, what: str, fix: s
 
 def check_training_fits(cfg: TrainConfig, device: torch.device, n_test: int) -> None:
     from hw0cli.options import flag
-    from hw0cli.train_options import TrainConfig
+    from hw0cli.train import TrainConfig
 
     def opt(name: str) -> str:
         return flag(TrainConfig, name)
@@ -177,7 +177,7 @@ def check_training_fits(cfg: TrainConfig, device: torch.device, n_test: int) -> 
 
 def check_random_features_fit(cfg: LinregConfig, device: torch.device) -> None:
     """The largest feature count of a linreg run's random-features sweep must fit."""
-    from hw0cli.linreg_config import LinregConfig
+    from hw0cli.linreg import LinregConfig
     from hw0cli.options import flag
     dim = max(cfg.rf_features)
     est = random_features_estimate(cfg.n, MNIST_PIXELS, dim, 8 if cfg.dtype == "float64" else 4)
@@ -198,7 +198,7 @@ def out_of_memory_error(cfg: TrainConfig, device: torch.device, n_test: int,
                         exc: BaseException, path: Path) -> Hw0Error:
     """What to tell the user when training failed to allocate despite the check."""
     from hw0cli.options import flag
-    from hw0cli.train_options import TrainConfig
+    from hw0cli.train import TrainConfig
     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
     est = training_estimate(cfg, device, n_test)
     return Hw0Error(

@@ -19,14 +19,7 @@ from typing import Any
 from hw0cli import atomic, runs, store
 from hw0cli.errors import Hw0UsageError, check
 from hw0cli.paths import default_data_dir, default_out_dir
-from hw0cli.train import (
-    TrainConfig,
-    TrainReporter,
-    make_config,
-    run_id_for,
-    run_train,
-    validate,
-)
+from hw0cli.train import TrainConfig, TrainReporter, make_config, run_id_for, run_train, validate
 
 PRESETS: dict[str, dict[str, Any]] = {
     "quick": {
@@ -198,7 +191,7 @@ def _flip_eval_step(cfg: AllConfig, run_cfg: TrainConfig) -> Callable[..., str]:
 
 
 def _grid_steps(g: dict[str, Any], cfg: AllConfig) -> list[Step]:
-    from hw0cli.grid import GridConfig, cells, log_group
+    from hw0cli.batch.grid import GridConfig, cells, log_group
 
     grid_cfg = GridConfig(widths=g["widths"], noises=g["noises"], seeds=g["seeds"],
                           train_options=tuple(sorted({**g["train_options"],
@@ -231,7 +224,7 @@ def _linreg_step(options: dict[str, Any], cfg: AllConfig) -> Step:
 def sweep_steps(spec: dict[str, Any] | None, cfg: AllConfig) -> list[Step]:
     """One step per cell of the preset's warm-up study (`spec`: a named sweep adjusted by
     `axes` and `train_options`); a cell that diverges is a result, not a failed step."""
-    from hw0cli.sweep import Axis, SweepConfig, cells, with_preset
+    from hw0cli.batch.sweep import Axis, SweepConfig, cells, with_preset
     if not spec:
         return []
     own = SweepConfig(axes=tuple(Axis(k, tuple(v)) for k, v in spec.get("axes", {}).items()),
@@ -246,8 +239,8 @@ def sweep_steps(spec: dict[str, Any] | None, cfg: AllConfig) -> list[Step]:
 
 def _sweep_step(scfg: Any, cell: Any) -> Callable[[TrainReporter | None], str]:
     def go(reporter: TrainReporter | None) -> str:
+        from hw0cli.batch.sweep import cell_state, record
         from hw0cli.errors import Hw0Error
-        from hw0cli.sweep import cell_state, record
         record(scfg)
         if cell_state(cell).state == "diverged":
             return "skipped (diverged earlier: a result of this study)"
@@ -278,7 +271,7 @@ def validate_plan(cfg: AllConfig) -> list[Step]:
     step's options. A bad plan is one usage error naming what is wrong and that nothing ran."""
     from hw0cli.data import missing_data
     from hw0cli.env import resolve_device
-    from hw0cli.linreg_config import validate as validate_linreg
+    from hw0cli.linreg import validate as validate_linreg
     from hw0cli.tracking import require
     try:
         steps = plan(cfg)  # the preset; grid and sweep cells are checked as they are made

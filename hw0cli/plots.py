@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from hw0cli.atomic import atomic_path
-from hw0cli.linreg_summary import LinregSummary
+from hw0cli.linreg import LinregSummary
 from hw0cli.quantities import LABELS
 
 

@@ -286,7 +286,7 @@ def distinct_settings(config: dict[str, Any]) -> list[str]:
     import dataclasses
 
     from hw0cli.options import command_args
-    from hw0cli.train_options import TrainConfig, make_config, science_of
+    from hw0cli.train import TrainConfig, make_config, science_of
     recipe = config.get("recipe", "notebook")
     try:
         known = science_of(config)
@@ -323,7 +323,7 @@ def other_settings_hint(cells: list[Any], kind: str) -> str | None:
     from collections import Counter
 
     from hw0cli.options import command_args
-    from hw0cli.train_options import TrainConfig, science_of
+    from hw0cli.train import TrainConfig, science_of
     if not cells:
         return None
     base = cells[0]

@@ -41,7 +41,7 @@ from hw0cli.eval_engines import Candidate, Unavailable, build
 from hw0cli.evaluate import gpu_present, infer, make_view, open_session
 from hw0cli.export import export_onnx_file, int8_variant
 from hw0cli.models import flops_per_image, make_cnn
-from hw0cli.trainer import predict_logits
+from hw0cli.views import predict_logits
 
 
 def timed(fn, repeats: int):

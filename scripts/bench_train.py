@@ -4,7 +4,7 @@
 Both run in this process, on the same device, data (CIFAR-10 from --data-dir), model (Myrtle5
 of --width) and recipe (SGD lr 0.1, batch 128, cross-entropy). The notebook loop: float32
 tensors in a TensorDataset, DataLoader(shuffle=True, num_workers=4), NCHW fp32, `loss.item()`
-and an accuracy count every step. Ours: `hw0cli.trainer.Trainer` with the precision and compile
+and an accuracy count every step. Ours: `hw0cli.train.Trainer` with the precision and compile
 mode `hw0 train` would use (measured by the probe when `auto`). Timing window: --batches steps
 after --warmup steps, or (--batches 0) --epochs full epochs; --repeats windows of each,
 interleaved, compared by their medians; on CUDA the windows are timed with CUDA events. Prints
@@ -38,9 +38,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from hw0cli.data import load_cifar10
 from hw0cli.env import device_name, matmul_peak_gflops, resolve_device, setup_compile_cache
 from hw0cli.models import flops_per_image, make_cnn
-from hw0cli.probe import choose_execution
-from hw0cli.train import make_config
-from hw0cli.trainer import Trainer
+from hw0cli.train import Trainer, choose_execution, make_config
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 

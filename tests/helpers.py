@@ -98,7 +98,7 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 def tiny_config(cifar_root: Path, out: Path, **overrides):
     """A seconds-long CPU training config on the synthetic CIFAR set (width 4, fp32, eager)."""
-    from hw0cli.train import TrainConfig
+    from hw0cli.train.config import TrainConfig
     base = dict(width=4, epochs=3, batch_size=50, train_samples=500, data_dir=cifar_root,
                 out=out, device="cpu", precision="fp32", lr=0.05, compile=False)
     return TrainConfig(**{**base, **overrides})
@@ -127,7 +127,7 @@ def config_from_train_args(args: list[str]):
 
     from hw0cli.cli import app
     from hw0cli.cli.declared import given_options
-    from hw0cli.train_options import TrainConfig, make_config
+    from hw0cli.train.config import TrainConfig, make_config
     cmd = typer.main.get_command(app).commands["train"]
     ctx = cmd.make_context("hw0 train", list(args))
     given = given_options(TrainConfig, ctx.params, ctx.get_parameter_source)

@@ -11,7 +11,8 @@ import pytest
 from hw0cli import estimate, pipeline
 from hw0cli.estimate import Rates, expected_epochs, step_estimates, train_seconds
 from hw0cli.pipeline import AllConfig, Step, plan
-from hw0cli.train import make_config, run_train
+from hw0cli.train.config import make_config
+from hw0cli.train.run import run_train
 from tests.helpers import tiny_config, write_cifar
 
 RATE = 1000.0  # images/s, as if measured

@@ -16,7 +16,7 @@ from hw0cli import eval_measure as em
 from hw0cli import evaluate as ev
 from hw0cli import store
 from hw0cli.cli import app
-from hw0cli.train import run_train
+from hw0cli.train.run import run_train
 from tests.helpers import tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,7 +10,9 @@ from hw0cli import evaluate as ev
 from hw0cli import store
 from hw0cli.cli import app
 from hw0cli.errors import Hw0UsageError
-from hw0cli.train import TrainConfig, run_train, worst_view_loss
+from hw0cli.train.config import TrainConfig
+from hw0cli.train.parts import worst_view_loss
+from hw0cli.train.run import run_train
 from tests.helpers import tiny_config
 
 runner = CliRunner()

@@ -14,7 +14,7 @@ from hw0cli.export import (
     read_metadata,
     run_export,
 )
-from hw0cli.train import run_train
+from hw0cli.train.run import run_train
 from tests.helpers import tiny_config
 
 

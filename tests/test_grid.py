@@ -7,9 +7,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from hw0cli import grid, runs, store
+from hw0cli import runs, store
+from hw0cli.batch import grid
 from hw0cli.errors import Hw0Error
-from hw0cli.train import run_id_for, run_train
+from hw0cli.train.config import run_id_for
+from hw0cli.train.run import run_train
 from tests.helpers import config_from_train_args
 
 runner = CliRunner()

@@ -8,9 +8,10 @@ import torch
 from typer.testing import CliRunner
 
 from hw0cli import linreg as lr
-from hw0cli import linreg_solvers as solvers
 from hw0cli import store
 from hw0cli.errors import Hw0Error
+from hw0cli.linreg import run as lr_run
+from hw0cli.linreg import solvers
 from tests.helpers import write_mnist
 
 runner = CliRunner()
@@ -72,7 +73,7 @@ def test_gd_converges_to_pinv_and_stays_in_row_space(wide):
     null = b - sp.vt[:sp.rank].T @ (sp.vt[:sp.rank] @ b)
     assert np.linalg.norm(null) < 1e-10
     assert curve.train_mse[-1] < 1e-12 and curve.iters[-1] == 4000
-    rates = lr._mode_rates(curve, sp, [0, sp.rank - 1], 1 / (2 * sp.singular_values[0] ** 2))
+    rates = lr_run._mode_rates(curve, sp, [0, sp.rank - 1], 1 / (2 * sp.singular_values[0] ** 2))
     bottom = rates[1]
     assert bottom.measured_factor == pytest.approx(bottom.predicted_factor, rel=1e-6)
 

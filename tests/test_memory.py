@@ -8,7 +8,7 @@ import torch
 from hw0cli import memory, store
 from hw0cli.errors import Hw0Error, Hw0UsageError
 from hw0cli.models import make_cnn
-from hw0cli.train import run_train
+from hw0cli.train.run import run_train
 from tests.helpers import tiny_config
 
 CPU = torch.device("cpu")
@@ -44,7 +44,7 @@ def test_training_that_cannot_fit_is_refused_before_anything_is_written(cifar_ro
 
 
 def test_an_allocation_failure_while_training_is_a_message(cifar_root, tmp_path, monkeypatch):
-    from hw0cli.trainer import Trainer
+    from hw0cli.train.trainer import Trainer
 
     def fail(*args, **kwargs):
         raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate "

@@ -11,10 +11,10 @@ import pytest
 from annotated_types import Ge, Interval
 from typer.testing import CliRunner
 
+from hw0cli.batch.grid import train_args
 from hw0cli.errors import Hw0UsageError
-from hw0cli.grid import train_args
 from hw0cli.options import Opt, check_declared, command_args, declared, from_given, id_fields
-from hw0cli.train_options import SCIENCE_FIELDS, TrainConfig, make_config, run_id_for
+from hw0cli.train.config import SCIENCE_FIELDS, TrainConfig, make_config, run_id_for
 from tests.helpers import config_from_train_args
 
 # Run ids handed out before the declarations existed (computed at main 2cb29bd): the same
@@ -108,7 +108,7 @@ def test_a_new_declaration_reaches_the_command_line():
 
 
 def test_init_options_enter_the_run_id_only_when_set():
-    from hw0cli.train_options import TrainConfig, run_id_for
+    from hw0cli.train.config import TrainConfig, run_id_for
     assert run_id_for(TrainConfig()) == "c64-p0-e20-s0-a438375c"  # every earlier id stands
     ids = {run_id_for(TrainConfig(init=i)) for i in ("default", "kaiming", "xavier")}
     assert len(ids) == 3

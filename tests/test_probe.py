@@ -3,8 +3,10 @@
 import pytest
 import torch
 
-from hw0cli import probe, store
-from hw0cli.train import make_config, run_train
+from hw0cli import store
+from hw0cli.train import probe
+from hw0cli.train.config import make_config
+from hw0cli.train.run import run_train
 from tests.helpers import tiny_config
 
 

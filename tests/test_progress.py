@@ -10,7 +10,8 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from hw0cli.cli import GridProgress, RichReporter, app
+from hw0cli.cli import app
+from hw0cli.cli.display import GridProgress, RichReporter
 from tests.test_tracking import tb_scalars, train_args
 
 runner = CliRunner()

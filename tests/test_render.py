@@ -13,8 +13,8 @@ import pytest
 from matplotlib.backends.backend_pdf import PdfPages
 from pypdf import PdfReader
 
-from hw0cli import render
-from hw0cli.render import Section
+from hw0cli.report import render
+from hw0cli.report.render import Section
 
 
 def png(path: Path, w: float, h: float) -> Path:

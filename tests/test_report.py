@@ -4,8 +4,9 @@ from pypdf import PdfReader
 from typer.testing import CliRunner
 
 from hw0cli import pipeline
-from hw0cli.linreg import LinregConfig, run_linreg
-from hw0cli.report import ReportConfig, run_report
+from hw0cli.linreg.config import LinregConfig
+from hw0cli.linreg.run import run_linreg
+from hw0cli.report.build import ReportConfig, run_report
 from tests.helpers import write_mnist
 
 runner = CliRunner()
@@ -108,9 +109,10 @@ def test_quick_preset_plan(tmp_path):
 def test_warmup_section_compares_recipes(cifar_root, tmp_path):
     """A notebook and a page run side by side: one table row each (the page run with its TTA
     accuracy) and one figure of both test-error curves."""
-    from hw0cli.report import warmup_section
+    from hw0cli.report.build import warmup_section
     from hw0cli.runs import list_runs
-    from hw0cli.train import make_config, run_train
+    from hw0cli.train.config import make_config
+    from hw0cli.train.run import run_train
 
     small = dict(width=2, epochs=2, train_samples=200, data_dir=cifar_root, out=tmp_path,
                  device="cpu", precision="fp32", compile=False)
@@ -132,8 +134,8 @@ def test_a_fast_recipe_grid_over_widths_is_one_group():
     an lr given explicitly makes another group."""
     import dataclasses
 
-    from hw0cli.report import _grid_settings
-    from hw0cli.train import make_config
+    from hw0cli.report.build import _grid_settings
+    from hw0cli.train.config import make_config
 
     def settings(recipe="fast", **kw):
         return _grid_settings(dataclasses.asdict(make_config(recipe, **kw)))
@@ -158,8 +160,8 @@ def test_report_commands_carry_no_folder_of_the_machine(all_done, data_root):
 def test_train_command_leaves_the_folders_to_the_reader(tmp_path):
     from dataclasses import asdict
 
-    from hw0cli.report import _train_command
-    from hw0cli.train import make_config
+    from hw0cli.report.build import _train_command
+    from hw0cli.train.config import make_config
     cmd = _train_command(asdict(make_config(width=4, lr=0.3, data_dir=tmp_path / "d",
                                             out=tmp_path / "o")))
     assert cmd == "hw0 train --width 4 --noise 0.0 --seed 0 --lr 0.3"
@@ -168,7 +170,7 @@ def test_train_command_leaves_the_folders_to_the_reader(tmp_path):
 def test_grid_curves_say_when_the_test_set_is_measured():
     from types import SimpleNamespace
 
-    from hw0cli.report_notes import test_points
+    from hw0cli.report.notes import test_points
     every = [SimpleNamespace(config={"eval_every": 1})]
     assert test_points(every, 1000) == "test err at every epoch."
     sparse = test_points([SimpleNamespace(config={"eval_every": 10})], 1000)
@@ -176,7 +178,7 @@ def test_grid_curves_say_when_the_test_set_is_measured():
 
 
 def test_spectrum_axis_fits_the_data_not_the_tolerance():
-    from hw0cli.linreg_summary import LinregSummary, SpectrumSummary
+    from hw0cli.linreg.summary import LinregSummary, SpectrumSummary
     from hw0cli.plots import _spectrum_figure
     s = np.array([40.0, 20.0, 5.0, 2.0, 1e-14, 3e-15])
     summary = LinregSummary(n=6, seed=0, d=784, labels="parity", device="cpu",
@@ -191,8 +193,8 @@ def test_spectrum_axis_fits_the_data_not_the_tolerance():
 
 def test_a_study_too_small_to_mean_anything_says_so():
     """Every setting at chance after 3 epochs: no 'range' between them, and a caveat."""
-    from hw0cli.sweep import Axis, SweepConfig
-    from hw0cli.sweep_report import (
+    from hw0cli.batch.sweep import Axis, SweepConfig
+    from hw0cli.report.sweep import (
         CellResult,
         Level,
         Setting,

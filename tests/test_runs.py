@@ -13,7 +13,7 @@ from hw0cli import runs, store
 from hw0cli.cli import app
 from hw0cli.errors import Hw0Error
 from hw0cli.evaluate import EvalConfig, run_eval
-from hw0cli.train import run_train
+from hw0cli.train.run import run_train
 from tests.helpers import tiny_config
 
 runner = CliRunner()
@@ -57,7 +57,7 @@ def test_one_figure_per_view_labelled_by_what_measured_it(evaluated):
     assert f"{100 * ev.views['vflip'].accuracy:.2f}%" in lines[at]
     assert "accuracy by hw0 eval: onnxruntime cpu, fp32" in " ".join(lines[at + 1:at + 3])
     # the report's ranking shows the same figures, with what measured them
-    from hw0cli.report import problem1_section
+    from hw0cli.report.build import problem1_section
     sec = problem1_section(runs.list_runs(out), out / "fig")
     header, rows = [b.table for b in sec.blocks if b.kind == "table"][-1]
     ranked = {row[0]: dict(zip(header, row, strict=True)) for row in rows}
@@ -142,7 +142,7 @@ def test_an_interrupted_run_shows_the_time_it_trained(cifar_root, tmp_path):
 def test_distinct_settings_are_what_differs_from_the_recipe():
     from dataclasses import asdict
 
-    from hw0cli.train import make_config
+    from hw0cli.train.config import make_config
     plain = asdict(make_config(width=4))
     assert runs.distinct_settings(plain) == []
     study = asdict(make_config(width=4, lr=0.3, batchnorm=False, train_samples=2000, epochs=3,

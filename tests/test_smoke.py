@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from hw0cli import grid, pipeline, sweep
+from hw0cli import pipeline
+from hw0cli.batch import grid, sweep
 from hw0cli.smoke import SMOKE_EPOCHS, SMOKE_LINREG, SMOKE_TRAIN_SAMPLES, smoke_preset
-from hw0cli.train_options import make_config
+from hw0cli.train.config import make_config
 
 CUT = {"train_samples": SMOKE_TRAIN_SAMPLES, "epochs": SMOKE_EPOCHS, "compile": False,
        "precision": "fp32"}

@@ -54,7 +54,7 @@ def downgrade_to_schema_1(src: Path, dst: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def trained(cifar_root: Path, tmp_path_factory: pytest.TempPathFactory):
-    from hw0cli.train import run_train
+    from hw0cli.train.run import run_train
     return run_train(tiny_config(cifar_root, tmp_path_factory.mktemp("st"), epochs=2))
 
 
@@ -91,7 +91,8 @@ def test_run_file_records_data_identity_and_weight_names(trained) -> None:
 
 
 def test_linreg_datasets_say_their_units(mnist_root: Path, tmp_path: Path) -> None:
-    from hw0cli.linreg import LinregConfig, run_linreg
+    from hw0cli.linreg.config import LinregConfig
+    from hw0cli.linreg.run import run_linreg
     res = run_linreg(LinregConfig(method="gd", n=100, gd_iters=50, data_dir=mnist_root,
                                   out=tmp_path, device="cpu"))
     missing = []
@@ -121,7 +122,7 @@ def test_schema_1_file_loads_evaluates_and_reports(trained, cifar_root: Path,
     assert r.exit_code == 0 and trained.run_id in r.output
     r = runner.invoke(app, ["runs", "history", trained.run_id, "--out", str(tmp_path)])
     assert r.exit_code == 0 and r.output.splitlines()[1].startswith("1,")  # integer epochs
-    from hw0cli.report import warmup_section
+    from hw0cli.report.build import warmup_section
     sec = warmup_section(runs.list_runs(tmp_path), tmp_path / "fig")
     assert any(b.kind == "table" for b in sec.blocks)
 
@@ -186,7 +187,8 @@ def test_a_file_being_written_is_not_a_run(trained, tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def linreg_file(mnist_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from hw0cli.linreg import LinregConfig, run_linreg
+    from hw0cli.linreg.config import LinregConfig
+    from hw0cli.linreg.run import run_linreg
     return run_linreg(LinregConfig(method="gd", n=100, gd_iters=50, data_dir=mnist_root,
                                    out=tmp_path_factory.mktemp("lr"), device="cpu")).path
 
@@ -385,8 +387,10 @@ def _listed(rows: list[dict], run_id: str) -> dict | None:
 def results(cifar_root: Path, mnist_root: Path, tmp_path_factory: pytest.TempPathFactory):
     """Two finished grid cells (one exported and evaluated), an interrupted run (a checkpoint)
     and a linreg file; and what the reading commands say about them undamaged."""
-    from hw0cli.linreg import LinregConfig, run_linreg
-    from hw0cli.train import run_id_for, run_train
+    from hw0cli.linreg.config import LinregConfig
+    from hw0cli.linreg.run import run_linreg
+    from hw0cli.train.config import run_id_for
+    from hw0cli.train.run import run_train
     from tests.helpers import InterruptAt
     out = tmp_path_factory.mktemp("dm")
     grid = [*GRID, "--data-dir", cifar_root, "--out", out]
@@ -416,7 +420,7 @@ def test_every_reading_command_on_damaged_files(results, cifar_root: Path, tmp_p
     """A run file, a checkpoint and a linreg file damaged alike: each command either says
     'damaged' (exit 1, or a warning where it lists) or gives exactly what it gave on the
     whole files; the undamaged run always lists; a damaged array is never used."""
-    from hw0cli.train import run_id_for
+    from hw0cli.train.config import run_id_for
     out = tmp_path / "o"
     shutil.copytree(results["out"], out)
     ids, ckpt = results["ids"], results["ckpt"]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from hw0cli import grid, sweep
+from hw0cli.batch import grid, sweep
 from hw0cli.errors import Hw0UsageError
-from hw0cli.train_options import TrainConfig, make_config, run_id_for
+from hw0cli.train.config import TrainConfig, make_config, run_id_for
 from tests.helpers import config_from_train_args
 
 

@@ -165,7 +165,7 @@ def test_history_csv_reads_in_pandas(tb_run: Path) -> None:
 def test_all_groups_grid_cells_like_grid_run(tmp_path: Path) -> None:
     """`hw0 all --log`: the grid's cells share the group `hw0 grid run --log` gives them."""
     from hw0cli import pipeline
-    from hw0cli.grid import GridConfig, log_group
+    from hw0cli.batch.grid import GridConfig, log_group
     steps = pipeline.plan(pipeline.AllConfig(preset="quick", data_dir=tmp_path, out=tmp_path,
                                              log=("tensorboard",)))
     groups = {s.group for s in steps if s.title.startswith("Problem 2")}

@@ -8,18 +8,10 @@ import torch
 
 from hw0cli import runs, store
 from hw0cli.errors import Hw0Error, Hw0UsageError
-from hw0cli.train import (
-    TrainConfig,
-    augment_batch,
-    lr_at,
-    make_config,
-    noisy_labels,
-    parse_augment,
-    recipe_settings,
-    run_id_for,
-    run_train,
-    validate,
-)
+from hw0cli.train.augment import augment_batch, parse_augment
+from hw0cli.train.config import TrainConfig, make_config, recipe_settings, run_id_for, validate
+from hw0cli.train.parts import lr_at, noisy_labels
+from hw0cli.train.run import run_train
 from tests.helpers import InterruptAt, tiny_config
 
 tiny = tiny_config
@@ -219,7 +211,7 @@ def test_bf16_autocast_path_runs_on_cpu(cifar_root, tmp_path):
 
 def test_init_recorded_and_used(cifar_root, tmp_path):
     from hw0cli.data import load_cifar10
-    from hw0cli.trainer import Trainer
+    from hw0cli.train.trainer import Trainer
     cfg = tiny_config(cifar_root, tmp_path, epochs=1, init="orthogonal", init_scale=0.5)
     tr = Trainer(cfg, load_cifar10(cifar_root), torch.device("cpu"), "fp32", None)
     first = tr.model[0].weight.detach().reshape(4, -1)  # before any step
@@ -236,7 +228,7 @@ def test_resume_keeps_the_recorded_precision(cifar_root, tmp_path, monkeypatch):
     """--precision auto, killed after epoch 2, resumed after the probe's verdict flipped: the
     run continues in the precision its file records and ends bit for bit where the
     uninterrupted run does."""
-    from hw0cli import probe
+    from hw0cli.train import probe
     cache = tmp_path / "cache"
     monkeypatch.setenv("HW0_CACHE", str(cache))
     speeds = {"fp32": 200.0, "bf16": 100.0}  # the probe's figures, images/s
@@ -320,8 +312,8 @@ def test_resuming_a_file_with_weights_of_another_width(cifar_root, tmp_path):
 
 
 def test_seeds_are_bounded_by_the_generators_range(cifar_root, tmp_path):
-    from hw0cli.augment import epoch_draws
     from hw0cli.choices import MAX_SEED
+    from hw0cli.train.augment import epoch_draws
     with pytest.raises(Hw0UsageError, match=f"--seed must be in \\[0, {MAX_SEED}\\]"):
         validate(tiny(cifar_root, tmp_path, seed=MAX_SEED + 1))
     with pytest.raises(Hw0UsageError, match="--seed"):

@@ -4,7 +4,7 @@ slow weights (the other pieces are tested with the trainer)."""
 import torch
 from torch import nn
 
-from hw0cli.train_parts import LOOKAHEAD_DECAY, LOOKAHEAD_EVERY, Lookahead
+from hw0cli.train.parts import LOOKAHEAD_DECAY, LOOKAHEAD_EVERY, Lookahead
 
 
 def _model() -> nn.Module:

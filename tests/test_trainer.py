@@ -15,21 +15,15 @@ import torch.nn.functional as F
 from torch._dynamo.utils import counters
 
 from hw0cli import runs, store
-from hw0cli.augment import pad_source
 from hw0cli.data import load_cifar10
 from hw0cli.errors import Hw0Error
 from hw0cli.models import CIFAR_MEAN, CIFAR_STD, make_cnn
-from hw0cli.train import make_config, run_id_for, run_train
-from hw0cli.trainer import (
-    FirstCalls,
-    Trainer,
-    augment_batch,
-    cutout_mask,
-    epoch_draws,
-    lr_at,
-    to_input,
-    whole_step_capturable,
-)
+from hw0cli.train.augment import augment_batch, cutout_mask, epoch_draws, pad_source
+from hw0cli.train.config import make_config, run_id_for
+from hw0cli.train.parts import FirstCalls, lr_at
+from hw0cli.train.run import run_train
+from hw0cli.train.trainer import Trainer, whole_step_capturable
+from hw0cli.views import to_input
 from tests.helpers import tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -175,7 +175,7 @@ class GridProgress:
             self.progress.stop()
 
     def counts(self) -> str:
-        from hw0cli.grid import eta_seconds
+        from hw0cli.batch.grid import eta_seconds
         left = self.total - self.finished - len(self.running)
         rest = eta_seconds(self.durations, left, len(self.running))
         eta = f", ETA ~{duration(rest)}" if rest is not None else ""

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from hw0cli.batch.slurm import SLURM_TIME
 from hw0cli.cli.common import (
     Hw0Typer,
     Json,
@@ -22,7 +23,6 @@ from hw0cli.cli.common import (
 )
 from hw0cli.cli.declared import given_options
 from hw0cli.errors import Hw0Error, Hw0UsageError
-from hw0cli.slurm import SLURM_TIME
 
 grid_app = Hw0Typer(help="The width x label-noise grid (Problem 2): list, run, status, "
                     "report, slurm. Each takes --widths, --noise, --seeds and any `hw0 train` "
@@ -70,9 +70,9 @@ def _train_context(ctx: typer.Context, kind: str = "grid") -> Any:
 
 def _grid_config(ctx: typer.Context, widths: str, noise: str, seeds: str) -> Any:
     """Grid axes from our options; every other option as `hw0 train` declares it."""
-    from hw0cli.grid import GridConfig, check_train_options, parse_list
+    from hw0cli.batch.grid import GridConfig, check_train_options, parse_list
     from hw0cli.tracking import parse_backends, require
-    from hw0cli.train_options import TrainConfig
+    from hw0cli.train import TrainConfig
     sub = _train_context(ctx)
     source = sub.get_parameter_source
     for k in SINGLE_RUN:
@@ -97,8 +97,8 @@ def _grid_config(ctx: typer.Context, widths: str, noise: str, seeds: str) -> Any
 def grid_list(ctx: typer.Context, widths: Widths = "4,64", noise: Noises = "0,0.5,1",
               seeds: Seeds = "0", as_json: Json = False, null: Null = False) -> None:
     """Print one complete `hw0 train ...` command per cell (for xargs, loops, job arrays)."""
-    from hw0cli.grid import cells, grid_commands
-    from hw0cli.train_options import run_id_for
+    from hw0cli.batch.grid import cells, grid_commands
+    from hw0cli.train import run_id_for
     cfg = _grid_config(ctx, widths, noise, seeds)
     cmds = grid_commands(cfg)
     if as_json:
@@ -118,13 +118,13 @@ def grid_run(ctx: typer.Context, widths: Widths = "4,64", noise: Noises = "0,0.5
              jobs: Annotated[int, typer.Option(help="Parallel processes (capped at one per "
                                                "visible GPU on a GPU machine)")] = 1) -> None:
     """Run one cell (--index) or every unfinished cell (--jobs in parallel)."""
-    from hw0cli.grid import cell_at, run_cells
+    from hw0cli.batch.grid import cell_at, run_cells
     cfg = _grid_config(ctx, widths, noise, seeds)
     if index is not None:
         _run_one(cfg, index, cell_at(cfg, index))
         return
+    from hw0cli.batch.grid import cells
     from hw0cli.cli.display import GridProgress
-    from hw0cli.grid import cells
     n = len(cells(cfg))
     say(f"{n} cells, {jobs} at a time; finished cells are skipped; logs in "
         f"{Path(cfg.out) / 'grid_logs'}", wrap=False)
@@ -165,7 +165,7 @@ STATE_COLORS = {"done": "green", "running": "cyan", "incomplete": "yellow", "mis
 def grid_status_cmd(ctx: typer.Context, widths: Widths = "4,64", noise: Noises = "0,0.5,1",
                     seeds: Seeds = "0", as_json: Json = False) -> None:
     """Each cell: done / running / incomplete / failed / missing, with its final errors."""
-    from hw0cli.grid import grid_status
+    from hw0cli.batch.grid import grid_status
     states = grid_status(_grid_config(ctx, widths, noise, seeds))
     if as_json:
         print_json([s.to_json() for s in states])
@@ -197,7 +197,7 @@ def _missing_hint(configs: list[Any], states: list[str], kind: str) -> None:
 def grid_report_cmd(ctx: typer.Context, widths: Widths = "4,64", noise: Noises = "0,0.5,1",
                     seeds: Seeds = "0", as_json: Json = False) -> None:
     """Table of final train/test error per (width, p) and the plots, from the run files."""
-    from hw0cli.grid import grid_report
+    from hw0cli.batch.grid import grid_report
     cfg = _grid_config(ctx, widths, noise, seeds)
     rep = grid_report(cfg, plot_dir=Path(cfg.out) / "plots")
     if as_json:
@@ -235,10 +235,10 @@ def grid_slurm(ctx: typer.Context, widths: Widths = "4,64", noise: Noises = "0,0
                    help="At most this many tasks at once")] = None,
                submit: Annotated[bool, typer.Option(help="Also sbatch it")] = False) -> None:
     """Write (and with --submit, submit) an sbatch job array with one task per cell."""
+    from hw0cli.batch.grid import cells, log_args, log_group
+    from hw0cli.batch.slurm import SlurmOptions
+    from hw0cli.batch.sweep import options_args
     from hw0cli.cli.sweep import write_and_submit
-    from hw0cli.grid import cells, log_args, log_group
-    from hw0cli.slurm import SlurmOptions
-    from hw0cli.sweep import options_args
     cfg = _grid_config(ctx, widths, noise, seeds)
     args = ["--widths", widths, "--noise", noise, "--seeds", seeds,
             *options_args(cfg.recipe, cfg.train_options, cfg.data_dir, cfg.out),

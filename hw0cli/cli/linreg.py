@@ -4,17 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from hw0cli.cli.common import (
-    Json,
-    err_console,
-    out_console,
-    print_json,
-    say,
-    show,
-    simple_table,
-)
+from hw0cli.cli.common import Json, err_console, out_console, print_json, say, show, simple_table
 from hw0cli.cli.declared import with_options
-from hw0cli.linreg_config import LinregConfig
+from hw0cli.linreg import LinregConfig
 
 
 @with_options(LinregConfig)
@@ -32,7 +24,7 @@ def linreg(options: dict[str, Any], as_json: Json = False) -> None:
 
 
 def _print_linreg(res: Any) -> None:
-    from hw0cli.linreg_findings import GD_FINDING, describe, problem_lines, solution_rows
+    from hw0cli.linreg import GD_FINDING, describe, problem_lines, solution_rows
     s = res.summary
     for line in problem_lines(s):
         say(line)
@@ -55,7 +47,7 @@ def _print_linreg(res: Any) -> None:
 
 
 def _print_gd_modes(gd: Any) -> None:
-    from hw0cli.linreg_findings import format_factor
+    from hw0cli.linreg import format_factor
     show(simple_table(
         f"GD error along singular directions (step {gd.step:.3g}): predicted factor "
         "|1 - 2 step sigma_i^2| per iteration vs measured",

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
+from hw0cli.batch.slurm import SLURM_TIME
 from hw0cli.choices import SweepPreset
 from hw0cli.cli.common import (
     Hw0Typer,
@@ -36,7 +37,6 @@ from hw0cli.cli.grid import (
     say_elsewhere,
 )
 from hw0cli.errors import Hw0Error, Hw0UsageError
-from hw0cli.slurm import SLURM_TIME
 
 sweep_app = Hw0Typer(help="Training runs over the values of any `hw0 train` options: list, "
                      "run, status, report, slurm. Each takes --axis NAME=V1,V2,... (repeatable; "
@@ -61,9 +61,9 @@ SWEEP_STATES = {**STATE_COLORS, "diverged": "magenta"}
 def _sweep_config(ctx: typer.Context, axis: list[str] | None, preset: str | None,
                   name: str | None, one_at_a_time: bool) -> Any:
     """The sweep from our options; every other option as `hw0 train` declares it."""
-    from hw0cli.sweep import SweepConfig, parse_axis, with_preset
+    from hw0cli.batch.sweep import SweepConfig, parse_axis, with_preset
     from hw0cli.tracking import parse_backends, require
-    from hw0cli.train_options import TrainConfig
+    from hw0cli.train import TrainConfig
     sub = _train_context(ctx, "sweep")
     source = sub.get_parameter_source
     for k in SINGLE_RUN:
@@ -88,8 +88,8 @@ def sweep_list(ctx: typer.Context, axis: Axes = None, preset: PresetOpt = None,
                name: Name = None, one_at_a_time: OneAtATime = False,
                as_json: Json = False, null: Null = False) -> None:
     """Print one complete `hw0 train ...` command per cell (for xargs, loops, job arrays)."""
-    from hw0cli.sweep import cells, record, sweep_commands
-    from hw0cli.train_options import run_id_for
+    from hw0cli.batch.sweep import cells, record, sweep_commands
+    from hw0cli.train import run_id_for
     cfg = _sweep_config(ctx, axis, preset, name, one_at_a_time)
     cmds = sweep_commands(cfg)
     record(cfg)
@@ -109,8 +109,7 @@ def sweep_run(ctx: typer.Context, axis: Axes = None, preset: PresetOpt = None,
               jobs: Annotated[int, typer.Option(help="Parallel processes (capped at one per "
                                                 "visible GPU on a GPU machine)")] = 1) -> None:
     """Run one cell (--index) or every unfinished cell (--jobs in parallel); NaN loss: diverged."""
-    from hw0cli.cli.display import GridProgress
-    from hw0cli.sweep import (
+    from hw0cli.batch.sweep import (
         FINAL,
         cell_at,
         cells,
@@ -119,6 +118,7 @@ def sweep_run(ctx: typer.Context, axis: Axes = None, preset: PresetOpt = None,
         run_sweep,
         sweep_status,
     )
+    from hw0cli.cli.display import GridProgress
     cfg = _sweep_config(ctx, axis, preset, name, one_at_a_time)
     if index is not None:
         _run_one(cfg, cell_at(cfg, index))
@@ -138,9 +138,9 @@ def sweep_run(ctx: typer.Context, axis: Axes = None, preset: PresetOpt = None,
 
 
 def _run_one(cfg: Any, cell: Any) -> None:
+    from hw0cli.batch.sweep import cell_state, record
     from hw0cli.cli.common import out_console
     from hw0cli.cli.display import run_with_display
-    from hw0cli.sweep import cell_state, record
     from hw0cli.tracking import TrackingConfig
     record(cfg)
     before = cell_state(cell)
@@ -164,7 +164,7 @@ def sweep_status_cmd(ctx: typer.Context, axis: Axes = None, preset: PresetOpt = 
                      name: Name = None, one_at_a_time: OneAtATime = False,
                      as_json: Json = False) -> None:
     """Each cell: done / diverged / running / incomplete / missing, with its final errors."""
-    from hw0cli.sweep import sweep_status, value_label
+    from hw0cli.batch.sweep import sweep_status, value_label
     cfg = _sweep_config(ctx, axis, preset, name, one_at_a_time)
     states = sweep_status(cfg)
     if as_json:
@@ -189,7 +189,7 @@ def sweep_report_cmd(ctx: typer.Context, axis: Axes = None, preset: PresetOpt = 
                      name: Name = None, one_at_a_time: OneAtATime = False,
                      as_json: Json = False) -> None:
     """What changes with each axis: a table, one measured sentence per axis, the plots."""
-    from hw0cli.sweep_report import sweep_summary
+    from hw0cli.report import sweep_summary
     cfg = _sweep_config(ctx, axis, preset, name, one_at_a_time)
     summary = sweep_summary(cfg, plot_dir=Path(cfg.out) / "plots")
     if as_json:
@@ -215,8 +215,8 @@ def sweep_slurm(ctx: typer.Context, axis: Axes = None, preset: PresetOpt = None,
                     help="At most this many tasks at once")] = None,
                 submit: Annotated[bool, typer.Option(help="Also sbatch it")] = False) -> None:
     """Write (and with --submit, submit) an sbatch job array with one task per cell."""
-    from hw0cli.slurm import SlurmOptions
-    from hw0cli.sweep import cells, record, sweep_args
+    from hw0cli.batch.slurm import SlurmOptions
+    from hw0cli.batch.sweep import cells, record, sweep_args
     cfg = _sweep_config(ctx, axis, preset, name, one_at_a_time)
     opts = SlurmOptions(gpus, cpus_per_task, time, partition, parallel, f"hw0-{cfg.label()}")
     record(cfg)
@@ -228,8 +228,8 @@ def write_and_submit(kind: str, run_args: list[str], n: int, opts: Any, out: Pat
                      label: str, submit: bool) -> None:
     import shlex
 
-    from hw0cli.slurm import script, write
-    from hw0cli.slurm import submit as sbatch
+    from hw0cli.batch.slurm import script, write
+    from hw0cli.batch.slurm import submit as sbatch
     path = write(out / "slurm" / f"{label}.sbatch",
                  script(kind, run_args, n, opts, (out / "slurm").resolve()))
     say(f"wrote {escape(str(path))} ({n} tasks)", wrap=False)

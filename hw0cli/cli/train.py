@@ -27,7 +27,7 @@ from hw0cli.cli.common import (
 from hw0cli.cli.declared import with_options
 from hw0cli.cli.display import run_with_display
 from hw0cli.errors import Hw0UsageError
-from hw0cli.train_options import TrainConfig
+from hw0cli.train import TrainConfig
 
 
 @with_options(TrainConfig)
@@ -143,7 +143,7 @@ def _views_table(out: Path, found: list[Any]) -> Any:
 
 
 def _sweep_owners(out: Path) -> dict[str, str]:
-    from hw0cli.sweep_report import sweep_memberships
+    from hw0cli.report import sweep_memberships
     return sweep_memberships(out)
 
 

@@ -6,10 +6,11 @@ import shlex
 import pytest
 from typer.testing import CliRunner
 
-from hw0cli import grid, runs, store
+from hw0cli import runs, store
+from hw0cli.batch import grid
 from hw0cli.cli import app
 from hw0cli.errors import Hw0Error
-from hw0cli.train import run_train
+from hw0cli.train.run import run_train
 from tests.helpers import InterruptAt
 
 runner = CliRunner()

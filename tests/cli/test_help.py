@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from hw0cli.cli import app
 from hw0cli.options import declarations
-from hw0cli.train_options import TrainConfig
+from hw0cli.train.config import TrainConfig
 
 runner = CliRunner()
 ENV = {"COLUMNS": "80", "NO_COLOR": "1", "TERMINAL_WIDTH": "80"}
@@ -176,7 +176,7 @@ def test_one_spelling_per_concept_with_the_old_ones_kept() -> None:
     """The vertical flip is `vflip` everywhere (--augment vflip, --view vflip, eval --vflip;
     --flip still works); BatchNorm is `--batchnorm/--no-batchnorm`, as the sweep axis
     `batchnorm=on,off` spells it."""
-    from hw0cli.sweep import parse_axis
+    from hw0cli.batch.sweep import parse_axis
     from tests.helpers import config_from_train_args
     blocks = help_blocks(("eval",))
     assert "--vflip,--flip" in blocks or any(k.startswith("--vflip") for k in blocks)

@@ -77,7 +77,7 @@ def test_full_preset_smoke_fails_on_a_broken_sweep(smoke_data, tmp_path, monkeyp
 def test_report_on_a_full_disk(cifar_root, tmp_path, monkeypatch):
     """Figures and PDF on a full disk: one message naming the disk, exit 1, no temp file, the
     previous report untouched; a report folder the command created is not left behind."""
-    from hw0cli.train import run_train
+    from hw0cli.train.run import run_train
     from tests.helpers import FullDisk, temp_files_left, tiny_config
     run_train(tiny_config(cifar_root, tmp_path, epochs=1))
     r = runner.invoke(app, ["report", "--out", str(tmp_path)])
@@ -120,7 +120,7 @@ def test_all_in_a_log_has_unwrapped_lines_an_eta_from_the_start_and_no_settings_
     """Redirected output (CliRunner's is not a terminal): each step's line whole, however
     long; the first step already has an ETA (from the estimates); no JSON of the settings."""
     from hw0cli import pipeline
-    from hw0cli.report import ReportResult
+    from hw0cli.report.build import ReportResult
     from tests.helpers import write_cifar, write_mnist
     data = write_mnist(write_cifar(tmp_path / "d"), n_train=50, n_test=20)
     long_title = "Problem 2: " + "a step title longer than any terminal, " * 4 + "end"

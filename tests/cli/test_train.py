@@ -207,7 +207,8 @@ def test_full_disk_during_a_background_checkpoint_then_resume(cifar_root, tmp_pa
 
 def test_damaged_checkpoint_is_refused_and_force_starts_over(cifar_root, tmp_path):
     from hw0cli import runs
-    from hw0cli.train import run_id_for, run_train
+    from hw0cli.train.config import run_id_for
+    from hw0cli.train.run import run_train
     from tests.helpers import InterruptAt, config_from_train_args, damage
     args = [*tiny_args(cifar_root, tmp_path), "--epochs", "3"]
     cfg = config_from_train_args(args[1:])
@@ -325,7 +326,7 @@ def test_finished_or_busy_runs_are_reported_before_the_data_is_read(cifar_root, 
     assert other.exit_code != 0 and "CIFAR-10 was read" in str(other.exception)
     busy = runs.run_path(tmp_path / "out", rid.replace("-s0-", "-s9-"))
     with store.lock(busy):
-        from hw0cli.train import run_train
+        from hw0cli.train.run import run_train
         from tests.helpers import tiny_config
         cfg = tiny_config(cifar_root, tmp_path / "out", epochs=1, seed=9, run_id=busy.stem)
         with pytest.raises(Hw0Error, match="is being written by"):

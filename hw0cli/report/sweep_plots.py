@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
+from hw0cli.batch.sweep import value_label
 from hw0cli.plots import plt, save
-from hw0cli.sweep import value_label
 
 
 def all_plots(summary: Any, stem: Path) -> list[Path]:

@@ -27,13 +27,7 @@ from hw0cli import runs, store
 from hw0cli.errors import Hw0Error, Hw0UsageError, check
 from hw0cli.options import command_args, flag
 from hw0cli.paths import default_data_dir, default_out_dir
-from hw0cli.train import (
-    TrainConfig,
-    make_config,
-    run_id_for,
-    science_of,
-    validate,
-)
+from hw0cli.train import TrainConfig, make_config, run_id_for, science_of, validate
 
 # The grid's default recipe (Problem 2): train until the training error is <= 1% or stops
 # improving. Plain SGD at lr 0.1 cannot memorize random labels in a CPU budget (measured: ~20%

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-from hw0cli.linreg_summary import Fit, LinregSummary
+from hw0cli.linreg.summary import Fit, LinregSummary
 
 
 def format_factor(f: float | None) -> str:

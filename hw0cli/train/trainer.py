@@ -34,44 +34,31 @@ from torch import nn
 from torch.optim.adam import adam as adam_update
 from torch.optim.sgd import sgd as sgd_update
 
-from hw0cli.augment import (
-    AUGMENTS,
-    CROP_PAD,
-    PAD_MODES,
-    EpochDraws,
-    augment_batch,
-    cutout_mask,
-    epoch_draws,
-    hflip,
-    parse_augment,
-    to_input,
-    translate,
-    vflip,
-)
 from hw0cli.data import CifarData
 from hw0cli.errors import Hw0UsageError
 from hw0cli.models import Normalize, cnn_from_config, whiten_first_conv
-from hw0cli.train_parts import (
+from hw0cli.train.augment import (
+    augment_batch,
+    cutout_mask,
+    epoch_draws,
+    parse_augment,
+    translate,
+)
+from hw0cli.train.parts import (
     MODEL_KEYS,
     FirstCalls,
     Lookahead,
     all_finite,
-    autocast,
     error_rate,
     lr_at,
     noisy_labels,
-    predict_logits,
     subset_indices,
     worst_view_loss,
 )
-
-__all__ = ["AUGMENTS", "CROP_PAD", "PAD_MODES", "EpochDraws", "FirstCalls", "Trainer",
-           "augment_batch", "autocast", "cutout_mask", "epoch_draws", "error_rate", "hflip",
-           "lr_at", "noisy_labels", "parse_augment", "predict_logits", "subset_indices",
-           "to_input", "translate", "vflip", "worst_view_loss"]
+from hw0cli.views import autocast, hflip, to_input, vflip
 
 if TYPE_CHECKING:
-    from hw0cli.train import TrainConfig
+    from hw0cli.train.config import TrainConfig
 
 ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam's defaults
 KINDS_OF_RUN_PER_PROCESS = 64  # compiled step variants one process may hold

@@ -1,14 +1,13 @@
 """Training Myrtle5 on CIFAR-10: a run's life cycle.
 
-The options (`TrainConfig`) and named recipes are declared in `hw0cli.train_options` (re-exported
-here); the device-side work (the compiled training step, epochs, evaluation) is
-`hw0cli.trainer.Trainer`. A run's life cycle: resolve the execution choices (device, precision
-and compile mode, measured once per machine when `auto`: `hw0cli.probe`), resume from the run
-file if it exists, train epoch by epoch, and write a checkpoint (weights, optimizer state,
-history) after every epoch. A checkpoint is copied to the host at the epoch's end and written
-atomically by a background thread while the next epoch trains, so a kill at any moment leaves
-the previous complete file. The learning rate is a pure function of the step, so no scheduler
-state needs saving.
+The options (`TrainConfig`) and named recipes are declared in `hw0cli.train.config`; the device-
+side work (the compiled training step, epochs, evaluation) is `hw0cli.train.trainer`. A run's
+life cycle: resolve the execution choices (device, precision and compile mode, measured once per
+machine when `auto`: `hw0cli.train.probe`), resume from the run file if it exists, train epoch
+by epoch, and write a checkpoint (weights, optimizer state, history) after every epoch. A
+checkpoint is copied to the host at the epoch's end and written atomically by a background
+thread while the next epoch trains, so a kill at any moment leaves the previous complete file.
+The learning rate is a pure function of the step, so no scheduler state needs saving.
 """
 
 from __future__ import annotations
@@ -32,37 +31,15 @@ from hw0cli.errors import DamagedFileError, Hw0Error, Hw0UsageError
 from hw0cli.memory import check_training_fits, is_out_of_memory, out_of_memory_error
 from hw0cli.models import readable_names
 from hw0cli.options import flag
-from hw0cli.probe import Execution, choose_execution, resumed_execution
-from hw0cli.train_options import (  # re-exported: scripts and tests import them from here
-    LATER_FIELDS,
-    SCIENCE_FIELDS,
+from hw0cli.train.config import (
     TrainConfig,
     config_json,
-    make_config,
-    recipe_settings,
     run_id_for,
-    science_of,
     validate,
 )
-from hw0cli.train_parts import nonfinite_names
-from hw0cli.trainer import (  # re-exported: the trainer's pure pieces are part of this API
-    Trainer,
-    augment_batch,
-    epoch_draws,
-    hflip,
-    lr_at,
-    noisy_labels,
-    parse_augment,
-    predict_logits,
-    subset_indices,
-    vflip,
-    worst_view_loss,
-)
-
-__all__ = ["LATER_FIELDS", "SCIENCE_FIELDS", "TrainConfig", "Trainer", "augment_batch",
-           "epoch_draws", "hflip", "lr_at", "make_config", "noisy_labels", "parse_augment",
-           "predict_logits", "recipe_settings", "run_id_for", "run_train", "science_of",
-           "subset_indices", "validate", "vflip", "worst_view_loss"]
+from hw0cli.train.parts import nonfinite_names
+from hw0cli.train.probe import Execution, choose_execution, resumed_execution
+from hw0cli.train.trainer import Trainer
 
 # ---------------------------------------------------------------------------------------------
 # the run

@@ -25,11 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hw0cli import atomic, grid
+from hw0cli import atomic
+from hw0cli.batch import grid
 from hw0cli.errors import Hw0Error, Hw0UsageError, check
 from hw0cli.options import Declared, declarations, flag
 from hw0cli.paths import default_data_dir, default_out_dir
-from hw0cli.train_options import TrainConfig, make_config, validate
+from hw0cli.train import TrainConfig, make_config, validate
 
 # Each cell's run id comes from its settings, and a cell is trained once (a finished one is
 # skipped): naming a run, forcing or resuming one makes no sense for a sweep.

@@ -39,7 +39,7 @@ from hw0cli import atomic
 from hw0cli.env import cache_dir, device_name, resolve_compile, resolve_precision
 from hw0cli.errors import Hw0UsageError
 from hw0cli.options import flag
-from hw0cli.train_options import TrainConfig
+from hw0cli.train.config import TrainConfig
 
 PROBE_FILE = "probe.json"
 MIN_TIMED_S = 0.5  # a timed window: at least this long, at least one pass
@@ -170,7 +170,7 @@ def make_timer(device: torch.device, cfg: TrainConfig, precision: str,
     few steps; the returned function times passes for at least MIN_TIMED_S and gives
     training images/s."""
     from hw0cli.data import CIFAR_CLASSES, CifarData
-    from hw0cli.trainer import Trainer
+    from hw0cli.train.trainer import Trainer
 
     bs = cfg.batch_size
     n = bs * (4 if device.type == "cpu" else 10)

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from hw0cli.choices import PAD_MODES as PAD_MODES  # re-exported: the trainer imports it here
 from hw0cli.errors import Hw0UsageError
+from hw0cli.views import hflip, vflip
 
 AUGMENTS = ("none", "hflip", "vflip", "crop")
 CROP_PAD = 4  # default pixels of translation for `crop` (pad 4 + random 32x32 crop, the CIFAR
@@ -29,16 +29,6 @@ def parse_augment(spec: str) -> tuple[str, ...]:
         raise Hw0UsageError(f"Unknown augmentation '{spec}'. Use none, or any of hflip, vflip, "
                             "crop joined by '+' (e.g. --augment hflip+crop).")
     return tuple(p for p in parts if p != "none")
-
-
-def vflip(x: torch.Tensor) -> torch.Tensor:
-    """Upside-down images: reverse the height axis of (N, C, H, W)."""
-    return x.flip(-2)
-
-
-def hflip(x: torch.Tensor) -> torch.Tensor:
-    """Mirror images: reverse the width axis of (N, C, H, W)."""
-    return x.flip(-1)
 
 
 @dataclass
@@ -118,11 +108,6 @@ def cutout_mask(corner: torch.Tensor, k: int, h: int = 32, w: int = 32) -> torch
     rin = (r >= corner[:, 0:1]) & (r < corner[:, 0:1] + k)
     cin = (c >= corner[:, 1:2]) & (c < corner[:, 1:2] + k)
     return (rin[:, :, None] & cin[:, None, :])[:, None]
-
-
-def to_input(xb_uint8: torch.Tensor) -> torch.Tensor:
-    """uint8 (B, 3, 32, 32) -> float in [0, 1], channels_last (the notebook's x / 255)."""
-    return (xb_uint8.float() * (1.0 / 255.0)).contiguous(memory_format=torch.channels_last)
 
 
 def translate(x: torch.Tensor, d: tuple[int, int]) -> torch.Tensor:

@@ -29,9 +29,10 @@ import numpy as np
 import torch
 
 from hw0cli import kernels
-from hw0cli.data import MNIST_TRAIN_SIZE, load_mnist
+from hw0cli.choices import MNIST_TRAIN_SIZE
+from hw0cli.data import load_mnist
 from hw0cli.errors import Hw0Error, check
-from hw0cli.linreg_summary import Fit
+from hw0cli.linreg.summary import Fit
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 `TrainConfig`'s fields are the `hw0 train` options: each field's type, default, bounds and help
 are its whole declaration (see `hw0cli.options`), and the command line, the grid's command
 lines, the checks and the run id are derived from it. Torch-free, so `hw0 --help` stays fast;
-the run itself is `hw0cli.train.run_train`.
+the run itself is `hw0cli.train.run.run_train`.
 """
 
 from __future__ import annotations
@@ -297,7 +297,7 @@ def validate(cfg: TrainConfig) -> None:
     """Raise Hw0UsageError with a fix-it message for any out-of-range setting: the declared
     choices and bounds first, then the rules that tie options together."""
     from hw0cli import runs
-    from hw0cli.augment import parse_augment
+    from hw0cli.train.augment import parse_augment
     check_declared(cfg)
 
     def opt(name: str) -> str:

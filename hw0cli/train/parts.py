@@ -15,30 +15,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hw0cli.augment import to_input
-
-
-def autocast(device: torch.device, precision: str) -> torch.autocast:
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
-    return torch.autocast(device_type=device.type, dtype=dtype, enabled=precision != "fp32")
-
-
-@torch.inference_mode()
-def predict_logits(model: nn.Module, x: torch.Tensor, device: torch.device, precision: str,
-                   batch_size: int = 1000, view: Callable | None = None) -> torch.Tensor:
-    """Eval-mode logits (N, 10) float32 on `device` for uint8 images x (N, 3, 32, 32)."""
-    was_training = model.training
-    model.eval()
-    out = []
-    for i in range(0, len(x), batch_size):
-        xb = x[i:i + batch_size].to(device, non_blocking=True)
-        if view is not None:
-            xb = view(xb)
-        with autocast(device, precision):
-            out.append(model(to_input(xb)).float())
-    model.train(was_training)
-    return torch.cat(out) if out else torch.empty(0, 10, device=device)
-
 
 def all_finite(tensors: list[torch.Tensor]) -> torch.Tensor:
     """Whether every tensor holds only finite numbers, as a 0-d bool on their device (no host

@@ -1,7 +1,6 @@
-"""Problem 3's run: the solvers of `hw0cli.linreg_solvers` on the sample `LinregConfig`
+"""Problem 3's run: the solvers of `hw0cli.linreg.solvers` on the sample `LinregConfig`
 describes, their headline figures as a typed `LinregSummary`, the arrays and the summary in
-`<out>/linreg/<id>.h5`, and the plots. The settings, the solvers and the summary are
-re-exported here for callers that import them from this module.
+`<out>/linreg/<id>.h5`, and the plots.
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ from hw0cli import kernels, store
 from hw0cli.data import mnist_identity
 from hw0cli.env import environment, resolve_device
 from hw0cli.errors import Hw0Error
-from hw0cli.linreg_config import (  # re-exported: callers import the settings from here
+from hw0cli.linreg.config import (
     DEFAULT_BW_MULT,
     METHODS,
     MIN_NORM,
@@ -28,29 +27,24 @@ from hw0cli.linreg_config import (  # re-exported: callers import the settings f
     linreg_id,
     validate,
 )
-from hw0cli.linreg_solvers import (  # re-exported: callers import the solvers from here
+from hw0cli.linreg.solvers import (
     Curve,
     Problem,
     Spectrum,
     _dtype,
-    draw_indices,
     fit_report,
     gradient_descent,
     kernel_sweep,
     load_problem,
     min_norm,
-    mse,
     overparam,
-    parity_labels,
     random_features_sweep,
     sgd,
-    sign_accuracy,
     spectrum,
 )
-from hw0cli.linreg_summary import (
+from hw0cli.linreg.summary import (
     Factorized,
     FeatureSweep,
-    Fit,
     GradientDescent,
     Kernel,
     LinregSummary,
@@ -60,12 +54,6 @@ from hw0cli.linreg_summary import (
     SpectrumSummary,
 )
 from hw0cli.memory import check_random_features_fit
-
-__all__ = ["DEFAULT_BW_MULT", "METHODS", "MIN_NORM", "Curve", "Fit", "LinregConfig",
-           "LinregResult", "LinregSummary", "Problem", "Spectrum", "draw_indices", "fit_report",
-           "gradient_descent", "kernel_sweep", "linreg_id", "load_problem", "min_norm", "mse",
-           "overparam", "parity_labels", "random_features_sweep", "run_linreg", "sgd",
-           "sign_accuracy", "spectrum", "validate"]
 
 
 def _fit(b: np.ndarray, p: Problem) -> dict[str, float]:

@@ -1,0 +1,35 @@
+"""The hand-in report: the document built from the run files (`build`), the sweep tables and
+figures (`sweep`, `sweep_plots`), the notes (`notes`) and the Markdown/PDF renderer (`render`).
+
+The face is lazy: a name loads its module on first use, so the declarations (`config`) load
+without torch and `hw0 --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from hw0cli.report.build import ReportConfig as ReportConfig
+    from hw0cli.report.build import ReportResult as ReportResult
+    from hw0cli.report.build import run_report as run_report
+    from hw0cli.report.sweep import sweep_memberships as sweep_memberships
+    from hw0cli.report.sweep import sweep_summary as sweep_summary
+
+_EXPORTS = {
+    "ReportConfig": "build",
+    "ReportResult": "build",
+    "run_report": "build",
+    "sweep_memberships": "sweep",
+    "sweep_summary": "sweep",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value
