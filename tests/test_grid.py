@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from hw0cli import runs, store
-from hw0cli.batch import grid
+from hw0cli.batch import cells, grid
 from hw0cli.errors import Hw0Error
 from hw0cli.train.config import run_id_for
 from hw0cli.train.run import run_train
@@ -44,7 +44,7 @@ def test_fast_recipe_cells_at_each_width(tmp_path):
                                     data_dir=tmp_path, out=tmp_path))
     assert [(c.lr, c.logit_scale) for c in cs] == [(0.8, 0.25), (0.5657, 0.1768), (0.4, 0.125)]
     for c in cs:
-        args = grid.train_args(c)
+        args = cells.train_args(c)
         assert "--lr" not in args
         assert run_id_for(config_from_train_args(args)) == run_id_for(c)
 

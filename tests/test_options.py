@@ -11,7 +11,7 @@ import pytest
 from annotated_types import Ge, Interval
 from typer.testing import CliRunner
 
-from hw0cli.batch.grid import train_args
+from hw0cli.batch.cells import train_args
 from hw0cli.errors import Hw0UsageError
 from hw0cli.options import Opt, check_declared, command_args, declared, from_given, id_fields
 from hw0cli.train.config import SCIENCE_FIELDS, TrainConfig, make_config, run_id_for

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hw0cli.batch import grid, sweep
+from hw0cli.batch import cells, grid, sweep
 from hw0cli.errors import Hw0UsageError
 from hw0cli.train.config import TrainConfig, make_config, run_id_for
 from tests.helpers import config_from_train_args
@@ -61,7 +61,7 @@ def test_width_axis_takes_the_recipe_at_each_width(tmp_path):
     for x in cs:
         assert x.config == make_config("fast", width=x.value("width"), seed=x.value("seed"),
                                        data_dir=tmp_path, out=tmp_path)
-        args = grid.train_args(x.config)
+        args = cells.train_args(x.config)
         assert "--lr" not in args and "--logit-scale" not in args
         assert config_from_train_args(args) == x.config
     lr_axis = sweep.cells(cfg(tmp_path, "lr=0.2,0.4", recipe="fast",

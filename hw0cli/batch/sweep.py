@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from hw0cli import atomic
-from hw0cli.batch import grid
+from hw0cli.batch import cells as runner
+from hw0cli.batch.grid import GRID_OPTIMIZER, GRID_STOPPING
 from hw0cli.errors import Hw0Error, Hw0UsageError, check
 from hw0cli.options import Declared, declarations, flag
 from hw0cli.paths import default_data_dir, default_out_dir
@@ -206,7 +207,7 @@ def cells(cfg: SweepConfig) -> list[SweepCell]:
 
 
 def cell_at(cfg: SweepConfig, index: int) -> SweepCell:
-    return grid.pick_cell(cells(cfg), index, "sweep")
+    return runner.pick_cell(cells(cfg), index, "sweep")
 
 
 def log_args(cfg: SweepConfig) -> list[str]:
@@ -217,7 +218,7 @@ def log_args(cfg: SweepConfig) -> list[str]:
 
 def sweep_commands(cfg: SweepConfig) -> list[str]:
     """One complete `hw0 train` command per cell (same settings, same run id)."""
-    return [shlex.join(["hw0", "train", *grid.train_args(c.config), *log_args(cfg)])
+    return [shlex.join(["hw0", "train", *runner.train_args(c.config), *log_args(cfg)])
             for c in cells(cfg)]
 
 
@@ -289,7 +290,7 @@ class SweepCellState:
     test_err: float
     seconds: float
     note: str
-    train_eval_err: float = float("nan")  # "full-train err"; train_err: as grid.CellState's
+    train_eval_err: float = float("nan")  # "full-train err"; train_err: as runner.CellState's
     train_err_running: float = float("nan")
 
     def to_json(self) -> dict[str, Any]:
@@ -304,7 +305,7 @@ FINAL = ("done", "diverged")  # states a cell never leaves: nothing to run
 
 
 def cell_state(cell: SweepCell) -> SweepCellState:
-    s = grid.cell_state(cell.index, cell.config)
+    s = runner.cell_state(cell.index, cell.config)
     state = "diverged" if s.state == "failed" else s.state  # the grid's only failure
     return SweepCellState(cell, s.run_id, state, s.epochs_done, s.train_err, s.test_err,
                           s.seconds, s.note, s.train_eval_err, s.train_err_running)
@@ -319,19 +320,19 @@ class SweepRun:
     ran: list[int]
     skipped: list[int]  # finished or diverged before this call
     diverged: list[int]  # of those that ran
-    failed: list[grid.CellRun]  # exited non-zero without diverging: see their logs
+    failed: list[runner.CellRun]  # exited non-zero without diverging: see their logs
     elsewhere: list[int] = field(default_factory=list)  # held by another process
 
 
-def run_sweep(cfg: SweepConfig, jobs: int, on_done: Callable[[grid.CellRun], None] | None = None,
+def run_sweep(cfg: SweepConfig, jobs: int, on_done: Callable[[runner.CellRun], None] | None = None,
               on_start: Callable[[int, TrainConfig], None] | None = None) -> SweepRun:
     """Run every cell not finished or diverged yet, `jobs` at a time (see
-    `grid.run_configs`); interrupted cells resume from their last epoch."""
+    `runner.run_configs`); interrupted cells resume from their last epoch."""
     all_cells = cells(cfg)
     record(cfg)
     skipped = [c.index for c in all_cells if cell_state(c).state in FINAL]
     todo = [c.index for c in all_cells if c.index not in skipped]
-    results = grid.run_configs([c.config for c in all_cells], cfg.out, jobs, todo, on_done,
+    results = runner.run_configs([c.config for c in all_cells], cfg.out, jobs, todo, on_done,
                                on_start, log_args(cfg))
     diverged = [r.index for r in results
                 if not r.elsewhere and cell_state(all_cells[r.index]).state == "diverged"]
@@ -385,7 +386,7 @@ SWEEP_PRESETS: dict[str, SweepPreset] = {
         "Problem 2's grid as a sweep: widths x label noise, trained to <= 1% train error "
         "(the same cells, and run ids, as `hw0 grid`)",
         (Axis("width", (4, 64)), Axis("noise", (0.0, 0.5, 1.0))),
-        tuple({**grid.GRID_STOPPING, **grid.GRID_OPTIMIZER}.items())),
+        tuple({**GRID_STOPPING, **GRID_OPTIMIZER}.items())),
 }
 
 

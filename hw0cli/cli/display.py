@@ -175,7 +175,7 @@ class GridProgress:
             self.progress.stop()
 
     def counts(self) -> str:
-        from hw0cli.batch.grid import eta_seconds
+        from hw0cli.batch.cells import eta_seconds
         left = self.total - self.finished - len(self.running)
         rest = eta_seconds(self.durations, left, len(self.running))
         eta = f", ETA ~{duration(rest)}" if rest is not None else ""
@@ -211,7 +211,7 @@ class GridProgress:
             if self.progress is not None:
                 self.progress.remove_task(self.cell_tasks.pop(r.index))
             ok = "[green]ok[/]" if r.returncode == 0 else f"[red]exit {r.returncode}[/]"
-            if getattr(r, "elsewhere", False):  # a grid.CellRun another process holds
+            if getattr(r, "elsewhere", False):  # a cells.CellRun another process holds
                 ok = "[cyan]running in another process[/]"
             self._print(f"cell {r.index} {r.run_id}: {ok} in {duration(seconds)} (log {r.log});"
                         f" {self.counts()}")

@@ -60,7 +60,7 @@ def pct(x: float | None) -> str:
 
 
 def _train_command(cfg: dict[str, Any]) -> str:
-    from hw0cli.batch.grid import train_args
+    from hw0cli.batch.cells import train_args
     known = {k: v for k, v in cfg.items() if k in TrainConfig.__dataclass_fields__}
     known["data_dir"], known["out"] = Path(known.get("data_dir", "data")), Path(
         known.get("out", "artifacts"))
