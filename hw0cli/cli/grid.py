@@ -8,6 +8,18 @@ from typing import Annotated, Any
 import typer
 
 from hw0cli.batch.slurm import SLURM_TIME
+from hw0cli.cli.batch import (
+    GRID_CONTEXT,
+    SINGLE_RUN,
+    STATE_COLORS,
+    TAKES_TRAIN_OPTIONS,
+    Null,
+    missing_hint,
+    print_commands,
+    say_elsewhere,
+    train_context,
+    write_and_submit,
+)
 from hw0cli.cli.common import (
     Hw0Typer,
     Json,
@@ -28,52 +40,15 @@ grid_app = Hw0Typer(help="The width x label-noise grid (Problem 2): list, run, s
                     "report, slurm. Each takes --widths, --noise, --seeds and any `hw0 train` "
                     "option, so one option string describes one grid everywhere.",
                     no_args_is_help=True)
-TAKES_TRAIN_OPTIONS = ("Also takes any `hw0 train` option (see `hw0 train --help`): the "
-                       "settings every cell shares. Give every command of one grid (or sweep) "
-                       "the same options, so that they all mean the same cells.")
-
-GRID_CONTEXT = {"allow_extra_args": True, "ignore_unknown_options": True}
 Widths = Annotated[str, typer.Option("--widths", help="Comma-separated widths c")]
 Noises = Annotated[str, typer.Option("--noise", help="Comma-separated noise levels p")]
 Seeds = Annotated[str, typer.Option("--seeds", help="Comma-separated seeds")]
-SINGLE_RUN = ("quiet", "as_json")  # display options of one `hw0 train`, not of a grid
-Null = Annotated[bool, typer.Option(
-    "--null", help="End each command with a NUL byte instead of a newline, for paths with any "
-    "character: hw0 grid list --null ... | xargs -0 -n 1 -P 2 sh -c")]
-
-
-def print_commands(cmds: list[str], null: bool) -> None:
-    """One shell-quoted command per line, or NUL-terminated: a path may hold a newline, and
-    `xargs -0 -n 1 sh -c` hands each record whole to a shell that parses its quoting."""
-    import sys
-    if null:
-        sys.stdout.write("".join(cmd + "\0" for cmd in cmds))
-        sys.stdout.flush()
-        return
-    for cmd in cmds:
-        print(cmd)
-
-
-OWN_OPTIONS = {"grid": "--widths, --noise, --seeds", "sweep": "--axis, --preset, --name"}
-
-
-def _train_context(ctx: typer.Context, kind: str = "grid") -> Any:
-    """The grid's (or sweep's) extra arguments, parsed by `hw0 train`'s own parser."""
-    train_cmd = ctx.find_root().command.get_command(ctx, "train")
-    try:
-        return train_cmd.make_context(f"hw0 {kind}", list(ctx.args))
-    except Exception as exc:  # click's usage errors (typer vendors click privately)
-        msg = exc.format_message() if hasattr(exc, "format_message") else str(exc)
-        raise Hw0UsageError(f"{msg} ({kind} commands take {OWN_OPTIONS[kind]} and the "
-                            "options of `hw0 train`)") from None
-
-
 def _grid_config(ctx: typer.Context, widths: str, noise: str, seeds: str) -> Any:
     """Grid axes from our options; every other option as `hw0 train` declares it."""
     from hw0cli.batch.grid import GridConfig, check_train_options, parse_list
     from hw0cli.tracking import parse_backends, require
     from hw0cli.train import TrainConfig
-    sub = _train_context(ctx)
+    sub = train_context(ctx)
     source = sub.get_parameter_source
     for k in SINGLE_RUN:
         if getattr(source(k), "name", "") == "COMMANDLINE":
@@ -138,14 +113,6 @@ def grid_run(ctx: typer.Context, widths: Widths = "4,64", noise: Noises = "0,0.5
                        "`hw0 grid status` shows each cell.")
 
 
-def say_elsewhere(indices: list[int], total: int, kind: str) -> None:
-    """The summary's line for cells another process was training (not failures)."""
-    if indices:
-        say(f"{len(indices)} of {total} cells were running in another process (cells "
-            f"{', '.join(map(str, indices))}); they are not failures of this run. `hw0 {kind} "
-            "status` shows when they finish.")
-
-
 def _run_one(cfg: Any, index: int, cell: Any) -> None:
     from hw0cli.cli.common import out_console
     from hw0cli.cli.display import run_with_display
@@ -154,10 +121,6 @@ def _run_one(cfg: Any, index: int, cell: Any) -> None:
     verb = "already finished" if res.status == "skipped" else "finished"
     say(f"cell {index} ({res.run_id}) {verb}: full-train err {fmt(res.train_eval_err, True)},"
         f" test err {fmt(res.test_err, True)}", wrap=False)
-
-
-STATE_COLORS = {"done": "green", "running": "cyan", "incomplete": "yellow", "missing": "dim",
-                "failed": "red", "corrupt": "red", "mismatch": "red"}
 
 
 @grid_app.command("status", context_settings=GRID_CONTEXT,
@@ -180,16 +143,7 @@ def grid_status_cmd(ctx: typer.Context, widths: Widths = "4,64", noise: Noises =
         rows, left=("state", "note"), fold=("note",)))
     counts = {k: sum(s.state == k for s in states) for k in STATE_COLORS}
     say(", ".join(f"{v} {k}" for k, v in counts.items() if v))
-    _missing_hint([s.config for s in states], [s.state for s in states], "grid")
-
-
-def _missing_hint(configs: list[Any], states: list[str], kind: str) -> None:
-    """When every cell is missing: runs made with other options, and which."""
-    from hw0cli.runs import other_settings_hint
-    if states and all(st == "missing" for st in states):
-        hint = other_settings_hint(configs, kind)
-        if hint:
-            say(f"[yellow]Hint:[/] {hint}")
+    missing_hint([s.config for s in states], [s.state for s in states], "grid")
 
 
 @grid_app.command("report", context_settings=GRID_CONTEXT,
@@ -238,7 +192,6 @@ def grid_slurm(ctx: typer.Context, widths: Widths = "4,64", noise: Noises = "0,0
     from hw0cli.batch.grid import cells, log_args, log_group
     from hw0cli.batch.slurm import SlurmOptions
     from hw0cli.batch.sweep import options_args
-    from hw0cli.cli.sweep import write_and_submit
     cfg = _grid_config(ctx, widths, noise, seeds)
     args = ["--widths", widths, "--noise", noise, "--seeds", seeds,
             *options_args(cfg.recipe, cfg.train_options, cfg.data_dir, cfg.out),

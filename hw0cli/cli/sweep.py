@@ -7,10 +7,21 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 
 from hw0cli.batch.slurm import SLURM_TIME
 from hw0cli.choices import SweepPreset
+from hw0cli.cli.batch import (
+    GRID_CONTEXT,
+    SINGLE_RUN,
+    STATE_COLORS,
+    TAKES_TRAIN_OPTIONS,
+    Null,
+    missing_hint,
+    print_commands,
+    say_elsewhere,
+    train_context,
+    write_and_submit,
+)
 from hw0cli.cli.common import (
     Hw0Typer,
     Json,
@@ -25,17 +36,6 @@ from hw0cli.cli.common import (
     show,
 )
 from hw0cli.cli.declared import given_options
-from hw0cli.cli.grid import (
-    GRID_CONTEXT,
-    SINGLE_RUN,
-    STATE_COLORS,
-    TAKES_TRAIN_OPTIONS,
-    Null,
-    _missing_hint,
-    _train_context,
-    print_commands,
-    say_elsewhere,
-)
 from hw0cli.errors import Hw0Error, Hw0UsageError
 
 sweep_app = Hw0Typer(help="Training runs over the values of any `hw0 train` options: list, "
@@ -64,7 +64,7 @@ def _sweep_config(ctx: typer.Context, axis: list[str] | None, preset: str | None
     from hw0cli.batch.sweep import SweepConfig, parse_axis, with_preset
     from hw0cli.tracking import parse_backends, require
     from hw0cli.train import TrainConfig
-    sub = _train_context(ctx, "sweep")
+    sub = train_context(ctx, "sweep")
     source = sub.get_parameter_source
     for k in SINGLE_RUN:
         if getattr(source(k), "name", "") == "COMMANDLINE":
@@ -180,7 +180,7 @@ def sweep_status_cmd(ctx: typer.Context, axis: Axes = None, preset: PresetOpt = 
                        rows, left=("state", "note"), fold=("note",)))
     counts = {k: sum(s.state == k for s in states) for k in SWEEP_STATES}
     say(", ".join(f"{v} {k}" for k, v in counts.items() if v))
-    _missing_hint([s.cell.config for s in states], [s.state for s in states], "sweep")
+    missing_hint([s.cell.config for s in states], [s.state for s in states], "sweep")
 
 
 @sweep_app.command("report", context_settings=GRID_CONTEXT,
@@ -224,16 +224,3 @@ def sweep_slurm(ctx: typer.Context, axis: Axes = None, preset: PresetOpt = None,
                      cfg.label(), submit)
 
 
-def write_and_submit(kind: str, run_args: list[str], n: int, opts: Any, out: Path,
-                     label: str, submit: bool) -> None:
-    import shlex
-
-    from hw0cli.batch.slurm import script, write
-    from hw0cli.batch.slurm import submit as sbatch
-    path = write(out / "slurm" / f"{label}.sbatch",
-                 script(kind, run_args, n, opts, (out / "slurm").resolve()))
-    say(f"wrote {escape(str(path))} ({n} tasks)", wrap=False)
-    if submit:
-        say(f"submitted job {sbatch(path)}", wrap=False)
-    else:
-        say(f"submit with: sbatch {escape(shlex.quote(str(path)))}", wrap=False)
