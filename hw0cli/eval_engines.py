@@ -1,15 +1,15 @@
 """The inference paths `hw0 eval` can take, each as an engine: uint8 images in, logits out.
 
-onnxruntime runs through IO binding: the uint8 images (the graph divides by 255 itself) are
-put on the provider's device once, and every batch reads its slice there and writes its logits
-into one output buffer there, so a GPU provider moves one byte per pixel in and the logits out
-once, with no copy per call; the CPU provider takes the same path with host buffers. Torch runs
-eager fp32 (NCHW, the reference) or its best path: bf16 autocast, channels_last weights,
-torch.compile (what `scripts/bench_eval.py` measured fastest on an H100).
+onnxruntime runs through IO binding (`hw0cli.sessions.bound_run`): the uint8 images (the graph
+divides by 255 itself) are put on the provider's device once, and every batch reads its slice
+there and writes its logits into one output buffer there, so a GPU provider moves one byte per
+pixel in and the logits out once, with no copy per call; the CPU provider takes the same path
+with host buffers. Torch runs eager fp32 (NCHW, the reference) or its best path: bf16 autocast,
+channels_last weights, torch.compile (what `scripts/bench_eval.py` measured fastest on an H100).
 
-A candidate names one path (backend, provider or device, precision, compiled); `build()`
-makes its engine or raises `Unavailable` with the reason (a provider library that does not
-load, a session that fell back to the CPU), which the caller prints before going on without it.
+A candidate names one path (backend, provider or device, precision, compiled); `build()` makes
+its engine or raises `Unavailable` with the reason (a provider library that does not load, a
+session that fell back to the CPU), which the caller prints before going on without it.
 """
 
 from __future__ import annotations
@@ -28,7 +28,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from hw0cli.export import INPUT_NAME, OUTPUT_NAME
+from hw0cli.errors import Hw0Error
+from hw0cli.export import fp16_variant
+from hw0cli.sessions import bound_run, open_session
 
 ORT_NAMES = {"tensorrt": "TensorRT", "cuda": "CUDA", "cpu": "CPU"}
 GPU_BATCH_SIZES = (1_000, 5_000, 10_000)  # onnxruntime on a GPU: each timed, the fastest kept
@@ -87,29 +89,6 @@ def gpu_candidates(providers: list[str], bf16: bool) -> list[Candidate]:
             Candidate("torch", "cuda", "fp32")]
 
 
-def bound_run(session: Any, x: np.ndarray, batch_size: int) -> np.ndarray:
-    """Logits of uint8 images x through `session` with IO binding (see the module docstring)."""
-    from hw0cli.evaluate import PROVIDERS
-    gpu = session.get_providers()[0] in (PROVIDERS["cuda"], PROVIDERS["tensorrt"])
-    dev = "cuda" if gpu else "cpu"
-    x = np.ascontiguousarray(x)
-    xt = torch.from_numpy(x if x.flags.writeable else x.copy()).to(dev)
-    width = session.get_outputs()[0].shape[-1]
-    out = torch.empty((len(x), width if isinstance(width, int) else 10), dtype=torch.float32,
-                      device=dev)
-    if gpu:
-        torch.cuda.synchronize()  # the upload ran on torch's stream; onnxruntime has its own
-    binding = session.io_binding()
-    index = out.device.index or 0
-    for i in range(0, len(x), batch_size):
-        xb, ob = xt[i:i + batch_size], out[i:i + batch_size]
-        binding.bind_input(INPUT_NAME, dev, index, np.uint8, tuple(xb.shape), xb.data_ptr())
-        binding.bind_output(OUTPUT_NAME, dev, index, np.float32, tuple(ob.shape), ob.data_ptr())
-        session.run_with_iobinding(binding)
-    binding.synchronize_outputs()
-    return out.cpu().numpy()
-
-
 @contextlib.contextmanager
 def captured_stderr() -> Iterator[list[str]]:
     """Collect what native code writes to file descriptor 2 (onnxruntime logs why a provider
@@ -142,9 +121,6 @@ def build(c: Candidate, model: torch.nn.Module, onnx_file: Path | None,
     t = time.perf_counter()
     if c.backend == "torch":
         return _torch_engine(c, model, t)
-    from hw0cli.errors import Hw0Error
-    from hw0cli.evaluate import open_session
-    from hw0cli.export import fp16_variant
     if onnx_file is None:
         raise Unavailable("no ONNX file")
     path = onnx_file
@@ -187,3 +163,17 @@ def _torch_engine(c: Candidate, model: torch.nn.Module, t: float) -> Engine:
 
     how = f"{c.precision} {'compiled' if c.compiled else 'eager'}"
     return Engine(c, run, f"torch {device.type} {how}", time.perf_counter() - t, None, [m])
+
+
+@dataclass
+class Inference:
+    """What ran and what it gave: logits of every view, seconds, backend, provider, files."""
+
+    logits: np.ndarray
+    seconds: float
+    backend: str
+    why: str
+    provider: str
+    onnx_file: Path | None = None
+    variant_info: dict[str, Any] | None = None
+    choice: dict[str, Any] | None = None  # auto on a GPU: the measurement (eval_measure)

@@ -23,18 +23,33 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
-from hw0cli import atomic
+from hw0cli import atomic, sessions
 from hw0cli.env import cache_dir, device_name
 from hw0cli.errors import Hw0Error
-from hw0cli.eval_engines import Candidate, Engine, Unavailable, build, gpu_candidates
+from hw0cli.eval_engines import (
+    Candidate,
+    Engine,
+    Inference,
+    Unavailable,
+    build,
+    gpu_candidates,
+)
+from hw0cli.export import ensure_onnx
 
-if TYPE_CHECKING:
-    from hw0cli.evaluate import EvalConfig, _Inference
+
+class EvalChoice(Protocol):
+    """What the measurement reads of `hw0 eval`'s settings (an `evaluate.EvalConfig`)."""
+
+    backend: str
+    model: str
+    provider: str
+    batch_size: int | None
+
 
 CACHE_FILE = "eval_backend.json"
 MIN_AGREEMENT = 0.995  # top-1 agreement with fp32 a reduced-precision winner must reach
@@ -100,16 +115,14 @@ def rate(images_per_s: float) -> str:
             else f"{images_per_s:,.0f} img/s")
 
 
-def applies(cfg: EvalConfig) -> bool:
+def applies(cfg: EvalChoice) -> bool:
     """`auto` measures on a CUDA GPU for the fp32 model with the provider left to it."""
-    from hw0cli import evaluate
     return (cfg.backend == "auto" and cfg.model == "fp32" and cfg.provider == "auto"
-            and evaluate.gpu_present())
+            and sessions.gpu_present())
 
 
 def default_candidates() -> list[Candidate]:
-    from hw0cli.evaluate import gpu_providers
-    return gpu_candidates(gpu_providers(), torch.cuda.is_bf16_supported())
+    return gpu_candidates(sessions.gpu_providers(), torch.cuda.is_bf16_supported())
 
 
 def cache_key(width: int, batch_size: int | None) -> str:
@@ -210,11 +223,9 @@ def first_conv_width(model: torch.nn.Module) -> int:
     return next(m.out_channels for m in model.modules() if isinstance(m, torch.nn.Conv2d))
 
 
-def infer_measured(cfg: EvalConfig, run_path: Path, model: torch.nn.Module, x: np.ndarray,
-                   notes: list[str], measure: Measurement | None = None) -> _Inference:
+def infer_measured(cfg: EvalChoice, run_path: Path, model: torch.nn.Module, x: np.ndarray,
+                   notes: list[str], measure: Measurement | None = None) -> Inference:
     """Logits for x through the measured fastest backend (warm-up excluded from the time)."""
-    from hw0cli.evaluate import _Inference
-    from hw0cli.export import ensure_onnx
     measure = measure or Measurement()
     cands = list(measure.candidates or default_candidates())
     onnx_file = None
@@ -234,7 +245,7 @@ def infer_measured(cfg: EvalConfig, run_path: Path, model: torch.nn.Module, x: n
             logits, seconds, engine = _check_agreement(verdict, engine, logits, seconds, x,
                                                        {c.label: c for c in cands}, make)
         notes += verdict.notes
-    return _Inference(logits, seconds, engine.candidate.backend, verdict.why(),
+    return Inference(logits, seconds, engine.candidate.backend, verdict.why(),
                       engine.provider + (" (fp16 ONNX model)" if engine.candidate.precision
                                          == "fp16" else ""),
                       onnx_file if engine.candidate.backend == "onnxruntime" else None,

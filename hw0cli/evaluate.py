@@ -4,18 +4,12 @@
 logits and labels into accuracy, per-class accuracy and a confusion matrix. `run_eval()` does a
 whole `hw0 eval`: all requested views in one batched pass, results stored under `eval/<view>/`
 in the run's HDF5. On a CUDA GPU, `--backend auto` is chosen by measurement (`eval_measure`).
-
-Provider choice is explicit: `auto` tries TensorRT, then CUDA, then the CPU, but asks for GPU
-providers only when a CUDA GPU is present (the onnxruntime-gpu wheel lists them everywhere and
-logs library-load errors on machines without CUDA). After creating a session we read back which
-provider it really uses, since onnxruntime can fall back to the CPU silently.
+The onnxruntime sessions and their providers are `hw0cli.sessions`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,20 +18,19 @@ from typing import Any, get_args
 import numpy as np
 import torch
 
-from hw0cli import runs, store
+from hw0cli import eval_measure, runs, sessions, store
 from hw0cli.choices import Backend
 from hw0cli.data import load_cifar10
-from hw0cli.errors import Hw0Error, Hw0UsageError, check
+from hw0cli.env import resolve_device
+from hw0cli.errors import check
+from hw0cli.eval_engines import Inference
 from hw0cli.export import VARIANTS, ensure_onnx, ensure_variant
 from hw0cli.paths import default_data_dir, default_out_dir
+from hw0cli.sessions import PROVIDERS, bound_run, open_session
 from hw0cli.views import hflip, predict_logits, vflip
 
 VIEWS = {"original": None, "vflip": vflip, "hflip": hflip}
 BACKENDS = get_args(Backend)
-PROVIDERS = {"tensorrt": "TensorrtExecutionProvider", "cuda": "CUDAExecutionProvider",
-             "cpu": "CPUExecutionProvider"}
-
-
 @dataclass(frozen=True)
 class Metrics:
     """accuracy: scalar; per_class_accuracy: (K,); confusion: (K, K), rows = true class."""
@@ -70,97 +63,6 @@ def make_view(x: np.ndarray, view: str) -> np.ndarray:
 # onnxruntime sessions
 
 
-def gpu_present() -> bool:
-    return torch.cuda.is_available()
-
-
-TENSORRT_LIBS = ("libnvinfer.so", "libnvinfer_plugin.so", "libnvonnxparser.so")
-
-
-def preload_tensorrt() -> list[str]:
-    """Load the TensorRT libraries that `pip install 'hw0[tensorrt]'` put in site-packages.
-
-    onnxruntime's TensorRT provider links libnvinfer.so.10 and libnvonnxparser.so.10 but only
-    looks on the loader path, where a pip install does not put them; loading them first, by
-    full path and globally, lets the provider find them. Returns the files loaded (none when
-    the extra is not installed).
-    """
-    import ctypes
-    import importlib.util
-    spec = importlib.util.find_spec("tensorrt_libs")
-    if spec is None or not spec.submodule_search_locations:
-        return []
-    folder = Path(next(iter(spec.submodule_search_locations)))
-    loaded = []
-    for stem in TENSORRT_LIBS:
-        for lib in sorted(folder.glob(f"{stem}.*")):
-            with contextlib.suppress(OSError):
-                ctypes.CDLL(str(lib), mode=ctypes.RTLD_GLOBAL)
-                loaded.append(lib.name)
-                break
-    return loaded
-
-
-def _session(path: Path, provider: str, cache_dir: Path) -> Any:
-    import onnxruntime as ort
-    so = ort.SessionOptions()
-    so.log_severity_level = 3  # errors only: fallbacks are detected and reported by us
-    name = PROVIDERS[provider]
-    opts: dict[str, Any] = {}
-    if provider == "tensorrt":
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        opts = {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache_dir),
-                "trt_timing_cache_enable": True, "trt_timing_cache_path": str(cache_dir),
-                "trt_fp16_enable": False}  # fp32: predictions must match the torch model
-    provs: list[Any] = [(name, opts)] if opts else [name]
-    if provider != "cpu":
-        provs.append("CPUExecutionProvider")
-    return ort.InferenceSession(str(path), so, providers=provs)
-
-
-def open_session(path: Path, provider: str = "auto") -> tuple[Any, str]:
-    """An onnxruntime session and the provider that really runs it ('tensorrt'|'cuda'|'cpu')."""
-    import onnxruntime as ort
-    check(provider in ("auto", *PROVIDERS), f"Unknown provider '{provider}'. Choose one of: "
-          f"auto, {', '.join(PROVIDERS)}.")
-    available = ort.get_available_providers()
-    gpu = gpu_present()
-    if gpu and hasattr(ort, "preload_dlls"):
-        # use the CUDA / cuDNN libraries that the torch wheels installed; best effort, since
-        # the provider check below tells the truth either way
-        with contextlib.suppress(Exception):
-            ort.preload_dlls()
-    if gpu and sys.platform.startswith("linux"):
-        preload_tensorrt()
-    cache = path.parent / "trt_cache"
-    if provider == "auto":
-        chain = [p for p in ("tensorrt", "cuda") if gpu and PROVIDERS[p] in available] + ["cpu"]
-    else:
-        usable = PROVIDERS[provider] in available and (provider == "cpu" or gpu)
-        if not usable:
-            installed = ", ".join(k for k, v in PROVIDERS.items() if v in available
-                                  and (k == "cpu" or gpu))
-            raise Hw0UsageError(
-                f"Provider '{provider}' is not usable here (onnxruntime {ort.__version__}; "
-                f"usable: {installed}; CUDA GPU present: {'yes' if gpu else 'no'}). Use "
-                "--provider auto, or install onnxruntime-gpu with CUDA on a GPU machine"
-                + (" (TensorRT: `pip install 'hw0[tensorrt]'`)." if provider == "tensorrt"
-                   else "."))
-        chain = [provider]
-    errors = []
-    for p in chain:
-        try:
-            sess = _session(path, p, cache)
-        except Exception as exc:
-            errors.append(f"{p}: {str(exc).splitlines()[0]}")
-            continue
-        if sess.get_providers()[0] == PROVIDERS[p]:
-            return sess, p
-        errors.append(f"{p}: onnxruntime fell back to {sess.get_providers()[0]}")
-    raise Hw0Error(f"No onnxruntime provider could run {path.name} ({'; '.join(errors)}). "
-                   "Try --provider cpu or --backend torch.")
-
-
 # ---------------------------------------------------------------------------------------------
 # inference
 
@@ -171,7 +73,6 @@ def infer(x: np.ndarray, *, session: Any = None, model: torch.nn.Module | None =
     """Logits (N, 10) float32 for uint8 images x (N, 3, 32, 32), via a session or a model."""
     check(batch_size >= 1, f"--batch-size must be at least 1 (got {batch_size}).")
     if session is not None:  # IO binding: the images on the provider's device once
-        from hw0cli.eval_engines import bound_run
         return bound_run(session, x, batch_size)
     assert model is not None and device is not None
     logits = predict_logits(model, torch.from_numpy(np.ascontiguousarray(x)), device,
@@ -245,14 +146,6 @@ class EvalResult:
         }
 
 
-def gpu_providers() -> list[str]:
-    """onnxruntime's GPU providers usable here (none without a CUDA GPU)."""
-    import onnxruntime as ort
-    if not gpu_present():
-        return []
-    return [k for k in ("tensorrt", "cuda") if PROVIDERS[k] in ort.get_available_providers()]
-
-
 def resolve_backend(backend: str, model: str, provider: str) -> tuple[str, str]:
     """(backend, why) by rule. auto: onnxruntime where it runs on a GPU provider, torch on the GPU
     where onnxruntime has none (its CPU provider is never picked while a CUDA GPU is present),
@@ -264,9 +157,9 @@ def resolve_backend(backend: str, model: str, provider: str) -> tuple[str, str]:
         return "onnxruntime", f"the {model} model is an ONNX file"
     if provider != "auto":
         return "onnxruntime", f"--provider {provider} was asked for"
-    if not gpu_present():
+    if not sessions.gpu_present():
         return "onnxruntime", "no CUDA GPU here: onnxruntime's CPU provider is the fastest CPU path"
-    gpu = gpu_providers()
+    gpu = sessions.gpu_providers()
     if gpu:
         return "onnxruntime", f"onnxruntime {ort.__version__} has the {gpu[0]} provider here"
     return "torch", (f"onnxruntime {ort.__version__} has no GPU provider here (install "
@@ -313,25 +206,9 @@ def _check(cfg: EvalConfig) -> None:
           "backend evaluates the run's fp32 weights).")
 
 
-@dataclass
-class _Inference:
-    """What ran and what it gave: logits of every view, seconds, backend, provider, files."""
-
-    logits: np.ndarray
-    seconds: float
-    backend: str
-    why: str
-    provider: str
-    onnx_file: Path | None = None
-    variant_info: dict[str, Any] | None = None
-    choice: dict[str, Any] | None = None  # auto on a GPU: the measurement (eval_measure)
-
-
 def _infer_run(cfg: EvalConfig, run_path: Path, model: torch.nn.Module, x: np.ndarray,
-               data: Any, notes: list[str], measure: Any = None) -> _Inference:
+               data: Any, notes: list[str], measure: Any = None) -> Inference:
     """Logits for x through the backend `auto` (or the user) chose; warm-up excluded."""
-    from hw0cli import eval_measure
-    from hw0cli.env import resolve_device
     if measure is not None or eval_measure.applies(cfg):  # auto on a GPU: by measurement
         return eval_measure.infer_measured(cfg, run_path, model, x, notes, measure)
     backend, why = resolve_backend(cfg.backend, cfg.model, cfg.provider)
@@ -346,7 +223,7 @@ def _infer_run(cfg: EvalConfig, run_path: Path, model: torch.nn.Module, x: np.nd
             if not v_reused:
                 notes.append(f"built {onnx_file.name} first")
         session, provider = open_session(onnx_file, cfg.provider)
-        if cfg.backend == "auto" and provider == "cpu" and gpu_present():
+        if cfg.backend == "auto" and provider == "cpu" and sessions.gpu_present():
             backend, why = "torch", "onnxruntime's GPU provider fell back to the CPU"
     kw: dict[str, Any] = {"session": session}
     if backend == "torch":
@@ -357,7 +234,7 @@ def _infer_run(cfg: EvalConfig, run_path: Path, model: torch.nn.Module, x: np.nd
     infer(x[:bs], batch_size=bs, **kw)  # warm-up
     t0 = time.perf_counter()
     logits = infer(x, batch_size=bs, **kw)
-    return _Inference(logits, time.perf_counter() - t0, backend, why, provider, onnx_file,
+    return Inference(logits, time.perf_counter() - t0, backend, why, provider, onnx_file,
                       variant_info)
 
 

@@ -38,9 +38,10 @@ from hw0cli.env import (
     resolve_precision,
 )
 from hw0cli.eval_engines import Candidate, Unavailable, build
-from hw0cli.evaluate import gpu_present, infer, make_view, open_session
+from hw0cli.evaluate import infer, make_view
 from hw0cli.export import export_onnx_file, int8_variant
 from hw0cli.models import flops_per_image, make_cnn
+from hw0cli.sessions import gpu_present, open_session
 from hw0cli.views import predict_logits
 
 

@@ -6,6 +6,7 @@ import torch
 
 from hw0cli import eval_engines as ee
 from hw0cli import evaluate as ev
+from hw0cli import sessions
 from hw0cli.export import INPUT_NAME, export_onnx_file
 from hw0cli.models import make_cnn
 
@@ -27,7 +28,7 @@ def test_io_binding_gives_the_logits_of_session_run(onnx_model):
     """The bound path (images on the provider's device once, logits written in place) equals
     plain session.run batch by batch, the partial last batch and read-only input included."""
     _, path = onnx_model
-    sess, _ = ev.open_session(path, "cpu")
+    sess, _ = sessions.open_session(path, "cpu")
     x = images(250)
     x.setflags(write=False)
     want = np.concatenate([sess.run(None, {INPUT_NAME: x[i:i + 64]})[0]
@@ -71,8 +72,8 @@ def test_a_gpu_provider_that_cannot_run_says_why(onnx_model, tmp_path, monkeypat
     cand = ee.Candidate("onnxruntime", "cuda", "fp32")
     with pytest.raises(ee.Unavailable, match="cuda"):
         ee.build(cand, model, path, tmp_path)
-    if "CUDAExecutionProvider" in ort.get_available_providers() and not ev.gpu_present():
-        monkeypatch.setattr(ev, "gpu_present", lambda: True)
+    if "CUDAExecutionProvider" in ort.get_available_providers() and not sessions.gpu_present():
+        monkeypatch.setattr(sessions, "gpu_present", lambda: True)
         with pytest.raises(ee.Unavailable, match="did not load") as info:
             ee.build(cand, model, path, tmp_path)
         assert "fell back to CPUExecutionProvider" in str(info.value)

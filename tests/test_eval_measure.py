@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from hw0cli import eval_engines as ee
 from hw0cli import eval_measure as em
 from hw0cli import evaluate as ev
-from hw0cli import store
+from hw0cli import sessions, store
 from hw0cli.cli import app
 from hw0cli.train.run import run_train
 from tests.helpers import tiny_config
@@ -133,7 +133,7 @@ def test_a_provider_that_fails_to_load_falls_back_with_the_reason(trained, cifar
 
 def test_without_a_gpu_the_cpu_rule_holds_and_nothing_is_measured(trained, cifar_root, cache):
     res, out = trained
-    if ev.gpu_present():
+    if sessions.gpu_present():
         pytest.skip("a CUDA GPU is present: auto measures")
     assert not em.applies(cfg_for(res, out, cifar_root))
     got = ev.run_eval(cfg_for(res, out, cifar_root))

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from typer.testing import CliRunner
 
 from hw0cli import evaluate as ev
-from hw0cli import store
+from hw0cli import sessions, store
 from hw0cli.cli import app
 from hw0cli.errors import Hw0UsageError
 from hw0cli.train.config import TrainConfig
@@ -71,7 +71,7 @@ def test_provider_choice_without_gpu(trained, monkeypatch):
     res, _out = trained
     from hw0cli.export import ensure_onnx
     path, _, _ = ensure_onnx(res.path)
-    monkeypatch.setattr(ev, "gpu_present", lambda: False)
+    monkeypatch.setattr(sessions, "gpu_present", lambda: False)
     asked = []
     import onnxruntime as ort
     real = ort.InferenceSession
@@ -81,13 +81,13 @@ def test_provider_choice_without_gpu(trained, monkeypatch):
         return real(p, so, providers=providers)
 
     monkeypatch.setattr(ort, "InferenceSession", spy)
-    _sess, used = ev.open_session(path, "auto")
+    _sess, used = sessions.open_session(path, "auto")
     assert used == "cpu" and asked == [["CPUExecutionProvider"]]  # no GPU provider requested
     for p in ("cuda", "tensorrt"):
         with pytest.raises(Hw0UsageError, match=r"not usable here.*usable: cpu"):
-            ev.open_session(path, p)
+            sessions.open_session(path, p)
     with pytest.raises(Hw0UsageError, match="Unknown provider"):
-        ev.open_session(path, "rocm")
+        sessions.open_session(path, "rocm")
 
 
 def test_eval_flip_cli_and_backends_agree(trained, cifar_root):
@@ -196,9 +196,9 @@ def test_eval_int8_model_is_stored_apart_and_reused(trained, cifar_root):
 
 def test_backend_auto_never_picks_the_onnxruntime_cpu_provider_beside_a_gpu(monkeypatch):
     import onnxruntime as ort
-    monkeypatch.setattr(ev, "gpu_present", lambda: False)
+    monkeypatch.setattr(sessions, "gpu_present", lambda: False)
     assert ev.resolve_backend("auto", "fp32", "auto")[0] == "onnxruntime"  # CPU machine
-    monkeypatch.setattr(ev, "gpu_present", lambda: True)
+    monkeypatch.setattr(sessions, "gpu_present", lambda: True)
     monkeypatch.setattr(ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
     backend, why = ev.resolve_backend("auto", "fp32", "auto")
     assert backend == "torch" and "no GPU provider" in why
@@ -214,11 +214,10 @@ def test_tensorrt_preload_loads_the_pip_libraries(tmp_path, monkeypatch):
     """The libraries of the tensorrt extra are loaded by full path (none without the extra)."""
     import ctypes
 
-    from hw0cli import evaluate
     loaded = []
     monkeypatch.setattr(ctypes, "CDLL", lambda path, mode=0: loaded.append((path, mode)))
     monkeypatch.syspath_prepend(str(tmp_path))
-    assert evaluate.preload_tensorrt() == []  # extra not installed
+    assert sessions.preload_tensorrt() == []  # extra not installed
     pkg = tmp_path / "tensorrt_libs"
     pkg.mkdir()
     (pkg / "__init__.py").write_text("")
@@ -226,7 +225,7 @@ def test_tensorrt_preload_loads_the_pip_libraries(tmp_path, monkeypatch):
         (pkg / name).write_bytes(b"")
     import importlib
     importlib.invalidate_caches()
-    assert evaluate.preload_tensorrt() == ["libnvinfer.so.10", "libnvinfer_plugin.so.10",
+    assert sessions.preload_tensorrt() == ["libnvinfer.so.10", "libnvinfer_plugin.so.10",
                                            "libnvonnxparser.so.10"]
     assert all(mode == ctypes.RTLD_GLOBAL and path.startswith(str(pkg)) for path, mode in loaded)
 

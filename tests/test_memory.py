@@ -7,7 +7,9 @@ import torch
 
 from hw0cli import memory, store
 from hw0cli.errors import Hw0Error, Hw0UsageError
+from hw0cli.linreg import memory as linreg_memory
 from hw0cli.models import make_cnn
+from hw0cli.train import memory as train_memory
 from hw0cli.train.run import run_train
 from tests.helpers import tiny_config
 
@@ -21,14 +23,15 @@ def test_available_memory_is_read_here():
 
 def test_training_estimate_grows_with_width_and_batch():
     def total(**kw):
-        return memory.training_estimate(tiny_config(Path("."), Path("."), **kw), CPU,
+        return train_memory.training_estimate(tiny_config(Path("."), Path("."), **kw), CPU,
                                         10_000).total
     small, wide = total(width=4, batch_size=128), total(width=1024, batch_size=128)
     assert small < 10**8 and wide > 10**10  # ~40 MB, ~13 GB
     assert total(width=64, batch_size=512) > total(width=64, batch_size=128)
     assert total(width=64, optimizer="adam") > total(width=64)
     for c in (4, 64):
-        assert memory.myrtle5_parameters(c) == sum(p.numel() for p in make_cnn(c).parameters())
+        parameters = sum(p.numel() for p in make_cnn(c).parameters())
+        assert train_memory.myrtle5_parameters(c) == parameters
 
 
 def test_training_that_cannot_fit_is_refused_before_anything_is_written(cifar_root, tmp_path,
@@ -59,6 +62,6 @@ def test_an_allocation_failure_while_training_is_a_message(cifar_root, tmp_path,
 
 
 def test_random_features_estimate():
-    est = memory.random_features_estimate(500, 784, 10**9, 8)
+    est = linreg_memory.random_features_estimate(500, 784, 10**9, 8)
     assert est.total > 10**13  # terabytes
-    assert memory.random_features_estimate(500, 784, 20_000, 8).total < 2 * 10**9
+    assert linreg_memory.random_features_estimate(500, 784, 20_000, 8).total < 2 * 10**9

@@ -178,8 +178,8 @@ def test_grid_curves_say_when_the_test_set_is_measured():
 
 
 def test_spectrum_axis_fits_the_data_not_the_tolerance():
+    from hw0cli.linreg.plots import _spectrum_figure
     from hw0cli.linreg.summary import LinregSummary, SpectrumSummary
-    from hw0cli.plots import _spectrum_figure
     s = np.array([40.0, 20.0, 5.0, 2.0, 1e-14, 3e-15])
     summary = LinregSummary(n=6, seed=0, d=784, labels="parity", device="cpu",
                             spectrum=SpectrumSummary(4, 1e-11, 40.0, 2.0, 20.0, 400.0, 3200.0))

@@ -13,6 +13,7 @@ from hw0cli import runs, store
 from hw0cli.cli import app
 from hw0cli.errors import Hw0Error
 from hw0cli.evaluate import EvalConfig, run_eval
+from hw0cli.train import settings
 from hw0cli.train.run import run_train
 from tests.helpers import tiny_config
 
@@ -144,14 +145,14 @@ def test_distinct_settings_are_what_differs_from_the_recipe():
 
     from hw0cli.train.config import make_config
     plain = asdict(make_config(width=4))
-    assert runs.distinct_settings(plain) == []
+    assert settings.distinct_settings(plain) == []
     study = asdict(make_config(width=4, lr=0.3, batchnorm=False, train_samples=2000, epochs=3,
                                compile=False, precision="fp32"))  # execution: not shown
-    assert runs.distinct_settings(study) == ["--epochs", "3", "--lr", "0.3", "--train-samples",
+    assert settings.distinct_settings(study) == ["--epochs", "3", "--lr", "0.3", "--train-samples",
                                              "2000", "--no-batchnorm"]
     fast = asdict(make_config("fast", width=16))  # its width's own lr is the recipe's
-    assert runs.distinct_settings(fast) == ["--recipe", "fast"]
-    assert runs.distinct_settings({"width": "x"}) == []  # a foreign config: nothing claimed
+    assert settings.distinct_settings(fast) == ["--recipe", "fast"]
+    assert settings.distinct_settings({"width": "x"}) == []  # a foreign config: nothing claimed
 
 
 def test_runs_listing_tells_runs_apart(cifar_root, tmp_path):

@@ -70,7 +70,7 @@ STATE_COLORS = {"done": "green", "running": "cyan", "incomplete": "yellow", "mis
 
 def missing_hint(configs: list[Any], states: list[str], kind: str) -> None:
     """When every cell is missing: runs made with other options, and which."""
-    from hw0cli.runs import other_settings_hint
+    from hw0cli.train.settings import other_settings_hint
     if states and all(st == "missing" for st in states):
         hint = other_settings_hint(configs, kind)
         if hint:

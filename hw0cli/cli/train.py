@@ -150,7 +150,7 @@ def _sweep_owners(out: Path) -> dict[str, str]:
 def _details(r: Any, sweep: str | None, views: tuple[str, ...]) -> str:
     """What distinguishes the run (its sweep, its settings off the recipe's defaults) and what
     measured the accuracies shown."""
-    from hw0cli.runs import distinct_settings
+    from hw0cli.train.settings import distinct_settings
     parts = [f"sweep {sweep}"] if sweep else []
     settings = distinct_settings(r.config)
     parts.append(" ".join(settings) if settings else "the recipe's defaults")

@@ -27,6 +27,7 @@ from hw0cli.linreg.config import (
     linreg_id,
     validate,
 )
+from hw0cli.linreg.memory import check_random_features_fit
 from hw0cli.linreg.solvers import (
     Curve,
     Problem,
@@ -53,7 +54,6 @@ from hw0cli.linreg.summary import (
     Sgd,
     SpectrumSummary,
 )
-from hw0cli.memory import check_random_features_fit
 
 
 def _fit(b: np.ndarray, p: Problem) -> dict[str, float]:
@@ -113,7 +113,7 @@ def run_linreg(cfg: LinregConfig, progress: Callable[[str], None] | None = None)
                           "env": environment(run.device), "notes": run.notes,
                           "data": mnist_identity(cfg.data_dir),
                           "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, run.arrays)
-    from hw0cli.plots import linreg_plots
+    from hw0cli.linreg.plots import linreg_plots  # matplotlib: only when plotting
     plots = linreg_plots(run.summary, run.arrays, Path(cfg.out) / "plots", rid)
     return LinregResult(rid, path, run.summary, run.arrays, plots, run.notes,
                         time.perf_counter() - t_start)

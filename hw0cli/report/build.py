@@ -27,6 +27,7 @@ from hw0cli.choices import RECIPES
 from hw0cli.data import CIFAR_CLASSES
 from hw0cli.errors import DamagedFileError, Hw0Error, Hw0UsageError, Hw0Warning, check
 from hw0cli.linreg import LinregSummary, describe, format_factor, linreg_args
+from hw0cli.linreg.plots import linreg_plots
 from hw0cli.models import count_parameters, make_cnn
 from hw0cli.paths import default_out_dir
 from hw0cli.quantities import FULL_TRAIN, TEST, TRAIN_RUNNING, label
@@ -294,7 +295,7 @@ def problem3_section(out: Path, figdir: Path) -> Section:
     _linreg_solutions(sec, path, s)
     rid = rec.attrs.get("id", path.stem)
     # drawn afresh from the stored arrays: the figures exist even if plots/ was cleaned
-    plots.linreg_plots(s, rec.arrays, figdir, rid)
+    linreg_plots(s, rec.arrays, figdir, rid)
     sec.figure(figdir / f"linreg_{rid}_spectrum.png", "Singular values of X (log scale) and "
                "the rank tolerance.")
     if s.gd is not None:

@@ -296,6 +296,7 @@ def make_config(recipe: str = "notebook", **options: Any) -> TrainConfig:
 def validate(cfg: TrainConfig) -> None:
     """Raise Hw0UsageError with a fix-it message for any out-of-range setting: the declared
     choices and bounds first, then the rules that tie options together."""
+    # runs and augment load torch; the declarations (and `hw0 --help`) load without it
     from hw0cli import runs
     from hw0cli.train.augment import parse_augment
     check_declared(cfg)

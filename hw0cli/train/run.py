@@ -28,7 +28,7 @@ from hw0cli.choices import CIFAR_TEST_SIZE
 from hw0cli.data import CifarData, cifar_identity, load_cifar10
 from hw0cli.env import environment, resolve_device, setup_compile_cache
 from hw0cli.errors import DamagedFileError, Hw0Error, Hw0UsageError
-from hw0cli.memory import check_training_fits, is_out_of_memory, out_of_memory_error
+from hw0cli.memory import is_out_of_memory
 from hw0cli.models import readable_names
 from hw0cli.options import flag
 from hw0cli.train.config import (
@@ -37,6 +37,7 @@ from hw0cli.train.config import (
     run_id_for,
     validate,
 )
+from hw0cli.train.memory import check_training_fits, out_of_memory_error
 from hw0cli.train.parts import nonfinite_names
 from hw0cli.train.probe import Execution, choose_execution, resumed_execution
 from hw0cli.train.trainer import Trainer
