@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import gzip
-import hashlib
 import io
 import pickle
 import struct
@@ -76,7 +75,7 @@ def missing_data(data_dir: Path, which: tuple[str, ...] = ("cifar10", "mnist")) 
         if files:
             lack.append(f"CIFAR-10 ({folder} lacks {', '.join(files)})")
     if "mnist" in which:
-        files = [stem for stem in MNIST_FILES.values() if _mnist_file(data_dir, stem) is None]
+        files = [stem for stem in MNIST_FILES.values() if mnist_file(data_dir, stem) is None]
         if files:
             lack.append(f"MNIST ({data_dir / MNIST_RAW} lacks {', '.join(files)})")
     if not lack:
@@ -152,7 +151,7 @@ def cifar_dir(data_dir: Path) -> Path:
     return Path(data_dir) / CIFAR_DIRNAME
 
 
-def _stamp(folder: Path, names: tuple[str, ...]) -> tuple:
+def file_stamp(folder: Path, names: tuple[str, ...]) -> tuple:
     return tuple((n, (folder / n).stat().st_size, (folder / n).stat().st_mtime_ns) for n in names)
 
 
@@ -166,7 +165,7 @@ def load_cifar10(data_dir: Path) -> CifarData:
         raise Hw0Error(
             f"CIFAR-10 not found: {folder} lacks {', '.join(missing)}. " + _fetch_hint(data_dir)
         )
-    return _load_cifar10_cached(str(folder.resolve()), _stamp(folder, names), str(data_dir))
+    return _load_cifar10_cached(str(folder.resolve()), file_stamp(folder, names), str(data_dir))
 
 
 @functools.lru_cache(maxsize=2)
@@ -228,7 +227,7 @@ class MnistData:
     test_y: np.ndarray
 
 
-def _mnist_file(data_dir: Path, stem: str) -> Path | None:
+def mnist_file(data_dir: Path, stem: str) -> Path | None:
     for folder in (Path(data_dir) / MNIST_RAW, Path(data_dir)):
         for name in (stem, stem + ".gz"):
             if (folder / name).is_file():
@@ -239,7 +238,7 @@ def _mnist_file(data_dir: Path, stem: str) -> Path | None:
 def load_mnist(data_dir: Path) -> MnistData:
     """Read MNIST from `<data_dir>/MNIST/raw` (or `<data_dir>` itself), .gz or not."""
     data_dir = Path(data_dir)
-    found = {k: _mnist_file(data_dir, stem) for k, stem in MNIST_FILES.items()}
+    found = {k: mnist_file(data_dir, stem) for k, stem in MNIST_FILES.items()}
     missing = [MNIST_FILES[k] for k, p in found.items() if p is None]
     if missing:
         raise Hw0Error(
@@ -266,155 +265,3 @@ def _load_mnist_cached(key: tuple) -> MnistData:
 # download and info
 
 
-def _fetch_mnist(data_dir: Path) -> None:
-    """Each MNIST file not already present (raw or .gz), from the first mirror that serves it."""
-    from torchvision.datasets import MNIST
-    from torchvision.datasets.utils import download_and_extract_archive
-
-    raw = data_dir / MNIST_RAW
-    for filename, md5 in MNIST.resources:
-        if _mnist_file(data_dir, filename.removesuffix(".gz")) is not None:
-            continue  # the loader reads the .gz or the extracted file alike
-        causes = []
-        for mirror in MNIST.mirrors:
-            try:
-                download_and_extract_archive(mirror + filename, str(raw), filename=filename,
-                                             md5=md5)
-                break
-            except (OSError, RuntimeError) as exc:  # RuntimeError: torchvision's MD5 check
-                causes.append(f"{mirror}: {_cause(exc)}")
-                (raw / filename).unlink(missing_ok=True)  # a partial or corrupt download
-        else:
-            raise OSError(f"no mirror served {filename} ({'; '.join(causes)})")
-
-
-def _cause(exc: BaseException) -> str:
-    """The innermost reason of a download error (urllib wraps socket errors in URLError)."""
-    reason = getattr(exc, "reason", None)
-    text = str(reason if reason is not None else exc).strip() or type(exc).__name__
-    return text.splitlines()[0]
-
-
-def _remove_new_empty_folders(folders: list[Path], existed: set[Path]) -> None:
-    for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
-        if folder not in existed and folder.is_dir() and not any(folder.iterdir()):
-            folder.rmdir()
-
-
-def download(data_dir: Path, which: tuple[str, ...] = ("cifar10", "mnist")) -> list[str]:
-    """Fetch the data sets with torchvision's download utilities; return what was done.
-
-    On failure the error names each cause, and folders this call created and left empty are
-    removed, so a failed download leaves the data folder as it was.
-    """
-    from torchvision.datasets import CIFAR10
-    from torchvision.datasets.utils import download_and_extract_archive
-
-    data_dir = Path(data_dir)
-    folders = [data_dir, data_dir / "MNIST", data_dir / MNIST_RAW, cifar_dir(data_dir)]
-    existed = {f for f in folders if f.is_dir()}
-    done = []
-    try:
-        data_dir.mkdir(parents=True, exist_ok=True)
-        if "cifar10" in which:
-            if all((cifar_dir(data_dir) / n).is_file() for n in CIFAR_TRAIN_FILES):
-                done.append(f"CIFAR-10 already present in {cifar_dir(data_dir)}")
-            else:
-                archive = data_dir / CIFAR10.filename
-                try:
-                    download_and_extract_archive(CIFAR10.url, str(data_dir),
-                                                 filename=CIFAR10.filename, md5=CIFAR10.tgz_md5)
-                except (OSError, RuntimeError) as exc:
-                    archive.unlink(missing_ok=True)
-                    raise OSError(f"{CIFAR10.url}: {_cause(exc)}") from None
-                done.append(f"CIFAR-10 downloaded to {cifar_dir(data_dir)}")
-        if "mnist" in which:
-            _fetch_mnist(data_dir)
-            done.append(f"MNIST present in {data_dir / MNIST_RAW}")
-    except OSError as exc:
-        _remove_new_empty_folders(folders, existed)
-        raise Hw0Error(
-            f"Download failed: {_cause(exc)}. Check the network connection, or copy the files "
-            f"by hand into {data_dir} (layouts: {CIFAR_DIRNAME}/ and {MNIST_RAW}/)."
-        ) from None
-    return done
-
-
-def _file_md5(path: Path) -> str:
-    h = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-@functools.lru_cache(maxsize=4)
-def _cifar_identity(folder: str, _stamp: tuple) -> dict[str, object]:
-    from torchvision.datasets import CIFAR10
-    official = dict(CIFAR10.train_list + CIFAR10.test_list)
-    files = {n: _file_md5(Path(folder) / n) for n in (*CIFAR_TRAIN_FILES, CIFAR_TEST_FILE)}
-    return {"dataset": "cifar10", "folder": folder, "md5": files,
-            "official": all(files[n] == official[n] for n in files)}
-
-
-def cifar_identity(data_dir: Path) -> dict[str, object]:
-    """Which CIFAR-10 files a run read: their MD5s and whether all match the official release
-    (a re-encoded copy gives different accuracies). Empty when the files are not there."""
-    folder = cifar_dir(Path(data_dir))
-    names = (*CIFAR_TRAIN_FILES, CIFAR_TEST_FILE)
-    if not all((folder / n).is_file() for n in names):
-        return {}
-    return _cifar_identity(str(folder.resolve()), _stamp(folder, names))
-
-
-def mnist_identity(data_dir: Path) -> dict[str, object]:
-    """The MNIST files a result used: MD5 of each uncompressed IDX file, and whether all match
-    the official release."""
-    files = {}
-    for stem in MNIST_FILES.values():
-        p = _mnist_file(Path(data_dir), stem)
-        if p is None:
-            return {}
-        raw = gzip.decompress(p.read_bytes()) if p.suffix == ".gz" else p.read_bytes()
-        files[stem] = _md5(raw)
-    return {"dataset": "mnist", "folder": str((Path(data_dir) / MNIST_RAW).resolve()),
-            "md5": files, "official": all(files[k] == MNIST_RAW_MD5[k] for k in files)}
-
-
-@dataclass(frozen=True)
-class FileInfo:
-    dataset: str
-    path: str
-    present: bool
-    size: int
-    md5_ok: bool | None  # None: not checked (missing file)
-
-
-def _md5(data: bytes) -> str:
-    return hashlib.md5(data, usedforsecurity=False).hexdigest()
-
-
-def info(data_dir: Path) -> list[FileInfo]:
-    """Each expected file: present, size, and whether it matches the official checksum."""
-    from torchvision.datasets import CIFAR10
-
-    data_dir = Path(data_dir)
-    rows = []
-    cifar_md5 = dict(CIFAR10.train_list + CIFAR10.test_list + [list(CIFAR10.meta.values())[:2]])
-    for name in (*CIFAR_TRAIN_FILES, CIFAR_TEST_FILE, CIFAR_META_FILE):
-        p = cifar_dir(data_dir) / name
-        ok = _md5(p.read_bytes()) == cifar_md5[name] if p.is_file() else None
-        rows.append(FileInfo("cifar10", str(p), p.is_file(), p.stat().st_size if ok is not None
-                             else 0, ok))
-    for stem in MNIST_FILES.values():
-        p = _mnist_file(data_dir, stem)
-        if p is None:
-            rows.append(FileInfo("mnist", str(data_dir / MNIST_RAW / stem), False, 0, None))
-            continue
-        try:
-            raw = gzip.decompress(p.read_bytes()) if p.suffix == ".gz" else p.read_bytes()
-            ok = _md5(raw) == MNIST_RAW_MD5[stem]
-        except (OSError, EOFError):
-            ok = False
-        rows.append(FileInfo("mnist", str(p), True, p.stat().st_size, ok))
-    return rows

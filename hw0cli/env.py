@@ -8,11 +8,14 @@ import platform
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
+import numpy
 import torch
 
+import hw0cli
 from hw0cli.choices import DEVICES, PRECISIONS
 from hw0cli.errors import Hw0UsageError
 
@@ -69,6 +72,7 @@ def setup_compile_cache() -> Path:
     root = cache_dir()
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(root / "inductor"))
     os.environ.setdefault("TRITON_CACHE_DIR", str(root / "triton"))
+    # torch's compiler configs load its compiler stack: only when compiling
     import torch._functorch.config as functorch_config
     import torch._inductor.config as inductor_config
     inductor_config.fx_graph_cache = True
@@ -113,7 +117,6 @@ def matmul_peak_gflops(device: torch.device, dtype: torch.dtype = torch.float32,
     A practical ceiling for convolution-bound work: a 3x3 conv is a GEMM after im2col, and
     the best libraries reach about this rate, not more.
     """
-    import time
 
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
@@ -142,9 +145,7 @@ def git_commit() -> str | None:
 
 def environment(device: torch.device | None = None) -> dict[str, Any]:
     """Versions and hardware, stored as the `env` attribute of every result file."""
-    import numpy
 
-    import hw0cli
 
     env: dict[str, Any] = {
         "hw0": hw0cli.__version__, "python": sys.version.split()[0],

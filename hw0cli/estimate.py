@@ -15,11 +15,20 @@ by how the finished steps compared with theirs.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import torch
+
 from hw0cli import runs, store
+from hw0cli.data import CIFAR_TEST_FILE, CIFAR_TRAIN_FILES, cifar_dir
+from hw0cli.env import cache_dir, resolve_compile, resolve_device, resolve_precision
+from hw0cli.linreg import LinregConfig
+from hw0cli.models import count_parameters, make_cnn
+from hw0cli.train import choose_execution, make_timer, run_id_for, width_class
+from hw0cli.views import predict_logits
 
 EVAL_SPEEDUP = 3.0  # forward only: about a third of a training step's work
 MIN_TIMED_S = 0.5  # a timed evaluation window
@@ -40,7 +49,6 @@ BYTES_PER_IMAGE = 3100  # a CIFAR-10 batch file: 3,072 pixel bytes, a label and 
 def data_sizes(data_dir: Any) -> tuple[int, int]:
     """(training, test) images of the CIFAR-10 copy in `data_dir`, from its files' sizes
     (nothing is read; 50,000 and 10,000 for the real data set)."""
-    from hw0cli.data import CIFAR_TEST_FILE, CIFAR_TRAIN_FILES, cifar_dir
     folder = cifar_dir(data_dir)
 
     def images(names: tuple[str, ...]) -> int:
@@ -59,7 +67,6 @@ class Rates:
     seen: dict[tuple, float] = field(default_factory=dict)
 
     def _get(self, kind: str, cfg: Any, how: Callable[[Any], float]) -> float:
-        from hw0cli.train import width_class
         key = (kind, width_class(cfg.width), cfg.batch_size, cfg.precision, cfg.compile,
                cfg.device)
         if key not in self.seen:
@@ -79,8 +86,6 @@ def measured_rate(cfg: Any) -> float:
     """Training images/s of `cfg`'s width and batch size here: the precision probe's figure
     (measured now, and cached for the run, when `--precision auto` has not met this width on
     this machine), else a short timing of the given precision."""
-    from hw0cli.env import resolve_device, resolve_precision
-    from hw0cli.train import choose_execution, make_timer
     device = resolve_device(cfg.device)
     small = replace(cfg, train_samples=max(cfg.batch_size, min(cfg.train_samples, 4096)))
     execution = choose_execution(small, device)
@@ -98,13 +103,8 @@ def measured_rate(cfg: Any) -> float:
 def measured_eval_rate(cfg: Any) -> float:
     """Eval-mode images/s of `cfg`'s width here: timed forward passes over random images in
     the chunks evaluation uses (after one untimed pass)."""
-    import time
 
-    import torch
 
-    from hw0cli.env import resolve_device, resolve_precision
-    from hw0cli.models import make_cnn
-    from hw0cli.views import predict_logits
     device = resolve_device(cfg.device)
     precision = resolve_precision("fp32" if cfg.precision == "auto" else cfg.precision, device)
     chunk = 10_000 if device.type == "cuda" else 500  # as the trainer evaluates
@@ -126,14 +126,12 @@ def expected_epochs(cfg: Any) -> int:
     unless the net can memorize its labels fast (many parameters per bit of labels)."""
     if cfg.until_train_error is None:
         return cfg.epochs
-    from hw0cli.models import count_parameters, make_cnn
     bits = cfg.train_samples * math.log2(10)
     fast = count_parameters(make_cnn(cfg.width)) > MEMORIZES * bits
     return min(cfg.epochs, FAST_EPOCHS) if fast else cfg.epochs
 
 
 def finished(cfg: Any) -> bool:
-    from hw0cli.train import run_id_for
     path = runs.run_path(cfg.out, run_id_for(cfg))
     if not path.exists():
         return False
@@ -146,7 +144,6 @@ def finished(cfg: Any) -> bool:
 
 def evaluated(cfg: Any) -> bool:
     """Whether the run's flip evaluation is stored already (`hw0 all` skips it)."""
-    from hw0cli.train import run_id_for
     return store.has_dataset(runs.run_path(cfg.out, run_id_for(cfg)), "eval/vflip/accuracy")
 
 
@@ -172,7 +169,6 @@ def train_seconds(cfg: Any, rate: float, compiles: bool, cold: bool,
 def linreg_seconds(cfg: Any) -> float:
     """`hw0 linreg --method all`: its iterations and random features relative to the
     defaults measured at n = 500, growing with n."""
-    from hw0cli.linreg import LinregConfig
     d = LinregConfig()
     work = (cfg.gd_iters / d.gd_iters + cfg.sgd_iters / d.sgd_iters
             + cfg.overparam_iters / d.overparam_iters
@@ -188,7 +184,6 @@ def graph_shape(cfg: Any) -> tuple:
 
 def step_estimates(steps: list[Any], rates: Rates | None = None) -> list[float]:
     """Seconds each step is expected to take (0 for what is already done)."""
-    from hw0cli.env import cache_dir, resolve_compile, resolve_device
     rates = rates or Rates()
     inductor = cache_dir() / "inductor"
     warm = inductor.is_dir() and any(inductor.iterdir())

@@ -28,9 +28,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from hw0cli.env import setup_compile_cache
 from hw0cli.errors import Hw0Error
 from hw0cli.export import fp16_variant
 from hw0cli.sessions import bound_run, open_session
+from hw0cli.views import predict_logits
 
 ORT_NAMES = {"tensorrt": "TensorRT", "cuda": "CUDA", "cpu": "CPU"}
 GPU_BATCH_SIZES = (1_000, 5_000, 10_000)  # onnxruntime on a GPU: each timed, the fastest kept
@@ -142,8 +144,6 @@ def build(c: Candidate, model: torch.nn.Module, onnx_file: Path | None,
 
 
 def _torch_engine(c: Candidate, model: torch.nn.Module, t: float) -> Engine:
-    from hw0cli.env import setup_compile_cache
-    from hw0cli.views import predict_logits
     device = torch.device(c.provider)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise Unavailable("torch sees no CUDA GPU")

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import filelock
 import numpy as np
 import torch
 
@@ -137,7 +138,6 @@ def cache_key(width: int, batch_size: int | None) -> str:
 def locked_cache() -> Iterator[dict[str, Any]]:
     """The cache, read under its lock; written back (atomically) when the block ends. A cache
     that cannot be locked, read or written only costs a measurement."""
-    import filelock
     path = cache_dir() / CACHE_FILE
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -26,6 +26,7 @@ from hw0cli.errors import check
 from hw0cli.eval_engines import Inference
 from hw0cli.export import VARIANTS, ensure_onnx, ensure_variant
 from hw0cli.paths import default_data_dir, default_out_dir
+from hw0cli.plots import per_class_views
 from hw0cli.sessions import PROVIDERS, bound_run, open_session
 from hw0cli.views import hflip, predict_logits, vflip
 
@@ -176,7 +177,6 @@ def requested_views(views: list[str] | None, vflip: bool = False,
 
 def per_class_plot(res: EvalResult, out: Path) -> Path:
     """The per-class accuracy plot of every view; fp32's keeps its original name."""
-    from hw0cli.plots import per_class_views
     tag = "" if res.model == "fp32" else f"_{res.model}"
     return per_class_views(res.classes, {v: m.per_class_accuracy for v, m in res.views.items()},
                            out / "plots" / f"{res.run_id}_per_class{tag}.png",

@@ -17,8 +17,19 @@ from pathlib import Path
 from typing import Any
 
 from hw0cli import atomic, runs, store
-from hw0cli.errors import Hw0UsageError, check
+from hw0cli.batch import grid, sweep
+from hw0cli.data import missing_data
+from hw0cli.env import resolve_device
+from hw0cli.errors import Hw0Error, Hw0UsageError, check
+from hw0cli.estimate import step_estimates
+from hw0cli.evaluate import EvalConfig, run_eval
+from hw0cli.linreg import LinregConfig, linreg_id, run_linreg
+from hw0cli.linreg import validate as validate_linreg
 from hw0cli.paths import default_data_dir, default_out_dir
+from hw0cli.quantities import FULL_TRAIN, label
+from hw0cli.report import ReportConfig, run_report
+from hw0cli.smoke import smoke_preset
+from hw0cli.tracking import Fanout, TrackingConfig, TrackingReporter, require
 from hw0cli.train import TrainConfig, TrainReporter, make_config, run_id_for, run_train, validate
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -133,7 +144,6 @@ class Step:
 
 def _train_step(cfg: TrainConfig) -> Callable[[TrainReporter | None], str]:
     def go(reporter: TrainReporter | None) -> str:
-        from hw0cli.quantities import FULL_TRAIN, label
         res = run_train(cfg, reporter=reporter)
         verb = "skipped (already finished): " if res.status == "skipped" else ""
         full = res.train_eval_err
@@ -148,8 +158,6 @@ def preset_settings(cfg: AllConfig) -> dict[str, Any]:
           f"{', '.join(PRESETS)}.")
     if not cfg.smoke:
         return PRESETS[cfg.preset]
-    from hw0cli.env import resolve_device
-    from hw0cli.smoke import smoke_preset
     return smoke_preset(PRESETS[cfg.preset], cpu=resolve_device(cfg.device).type == "cpu")
 
 
@@ -176,7 +184,6 @@ def plan(cfg: AllConfig) -> list[Step]:
 
 
 def _flip_eval_step(cfg: AllConfig, run_cfg: TrainConfig) -> Callable[..., str]:
-    from hw0cli.evaluate import EvalConfig, run_eval
 
     def flip_eval(_: TrainReporter | None) -> str:
         path = runs.run_path(cfg.out, run_id_for(run_cfg))
@@ -191,18 +198,16 @@ def _flip_eval_step(cfg: AllConfig, run_cfg: TrainConfig) -> Callable[..., str]:
 
 
 def _grid_steps(g: dict[str, Any], cfg: AllConfig) -> list[Step]:
-    from hw0cli.batch.grid import GridConfig, cells, log_group
 
-    grid_cfg = GridConfig(widths=g["widths"], noises=g["noises"], seeds=g["seeds"],
+    grid_cfg = grid.GridConfig(widths=g["widths"], noises=g["noises"], seeds=g["seeds"],
                           train_options=tuple(sorted({**g["train_options"],
                                                       "device": cfg.device}.items())),
                           data_dir=cfg.data_dir, out=cfg.out)
     return [Step(f"Problem 2: width {c.width}, p = {c.noise:g}, seed {c.seed}",
-                 _train_step(c), log_group(grid_cfg), c) for c in cells(grid_cfg)]
+                 _train_step(c), grid.log_group(grid_cfg), c) for c in grid.cells(grid_cfg)]
 
 
 def _linreg_step(options: dict[str, Any], cfg: AllConfig) -> Step:
-    from hw0cli.linreg import LinregConfig, linreg_id, run_linreg
 
     lcfg = LinregConfig(**options, data_dir=cfg.data_dir, out=cfg.out, device=cfg.device)
 
@@ -224,30 +229,27 @@ def _linreg_step(options: dict[str, Any], cfg: AllConfig) -> Step:
 def sweep_steps(spec: dict[str, Any] | None, cfg: AllConfig) -> list[Step]:
     """One step per cell of the preset's warm-up study (`spec`: a named sweep adjusted by
     `axes` and `train_options`); a cell that diverges is a result, not a failed step."""
-    from hw0cli.batch.sweep import Axis, SweepConfig, cells, with_preset
     if not spec:
         return []
-    own = SweepConfig(axes=tuple(Axis(k, tuple(v)) for k, v in spec.get("axes", {}).items()),
-                      train_options=tuple({**spec.get("train_options", {}),
-                                           "device": cfg.device}.items()),
-                      name=spec.get("name"), data_dir=cfg.data_dir, out=cfg.out)
-    scfg = with_preset(own, spec["preset"])
+    axes = tuple(sweep.Axis(k, tuple(v)) for k, v in spec.get("axes", {}).items())
+    own = sweep.SweepConfig(axes=axes, train_options=tuple({**spec.get("train_options", {}),
+                                                            "device": cfg.device}.items()),
+                            name=spec.get("name"), data_dir=cfg.data_dir, out=cfg.out)
+    scfg = sweep.with_preset(own, spec["preset"])
     return [Step(f"Sweep {scfg.label()} (warm-up study): " + ", ".join(
         f"{k.replace('_', ' ')} {v}" for k, v in c.point), _sweep_step(scfg, c), scfg.group(),
-        c.config) for c in cells(scfg)]
+        c.config) for c in sweep.cells(scfg)]
 
 
 def _sweep_step(scfg: Any, cell: Any) -> Callable[[TrainReporter | None], str]:
     def go(reporter: TrainReporter | None) -> str:
-        from hw0cli.batch.sweep import cell_state, record
-        from hw0cli.errors import Hw0Error
-        record(scfg)
-        if cell_state(cell).state == "diverged":
+        sweep.record(scfg)
+        if sweep.cell_state(cell).state == "diverged":
             return "skipped (diverged earlier: a result of this study)"
         try:
             return _train_step(cell.config)(reporter)
         except Hw0Error:
-            state = cell_state(cell)
+            state = sweep.cell_state(cell)
             if state.state != "diverged":
                 raise
             return f"diverged (a result of this study): {state.note}"
@@ -256,7 +258,6 @@ def _sweep_step(scfg: Any, cell: Any) -> Callable[[TrainReporter | None], str]:
 
 def _run_step(cfg: AllConfig, step: Step, reporter_factory: Callable[[], Any] | None) -> str:
     """One step, with the progress display and (for training steps) the trackers."""
-    from hw0cli.tracking import Fanout, TrackingConfig, TrackingReporter
     with contextlib.ExitStack() as stack:
         display = stack.enter_context(reporter_factory()) if reporter_factory else None
         tracking = (stack.enter_context(TrackingReporter(TrackingConfig(cfg.log, cfg.out,
@@ -269,10 +270,6 @@ def _run_step(cfg: AllConfig, step: Step, reporter_factory: Callable[[], Any] | 
 def validate_plan(cfg: AllConfig) -> list[Step]:
     """The plan, checked whole before any step runs: the preset, the device, the data, every
     step's options. A bad plan is one usage error naming what is wrong and that nothing ran."""
-    from hw0cli.data import missing_data
-    from hw0cli.env import resolve_device
-    from hw0cli.linreg import validate as validate_linreg
-    from hw0cli.tracking import require
     try:
         steps = plan(cfg)  # the preset; grid and sweep cells are checked as they are made
         resolve_device(cfg.device)
@@ -294,9 +291,6 @@ def run_all(cfg: AllConfig, on_step: Callable[[int, int, str], None] | None = No
     """Check the whole plan (`validate_plan`), then run every step (a failure is recorded
     and the others go on), then the report. A `clock` gets each step's estimate first, and
     each result."""
-    from hw0cli.errors import Hw0Error
-    from hw0cli.estimate import step_estimates
-    from hw0cli.report import ReportConfig, run_report
 
     t0 = time.perf_counter()
     steps = validate_plan(cfg)

@@ -19,6 +19,11 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from hw0cli.batch.grid import GRID_OPTIMIZER, GRID_STOPPING
+from hw0cli.batch.sweep import SWEEP_PRESETS
+from hw0cli.linreg import LinregConfig
+from hw0cli.train import TrainConfig, recipe_settings
+
 SMOKE_TRAIN_SAMPLES = 16  # training images of every training step, at most
 SMOKE_EPOCHS = 1  # epochs of every training step, at most
 SMOKE_LINREG = {"n": 50, "gd_iters": 20, "sgd_iters": 20, "overparam_iters": 20}  # at most
@@ -61,21 +66,18 @@ def _sizes(options: dict[str, Any], recipe: str = "notebook",
            implied: dict[str, Any] | None = None) -> dict[str, int]:
     """The sizes a step with these options trains with (given, else its recipe's, else the
     defaults)."""
-    from hw0cli.train import TrainConfig, recipe_settings
     known = {**recipe_settings(recipe, options.get("width") or TrainConfig.width),
              **(implied or {}), **{k: v for k, v in options.items() if v is not None}}
     return {k: known.get(k, getattr(TrainConfig, k)) for k in SIZES}
 
 
 def _cut_grid(train_options: dict[str, Any], how: dict[str, Any]) -> dict[str, Any]:
-    from hw0cli.batch.grid import GRID_OPTIMIZER, GRID_STOPPING
     return _cut(train_options, how, implied={**GRID_STOPPING, **GRID_OPTIMIZER})
 
 
 def _cut_sweep(spec: dict[str, Any], how: dict[str, Any]) -> dict[str, Any]:
     """The sweep's sizes cut: in its training options, or in its axes where it varies them
     (each axis keeps its distinct values)."""
-    from hw0cli.batch.sweep import SWEEP_PRESETS
     named = SWEEP_PRESETS.get(spec.get("preset", ""))
     if named is None:
         return spec  # the plan refuses it, naming the sweeps there are
@@ -98,6 +100,5 @@ def _cut_sweep(spec: dict[str, Any], how: dict[str, Any]) -> dict[str, Any]:
 
 
 def _cut_linreg(options: dict[str, Any]) -> dict[str, Any]:
-    from hw0cli.linreg import LinregConfig
     return {**options, **{k: min(options.get(k, getattr(LinregConfig, k)), v)
                           for k, v in SMOKE_LINREG.items()}}

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from torch.utils.tensorboard import SummaryWriter
+
 from hw0cli import runs, store
 from hw0cli.errors import Hw0Error, check
 from hw0cli.paths import default_out_dir
@@ -97,7 +99,6 @@ class TensorBoardTracker:
     """Scalars per epoch (global step = epoch), the config as text, final values under final/."""
 
     def __init__(self, tc: TrackingConfig, run_id: str, attrs: dict[str, Any]) -> None:
-        from torch.utils.tensorboard import SummaryWriter
         folder = Path(tc.out) / "tensorboard"
         self.log_dir = (folder / tc.group if tc.group else folder) / run_id
         self.writer = SummaryWriter(log_dir=str(self.log_dir))

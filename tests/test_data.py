@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hw0cli import data
+from hw0cli import data, datafiles
 from hw0cli.errors import Hw0Error
 from tests.helpers import idx_bytes, synthetic_cifar, write_cifar, write_mnist
 
@@ -81,7 +81,7 @@ def test_corrupt_gzip_is_detected(tmp_path):
 
 def test_info_flags_checksum_mismatch_and_missing(tmp_path):
     root = write_cifar(tmp_path)
-    rows = {r.path.split("/")[-1]: r for r in data.info(root)}
+    rows = {r.path.split("/")[-1]: r for r in datafiles.info(root)}
     assert rows["data_batch_1"].present and rows["data_batch_1"].md5_ok is False
     assert not rows["train-images-idx3-ubyte"].present
     assert rows["train-images-idx3-ubyte"].md5_ok is None
@@ -105,11 +105,11 @@ def test_download_uses_torchvision_layouts(tmp_path, monkeypatch):
             (root / "MNIST" / "raw" / name).write_bytes(idx_bytes(np.zeros(shape, np.uint8)))
 
     monkeypatch.setattr(tvu, "download_and_extract_archive", fake)
-    done = data.download(tmp_path / "d")
+    done = datafiles.download(tmp_path / "d")
     assert len(done) == 2 and calls[0][3]  # md5 passed on: torchvision checks it
     assert data.load_cifar10(tmp_path / "d").train_x.shape[0] == 500
     assert data.load_mnist(tmp_path / "d").train_x.shape == (5, 28, 28)
-    again = data.download(tmp_path / "d")  # present: nothing fetched twice
+    again = datafiles.download(tmp_path / "d")  # present: nothing fetched twice
     assert "already present" in again[0] and len(calls) == 5
 
 
@@ -121,7 +121,7 @@ def test_download_failure_is_clear(tmp_path, monkeypatch):
 
     monkeypatch.setattr(tvu, "download_and_extract_archive", offline)
     with pytest.raises(Hw0Error, match=r"Download failed.*copy the files by hand"):
-        data.download(tmp_path, ("cifar10",))
+        datafiles.download(tmp_path, ("cifar10",))
 
 
 def test_offline_download_names_the_cause_and_leaves_no_empty_folder(tmp_path, monkeypatch):
@@ -137,7 +137,7 @@ def test_offline_download_names_the_cause_and_leaves_no_empty_folder(tmp_path, m
     monkeypatch.setattr(tvu, "download_and_extract_archive", offline)
     for which in (("mnist",), ("cifar10",)):
         with pytest.raises(Hw0Error, match="Network is unreachable") as e:
-            data.download(tmp_path / "d", which)
+            datafiles.download(tmp_path / "d", which)
         assert "no mirror served" in str(e.value) or "cifar" in str(e.value)
         assert not (tmp_path / "d").exists()  # nothing created is left behind
 
@@ -148,7 +148,7 @@ def test_download_skips_mnist_present_as_gz(tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr(tvu, "download_and_extract_archive", lambda *a, **k: calls.append(a))
     root = write_mnist(tmp_path, gz=True)
-    assert data.download(root, ("mnist",)) == [f"MNIST present in {root / 'MNIST' / 'raw'}"]
+    assert datafiles.download(root, ("mnist",)) == [f"MNIST present in {root / 'MNIST' / 'raw'}"]
     assert calls == []
 
 

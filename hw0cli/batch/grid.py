@@ -31,6 +31,8 @@ from hw0cli.batch.cells import (
 from hw0cli.errors import Hw0UsageError, check
 from hw0cli.options import flag
 from hw0cli.paths import default_data_dir, default_out_dir
+from hw0cli.plots import grid_curves, grid_error_vs_noise
+from hw0cli.tracking import group_name
 from hw0cli.train import TrainConfig, make_config, science_of, validate
 
 # The grid's default recipe (Problem 2): train until the training error is <= 1% or stops
@@ -64,7 +66,6 @@ class GridConfig:
 
 def log_group(cfg: GridConfig) -> str:
     """'grid-<hash>': the same axes and options always give the same group."""
-    from hw0cli.tracking import group_name
     return group_name("grid", (cfg.widths, cfg.noises, cfg.seeds, cfg.recipe,
                                cfg.train_options))
 
@@ -178,7 +179,6 @@ class GridReport:
 
 def grid_report(cfg: GridConfig, plot_dir: Path | None = None) -> GridReport:
     """Aggregate finished cells by (width, noise) over seeds; runs matched by config."""
-    from hw0cli.plots import grid_curves, grid_error_vs_noise
 
     finished: dict[str, tuple[Path, dict]] = {}
     for r in runs.list_runs(cfg.out):

@@ -29,7 +29,7 @@ from hw0cli import atomic
 from hw0cli.batch import cells as runner
 from hw0cli.batch.grid import GRID_OPTIMIZER, GRID_STOPPING
 from hw0cli.errors import Hw0Error, Hw0UsageError, check
-from hw0cli.options import Declared, declarations, flag
+from hw0cli.options import Declared, command_args, declarations, flag
 from hw0cli.paths import default_data_dir, default_out_dir
 from hw0cli.train import TrainConfig, make_config, validate
 
@@ -225,7 +225,6 @@ def sweep_commands(cfg: SweepConfig) -> list[str]:
 def options_args(recipe: str, train_options: tuple[tuple[str, Any], ...], data_dir: Path,
                  out: Path) -> list[str]:
     """`hw0 train` options that give `train_options` on top of `recipe` (and the folders)."""
-    from hw0cli.options import command_args
     base = make_config(recipe, width=dict(train_options).get("width"))
     given = make_config(recipe, **{**dict(train_options), "data_dir": data_dir, "out": out})
     return [*(["--recipe", recipe] if recipe != "notebook" else []),

@@ -27,7 +27,7 @@ data_app = Hw0Typer(help="Fetch and inspect CIFAR-10 and MNIST: download, info."
 def data_download(data_dir: DataDir = None, which: Annotated[str, typer.Option(
         help="cifar10, mnist, or both (comma-separated)")] = "cifar10,mnist") -> None:
     """Download CIFAR-10 and MNIST with torchvision's utilities into torchvision's layouts."""
-    from hw0cli.data import download
+    from hw0cli.datafiles import download
     from hw0cli.errors import check
     sets = tuple(s.strip() for s in which.split(",") if s.strip())
     check(bool(sets) and all(s in ("cifar10", "mnist") for s in sets),
@@ -39,7 +39,7 @@ def data_download(data_dir: DataDir = None, which: Annotated[str, typer.Option(
 @data_app.command("info")
 def data_info(data_dir: DataDir = None, as_json: Json = False) -> None:
     """Show which data files are present, their sizes and whether they match the official MD5."""
-    from hw0cli.data import info
+    from hw0cli.datafiles import info
     data_dir = data_dir_or_default(data_dir)
     rows = info(data_dir)
     missing = sorted({r.dataset for r in rows if not r.present})

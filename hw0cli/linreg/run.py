@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from hw0cli import kernels, store
-from hw0cli.data import mnist_identity
+from hw0cli.datafiles import mnist_identity
 from hw0cli.env import environment, resolve_device
 from hw0cli.errors import Hw0Error
 from hw0cli.linreg.config import (

@@ -23,6 +23,8 @@ import numpy as np
 
 from hw0cli import plots, runs, store
 from hw0cli.atomic import new_folder
+from hw0cli.batch.cells import train_args
+from hw0cli.batch.grid import GridRow
 from hw0cli.choices import RECIPES
 from hw0cli.data import CIFAR_CLASSES
 from hw0cli.errors import DamagedFileError, Hw0Error, Hw0UsageError, Hw0Warning, check
@@ -33,6 +35,7 @@ from hw0cli.paths import default_out_dir
 from hw0cli.quantities import FULL_TRAIN, TEST, TRAIN_RUNNING, label
 from hw0cli.report.notes import ACCURACY_NOTE, ERRORS_NOTE, by_label, portable, test_points
 from hw0cli.report.render import Block, Section, render_md, render_pdf
+from hw0cli.report.sweep import sweep_cell_ids, sweep_sections
 from hw0cli.train import WIDTH_SCALED, TrainConfig, recipe_settings, science_of
 
 FORMATS = ("pdf", "md")
@@ -61,7 +64,6 @@ def pct(x: float | None) -> str:
 
 
 def _train_command(cfg: dict[str, Any]) -> str:
-    from hw0cli.batch.cells import train_args
     known = {k: v for k, v in cfg.items() if k in TrainConfig.__dataclass_fields__}
     known["data_dir"], known["out"] = Path(known.get("data_dir", "data")), Path(
         known.get("out", "artifacts"))
@@ -238,7 +240,6 @@ def problem2_section(all_runs: list[runs.RunSummary], figdir: Path) -> Section:
 def _grid_rows(grid_runs: list[runs.RunSummary]) -> tuple[dict[str, Any], list[Any], dict]:
     """The largest group of grid runs sharing every setting but width, noise and seed: its
     settings, one row per (width, p) over the seeds, and each run's history."""
-    from hw0cli.batch.grid import GridRow
     groups: dict[str, list[runs.RunSummary]] = {}
     for r in grid_runs:
         groups.setdefault(json.dumps(_grid_settings(r.config), sort_keys=True), []).append(r)
@@ -425,7 +426,6 @@ def run_report(cfg: ReportConfig) -> ReportResult:
 
 def _write_report(cfg: ReportConfig, out: Path, report_dir: Path, figdir: Path) -> ReportResult:
     all_runs = runs.list_runs(out)
-    from hw0cli.report.sweep import sweep_cell_ids, sweep_sections
     in_sweeps = frozenset(sweep_cell_ids(out))  # shown in their sweep's section instead
     sections = [warmup_section(all_runs, figdir, in_sweeps), *sweep_sections(out, figdir),
                 problem1_section([r for r in all_runs if r.run_id not in in_sweeps], figdir),

@@ -6,6 +6,7 @@ change X" section. Everything is read from the cells' run files, matched by run 
 from __future__ import annotations
 
 import math
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,10 @@ from hw0cli.batch.sweep import (
 )
 from hw0cli.errors import Hw0Error
 from hw0cli.quantities import CHANCE_ERR, FULL_TRAIN, label
+from hw0cli.report import sweep_plots
+from hw0cli.report.notes import portable
+from hw0cli.report.render import Section
+from hw0cli.train import run_id_for
 
 SEED = "seed"  # the axis that is spread, not an effect
 AT_CHANCE = CHANCE_ERR - 0.02  # test error this high: a cell that has learned nothing
@@ -220,7 +225,6 @@ def _sentences(levels: dict[str, list[Level]], split: str | None) -> list[str]:
 def sweep_summary(cfg: SweepConfig, plot_dir: Path | None = None) -> SweepSummary:
     """Aggregate the sweep's cells (finished and diverged) over seeds; plots under
     `plot_dir` when given and anything finished."""
-    from hw0cli.report import sweep_plots
     # the axes that vary: one value is a setting of the whole sweep, not an effect
     axes = [a.name for a in cfg.axes if a.name != SEED
             and (len(a.values) > 1 or cfg.one_at_a_time)]
@@ -241,7 +245,6 @@ def sweep_summary(cfg: SweepConfig, plot_dir: Path | None = None) -> SweepSummar
 
 def sweep_memberships(out: Path) -> dict[str, str]:
     """Run id -> the name of a recorded sweep it is a cell of (the first by name)."""
-    from hw0cli.train import run_id_for
     owners: dict[str, str] = {}
     for cfg in load_recorded(out):
         try:
@@ -289,10 +292,7 @@ def _caveat(cfg: SweepConfig, summary: SweepSummary) -> str | None:
 
 
 def _section(cfg: SweepConfig, summary: SweepSummary) -> Any:
-    import shlex
 
-    from hw0cli.report.notes import portable
-    from hw0cli.report.render import Section
     names = ", ".join(_name(a) for a in summary.axes) or "the seed"
     sec = Section(f"Warm-up: what changes when you change {names} (sweep {summary.name})")
     n = sum(len(s.cells) for s in summary.settings)

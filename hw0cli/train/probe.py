@@ -36,10 +36,12 @@ import numpy as np
 import torch
 
 from hw0cli import atomic
+from hw0cli.data import CIFAR_CLASSES, CifarData
 from hw0cli.env import cache_dir, device_name, resolve_compile, resolve_precision
 from hw0cli.errors import Hw0UsageError
 from hw0cli.options import flag
 from hw0cli.train.config import TrainConfig
+from hw0cli.train.trainer import Trainer
 
 PROBE_FILE = "probe.json"
 MIN_TIMED_S = 0.5  # a timed window: at least this long, at least one pass
@@ -169,8 +171,6 @@ def make_timer(device: torch.device, cfg: TrainConfig, precision: str,
     """A trainer of the run's width and batch size on random images, warmed up by one pass of a
     few steps; the returned function times passes for at least MIN_TIMED_S and gives
     training images/s."""
-    from hw0cli.data import CIFAR_CLASSES, CifarData
-    from hw0cli.train.trainer import Trainer
 
     bs = cfg.batch_size
     n = bs * (4 if device.type == "cpu" else 10)

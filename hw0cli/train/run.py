@@ -25,7 +25,8 @@ import torch
 
 from hw0cli import runs, store
 from hw0cli.choices import CIFAR_TEST_SIZE
-from hw0cli.data import CifarData, cifar_identity, load_cifar10
+from hw0cli.data import CifarData, load_cifar10
+from hw0cli.datafiles import cifar_identity
 from hw0cli.env import environment, resolve_device, setup_compile_cache
 from hw0cli.errors import DamagedFileError, Hw0Error, Hw0UsageError
 from hw0cli.memory import is_out_of_memory
