@@ -298,3 +298,13 @@ def test_version_is_written_once():
     """pyproject takes the version from the package: one place to bump."""
     text = (ROOT / "pyproject.toml").read_text()
     assert 'dynamic = ["version"]' in text and "\nversion =" not in text
+
+
+def test_every_subpackage_is_installed():
+    """pyproject's package discovery finds every folder of hw0cli (a wheel ships them all)."""
+    from setuptools import find_packages
+    text = (ROOT / "pyproject.toml").read_text()
+    assert 'include = ["hw0cli*"]' in text
+    found = set(find_packages(str(ROOT), include=["hw0cli*"]))
+    folders = {module_name(p.parent) for p in PACKAGE.rglob("*.py")}
+    assert folders <= found

@@ -23,8 +23,8 @@ app = Hw0Typer(help="hw0: the deep-learning homework as fast, reproducible exper
 
 def _version(value: bool) -> None:
     if value:
-        from importlib.metadata import version
-        print(f"hw0 {version('hw0')}")
+        from hw0cli import __version__
+        print(f"hw0 {__version__}")
         raise typer.Exit()
 
 
