@@ -4,6 +4,7 @@ separates one-time costs (compile, CUDA-graph capture) from steady ones."""
 
 from __future__ import annotations
 
+import logging
 import math
 import statistics
 import time
@@ -160,3 +161,35 @@ class Lookahead:
         with torch.no_grad():
             for k, v in self.slow.items():
                 v.copy_(torch.from_numpy(np.array(arrays[k])) if k in arrays else self.live[k])
+
+
+KINDS_OF_RUN_PER_PROCESS = 64  # compiled step variants one process may hold
+
+
+def compile_step(fn: Callable, compile_mode: str | None, device: torch.device,
+                 fullgraph: bool) -> Callable:
+    """The training step compiled with `compile_mode` (None: `fn` itself, eager)."""
+    if compile_mode is None:
+        return fn
+    if device.type == "cpu":  # inductor's harmless "no CUDA runtime" note
+        logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    if fullgraph:
+        torch._dynamo.config.trace_autograd_ops = True  # loss.backward() inside the graph
+    # one cache entry of the step's code per kind of run (width, batch size, augmentation,
+    # loss): a process training many kinds (hw0 all, a sweep) would pass Dynamo's default
+    # limit of 8, which fullgraph=True turns into an error
+    dyn = torch._dynamo.config
+    dyn.recompile_limit = max(dyn.recompile_limit, KINDS_OF_RUN_PER_PROCESS)
+    mode = None if compile_mode == "default" else compile_mode
+    return torch.compile(fn, fullgraph=fullgraph, dynamic=False, mode=mode)
+
+
+def ema_update(ema_model: nn.Module, ema_params: list[torch.Tensor], model: nn.Module,
+               params: list[torch.Tensor], k: torch.Tensor, decay: float) -> None:
+    """ema <- ema + (1 - d) (w - ema), d = min(decay, (1 + k) / (10 + k)): the warm-up
+    keeps the average from remembering the random initialization."""
+    kf = k.float()
+    d = torch.clamp((1.0 + kf) / (10.0 + kf), max=decay)
+    torch._foreach_lerp_(ema_params, params, 1.0 - d)
+    for b_ema, b in zip(ema_model.buffers(), model.buffers(), strict=True):
+        b_ema.copy_(b)

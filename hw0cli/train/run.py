@@ -334,14 +334,14 @@ class _Run:
         # the full-train pass only once the running error is within 10 points of the target:
         # it costs a third of an epoch, and eval-mode error is below the running one
         target = cfg.until_train_error
-        row.update(tr.evaluate(test=False, train=target is not None
+        row.update(tr.evaluation.evaluate(test=False, train=target is not None
                                and row["train_err"] <= target + 0.10))
         reached = target is not None and row["train_eval_err"] <= target
         done = reached or stalled or epoch == cfg.epochs
         seconds = row["eval_seconds"] if not math.isnan(row["train_eval_err"]) else 0.0
         row["eval_seconds"] = seconds or math.nan  # nothing evaluated: not measured
         if done or epoch % cfg.eval_every == 0:  # a skipped test eval is recorded as NaN
-            row.update({k: v for k, v in tr.evaluate(test=True).items()
+            row.update({k: v for k, v in tr.evaluation.evaluate(test=True).items()
                         if k != "train_eval_err"})
             row["eval_seconds"] += seconds
         for k in HISTORY_KEYS:
@@ -352,9 +352,10 @@ class _Run:
             self.attrs["stopped_early"] = f"no train-error improvement in {cfg.patience} epochs"
         if done:
             if math.isnan(row["train_eval_err"]):  # final train error, always eval mode
-                row["train_eval_err"] = tr.evaluate(test=False, train=True)["train_eval_err"]
+                final = tr.evaluation.evaluate(test=False, train=True)
+                row["train_eval_err"] = final["train_eval_err"]
                 history["train_eval_err"][-1] = row["train_eval_err"]
-            self.attrs["test_acc_views"] = tr.view_accuracy(row["test_err"])
+            self.attrs["test_acc_views"] = tr.evaluation.view_accuracy(row["test_err"])
             if "tta_seconds" in row:
                 self.attrs["tta_inference_s"] = row["tta_seconds"]
         self.checkpoint("finished" if done else "running")

@@ -1,28 +1,26 @@
-"""The device-side trainer: one run's data, model and optimizer on the device, the training
-step as one compiled unit, and evaluation in fixed-size chunks.
+"""The device-side trainer: one run's data, model and optimizer on the device, the training step as
+one compiled unit, and evaluation in fixed-size chunks.
 
 Design (after airbench): the training set lives on the device as uint8. Each epoch's random
 decisions (the permutation, flips, crop offsets, cutout squares) are drawn on the CPU from a
 generator seeded by (seed, epoch), so an epoch's randomness does not depend on what ran before
-it and a resumed run equals an uninterrupted one; they are copied into buffers allocated once.
-A training step reads everything it needs from device tensors: its batch is `perm[pos + i]`,
-its learning rate `lr_epoch[j]`, and it advances `pos`, `j` and `k` itself. So the step has no
-Python arguments and no host synchronization: gather, augmentation, uint8 -> float,
-forward, loss, backward, the optimizer's update (torch.optim's functional kernels), BatchNorm
-statistics and metric accumulation are one function that torch.compile captures whole
-(`fullgraph=True`; with `compile_mode="reduce-overhead"` also as one CUDA graph). Its shapes
-depend on the width, batch size and augmentation only, so the compile cache serves every run
-of those. A partial last batch (every image is seen every epoch, as with the notebook's
-DataLoader) runs the same step eagerly: one eager step per epoch costs milliseconds, a second
-compiled graph tens of seconds of one-time cost. Evaluation runs eagerly too, in large
-fixed-size chunks whose kernels dwarf the launch overhead. So one graph is compiled per run.
+it and a resumed run equals an uninterrupted one; they are copied into buffers allocated once. A
+training step reads everything it needs from device tensors: its batch is `perm[pos + i]`, its
+learning rate `lr_epoch[j]`, and it advances `pos`, `j` and `k` itself. So the step has no
+Python arguments and no host synchronization: gather, augmentation, uint8 -> float, forward,
+loss, backward, the optimizer's update (`hw0cli.train.optim`), BatchNorm statistics and metric
+accumulation are one function that torch.compile captures whole (`fullgraph=True`; with
+`compile_mode="reduce-overhead"` also as one CUDA graph). Its shapes depend on the width, batch
+size and augmentation only, so the compile cache serves every run of those. A partial last batch
+(every image is seen every epoch, as with the notebook's DataLoader) runs the same step eagerly:
+one eager step per epoch costs milliseconds, a second compiled graph tens of seconds of one-time
+cost. Evaluation runs eagerly too, in large fixed-size chunks whose kernels dwarf the launch
+overhead (`hw0cli.train.evaluation`). So one graph is compiled per run.
 """
 
 from __future__ import annotations
 
 import copy
-import logging
-import math
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -31,8 +29,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.optim.adam import adam as adam_update
-from torch.optim.sgd import sgd as sgd_update
 
 from hw0cli.data import CifarData
 from hw0cli.errors import Hw0UsageError
@@ -42,26 +38,26 @@ from hw0cli.train.augment import (
     cutout_mask,
     epoch_draws,
     parse_augment,
-    translate,
 )
+from hw0cli.train.evaluation import Evaluation
+from hw0cli.train.optim import Optim
 from hw0cli.train.parts import (
     MODEL_KEYS,
     FirstCalls,
     Lookahead,
     all_finite,
-    error_rate,
+    compile_step,
+    ema_update,
     lr_at,
     noisy_labels,
     subset_indices,
     worst_view_loss,
 )
-from hw0cli.views import autocast, hflip, to_input, vflip
+from hw0cli.views import autocast, to_input, vflip
 
 if TYPE_CHECKING:
     from hw0cli.train.config import TrainConfig
 
-ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam's defaults
-KINDS_OF_RUN_PER_PROCESS = 64  # compiled step variants one process may hold
 
 
 def whole_step_capturable() -> bool:
@@ -101,10 +97,9 @@ class Trainer:
         self.fullgraph = compile_mode is not None and whole_step_capturable() \
             and precision != "fp16"
         self._steps: dict[int, FirstCalls] = {}
-        # evaluation chunk: 20,000 flip-eval images in two launches on a GPU (~1.3 GB of
-        # activations per layer at c = 64); small on the CPU for cache-friendly blocks
-        self.eval_bs = min(10_000 if device.type == "cuda" else 500, len(self.y_test))
-        self._eval = FirstCalls(self._eval_chunk, device, compiled=False)
+        self.evaluation = Evaluation(cfg, self.model, self.eval_model,
+                                     (self.x_train, self.y_train), (self.x_test, self.y_test),
+                                     device, precision)
 
     def _build_model(self, cfg: TrainConfig, device: torch.device) -> None:
         torch.manual_seed(cfg.seed)
@@ -126,24 +121,8 @@ class Trainer:
             q for p, q in zip(self.model.parameters(), self.ema_model.parameters(), strict=True)
             if p.requires_grad]  # the averaged counterparts of self.params
         self.eval_model = self.ema_model or self.model
-        cuda = device.type == "cuda"
-        if cfg.optimizer == "sgd":
-            self.opt: torch.optim.Optimizer = torch.optim.SGD(
-                self.params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
-                weight_decay=cfg.weight_decay)
-            if cfg.momentum > 0:  # zeros + grad == the buffer SGD's first step makes
-                for p in self.params:
-                    self.opt.state[p]["momentum_buffer"] = torch.zeros_like(p)
-        else:  # step counters on the device when CUDA graphs may capture the update
-            self.opt = torch.optim.Adam(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                        capturable=cuda)
-            for p in self.params:
-                self.opt.state[p].update(
-                    step=torch.zeros((), dtype=torch.float32, device=device if cuda else "cpu"),
-                    exp_avg=torch.zeros_like(p), exp_avg_sq=torch.zeros_like(p))
-        self.loss_scaling = self.precision == "fp16"  # a plain bool: torch.compile reads it
-        self.scaler = torch.amp.GradScaler(device.type, enabled=self.loss_scaling)
-        if cuda:
+        self.optim = Optim(cfg, self.params, device, self.precision, self.scaled)
+        if device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # autotune conv algorithms (fixed shapes)
 
     def _build_buffers(self, cfg: TrainConfig, device: torch.device) -> None:
@@ -171,44 +150,26 @@ class Trainer:
     def bind_optimizer_state(self) -> None:
         """Re-read the optimizer's state tensors (after loading a checkpoint), and tell
         torch.compile that every tensor the step mutates lives at a fixed address."""
-        st = [self.opt.state[p] for p in self.params]
-        self.bufs = [s.get("momentum_buffer") for s in st]
-        self.exp_avgs = [s.get("exp_avg") for s in st]
-        self.exp_avg_sqs = [s.get("exp_avg_sq") for s in st]
-        self.adam_steps = [s.get("step") for s in st]
+        state = self.optim.bind()
         if self.device.type == "cuda" and self.compile_mode is not None:
-            for t in [*self.bufs, *self.exp_avgs, *self.exp_avg_sqs, *self.adam_steps,
-                      self.perm, self.hf, self.vf, self.shift, self.cut, self.pos, self.k,
-                      self.j, self.lr_epoch, self.loss_sum, self.correct, self.x_train,
+            for t in [*state, self.perm, self.hf, self.vf, self.shift, self.cut, self.pos,
+                      self.k, self.j, self.lr_epoch, self.loss_sum, self.correct, self.x_train,
                       self.y_train]:
                 if t is not None:
                     torch._dynamo.mark_static_address(t)
 
     # -- the step -----------------------------------------------------------------------------
 
-    def _compile(self, fn: Callable) -> Callable:
-        if self.compile_mode is None:
-            return fn
-        if self.device.type == "cpu":  # inductor's harmless "no CUDA runtime" note
-            logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
-        if self.fullgraph:
-            torch._dynamo.config.trace_autograd_ops = True  # loss.backward() inside the graph
-        # one cache entry of the step's code per kind of run (width, batch size, augmentation,
-        # loss): a process training many kinds (hw0 all, a sweep) would pass Dynamo's default
-        # limit of 8, which fullgraph=True turns into an error
-        dyn = torch._dynamo.config
-        dyn.recompile_limit = max(dyn.recompile_limit, KINDS_OF_RUN_PER_PROCESS)
-        mode = None if self.compile_mode == "default" else self.compile_mode
-        return torch.compile(fn, fullgraph=self.fullgraph, dynamic=False, mode=mode)
-
     def step_fn(self, size: int) -> FirstCalls:
         """The training step for batches of `size` images (built on first use): compiled for
         the full batch, eager for a partial last one."""
         if size not in self._steps:
-            if not hasattr(self, "bufs"):
+            if not self.optim.bound:
                 self.bind_optimizer_state()
             step, full = self._make_step(size), size == self.sizes[0]
-            self._steps[size] = FirstCalls(self._compile(step) if full else step, self.device,
+            if full:
+                step = compile_step(step, self.compile_mode, self.device, self.fullgraph)
+            self._steps[size] = FirstCalls(step, self.device,
                                            compiled=full and self.compile_mode is not None)
         return self._steps[size]
 
@@ -227,10 +188,11 @@ class Trainer:
                 x = torch.where(cutout_mask(self.cut[i], cfg.cutout), self.cut_fill, x)
             yb = self.y_train[bi]
             loss, out = self._loss(x, yb)
-            self._update(loss)
+            self.optim.update(loss, self.lr_epoch, self.j)
             with torch.no_grad():
                 if self.ema_model is not None:
-                    self._ema_update()
+                    ema_update(self.ema_model, self.ema_params, self.model, self.params,
+                               self.k, self.cfg.ema)
                 self.loss_sum.add_(loss.detach() * size)
                 self.correct.add_((out.argmax(1) == yb).sum())
                 self.pos.add_(size)
@@ -248,56 +210,6 @@ class Trainer:
                 return worst_view_loss(out, out_f, yb, ls), out.detach()
             out = self.model(x).float()
             return F.cross_entropy(out, yb, label_smoothing=ls), out.detach()
-
-    def _update(self, loss: torch.Tensor) -> None:
-        """Backward and the optimizer's update at lr_epoch[j], through torch.optim's functional
-        kernels (the Optimizer.step wrapper breaks torch.compile graphs on purpose)."""
-        cfg = self.cfg
-        if self.loss_scaling:  # fp16: dynamic loss scaling through the optimizer object
-            self.scaler.scale(loss).backward()
-            for i in self.scaled:
-                self.params[i].grad.mul_(cfg.bn_bias_lr)
-            for g in self.opt.param_groups:
-                g["lr"] = float(self.lr_epoch[self.j])
-            self.scaler.step(self.opt)
-            self.scaler.update()
-            self.opt.zero_grad(set_to_none=True)
-            return
-        loss.backward()
-        with torch.no_grad():
-            # index_select, not lr_epoch[j]: torch 2.11's AOTAutograd reads a 0-d index as a
-            # data-dependent Python int and fails to compile the whole step
-            lr = self.lr_epoch.index_select(0, self.j.view(1)).squeeze(0)
-            grads = [p.grad for p in self.params]
-            for i in self.scaled:
-                grads[i] = grads[i] * cfg.bn_bias_lr
-            if cfg.weight_decay:
-                # the L2 term added here, as torch.optim does (grad + wd * param): inductor
-                # (torch 2.14, CPU) miscompiles the single-tensor kernels' own weight-decay add
-                # inside a whole-step graph; tests compare the compiled step with eager
-                grads = torch._foreach_add(grads, self.params, alpha=cfg.weight_decay)
-            if cfg.optimizer == "sgd":
-                sgd_update(self.params, grads, self.bufs, weight_decay=0.0,
-                           momentum=cfg.momentum, lr=lr, dampening=0.0, nesterov=cfg.nesterov,
-                           maximize=False)
-            else:
-                adam_update(self.params, grads, self.exp_avgs, self.exp_avg_sqs, [],
-                            self.adam_steps, amsgrad=False, beta1=ADAM_BETAS[0],
-                            beta2=ADAM_BETAS[1], lr=lr, weight_decay=0.0,
-                            eps=ADAM_EPS, maximize=False,
-                            capturable=self.device.type == "cuda")
-            for p in self.params:
-                p.grad = None
-
-    def _ema_update(self) -> None:
-        """ema <- ema + (1 - d) (w - ema), d = min(decay, (1 + k) / (10 + k)): the warm-up
-        keeps the average from remembering the random initialization."""
-        assert self.ema_model is not None
-        k = self.k.float()
-        d = torch.clamp((1.0 + k) / (10.0 + k), max=self.cfg.ema)
-        torch._foreach_lerp_(self.ema_params, self.params, 1.0 - d)
-        for b_ema, b in zip(self.ema_model.buffers(), self.model.buffers(), strict=True):
-            b_ema.copy_(b)
 
     # -- an epoch -----------------------------------------------------------------------------
 
@@ -366,60 +278,7 @@ class Trainer:
     def one_time_s(self) -> float:
         """First-call excess of the training steps and evaluation so far (compile, autotune,
         CUDA-graph capture)."""
-        return sum(f.one_time_s for f in (*self._steps.values(), self._eval))
-
-    # -- evaluation -----------------------------------------------------------------------
-
-    def _eval_chunk(self, xb: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad(), autocast(self.device, self.precision):
-            return self.eval_model(to_input(xb)).float()
-
-    def logits(self, x: torch.Tensor, view: Callable | None = None) -> torch.Tensor:
-        """Eval-mode logits of uint8 images x, in chunks of eval_bs (views applied to each)."""
-        was_training = self.model.training
-        self.model.eval()
-        self.eval_model.eval()
-        e = self.eval_bs
-        out = torch.empty(len(x), 10, device=self.device)
-        for i in range(0, len(x), e):
-            xb = x[i:i + e]
-            out[i:i + len(xb)].copy_(self._eval(xb if view is None else view(xb)))
-        self.model.train(was_training)
-        return out
-
-    def evaluate(self, test: bool = True, train: bool = False) -> dict[str, float]:
-        """Test loss/error (plain CE) and flip-TTA error when `test`; the full-train error
-        (eval mode, on the labels trained on) when `train`; NaN for what was not asked."""
-        t1 = time.perf_counter()
-        res = {"test_loss": math.nan, "test_err": math.nan, "test_err_tta": math.nan,
-               "train_eval_err": math.nan}
-        if test:
-            logits = self.logits(self.x_test)
-            res["test_loss"] = F.cross_entropy(logits, self.y_test).item()
-            res["test_err"] = error_rate(logits, self.y_test)
-            if self.cfg.tta:
-                res["test_err_tta"] = error_rate(self.tta_logits(logits), self.y_test)
-                # what a TTA accuracy costs at inference, the plain pass included (airbench
-                # counts it in the training time): the .item() calls above synchronize
-                res["tta_seconds"] = time.perf_counter() - t1
-        if train:
-            res["train_eval_err"] = error_rate(self.logits(self.x_train), self.y_train)
-        res["eval_seconds"] = time.perf_counter() - t1
-        return res
-
-    def tta_logits(self, plain: torch.Tensor) -> torch.Tensor:
-        """Summed logits of the test images and their mirrors; with tta_shift s > 0 also of
-        both translated by (s, s) and (-s, -s) (reflect padding), each with its mirror."""
-        total = plain + self.logits(self.x_test, hflip)
-        s = self.cfg.tta_shift
-        for d in ((s, s), (-s, -s)) if s else ():
-            moved = translate(self.x_test, d)
-            total = total + self.logits(moved) + self.logits(moved, hflip)
-        return total
-
-    def view_accuracy(self, test_err: float) -> dict[str, float]:
-        return {"original": 1.0 - test_err,
-                "vflip": 1.0 - error_rate(self.logits(self.x_test, vflip), self.y_test)}
+        return sum(f.one_time_s for f in (*self._steps.values(), self.evaluation.calls))
 
     # -- state <-> arrays ---------------------------------------------------------------------
 
@@ -435,12 +294,8 @@ class Trainer:
         if self.ema_model is not None:  # the trained weights, for resuming
             arrays.update({f"train_weights/{k}": v.detach().to("cpu", copy=True).numpy()
                            for k, v in self.model.state_dict().items()})
-        sd = self.opt.state_dict()
-        for idx, st in sd["state"].items():
-            for k, v in st.items():
-                arrays[f"optim/state/{idx}/{k}"] = (v.detach().to("cpu", copy=True).numpy()
-                                                    if torch.is_tensor(v) else np.asarray(v))
-        return arrays, sd["param_groups"]
+        optim, groups = self.optim.state_arrays()
+        return {**arrays, **optim}, groups
 
     def load_state(self, weights: dict[str, torch.Tensor], optim: dict[str, np.ndarray],
                    groups: list, train_weights: dict[str, torch.Tensor] | None = None,
@@ -452,11 +307,7 @@ class Trainer:
             self.model.load_state_dict(train_weights or weights)
         if self.lookahead is not None:
             self.lookahead.load(lookahead or {})
-        state: dict[int, dict[str, Any]] = {}
-        for name, arr in optim.items():
-            idx, key = name.split("/")
-            state.setdefault(int(idx), {})[key] = torch.from_numpy(np.array(arr))
-        self.opt.load_state_dict({"state": state, "param_groups": groups})
+        self.optim.load(optim, groups)
         self.bind_optimizer_state()
 
 
