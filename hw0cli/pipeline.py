@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from hw0cli import atomic, runs, store
-from hw0cli.batch import grid, sweep
+from hw0cli.batch import grid, presets, sweep
 from hw0cli.data import missing_data
 from hw0cli.env import resolve_device
 from hw0cli.errors import Hw0Error, Hw0UsageError, check
@@ -235,7 +235,7 @@ def sweep_steps(spec: dict[str, Any] | None, cfg: AllConfig) -> list[Step]:
     own = sweep.SweepConfig(axes=axes, train_options=tuple({**spec.get("train_options", {}),
                                                             "device": cfg.device}.items()),
                             name=spec.get("name"), data_dir=cfg.data_dir, out=cfg.out)
-    scfg = sweep.with_preset(own, spec["preset"])
+    scfg = presets.with_preset(own, spec["preset"])
     return [Step(f"Sweep {scfg.label()} (warm-up study): " + ", ".join(
         f"{k.replace('_', ' ')} {v}" for k, v in c.point), _sweep_step(scfg, c), scfg.group(),
         c.config) for c in sweep.cells(scfg)]

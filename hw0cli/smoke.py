@@ -20,7 +20,7 @@ import copy
 from typing import Any
 
 from hw0cli.batch.grid import GRID_OPTIMIZER, GRID_STOPPING
-from hw0cli.batch.sweep import SWEEP_PRESETS
+from hw0cli.batch.presets import SWEEP_PRESETS
 from hw0cli.linreg import LinregConfig
 from hw0cli.train import TrainConfig, recipe_settings
 

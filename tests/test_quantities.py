@@ -45,7 +45,7 @@ def test_the_full_train_error_has_one_name_and_one_value_everywhere(cifar_root, 
     step = _train_step(make_config(**{**r.config, "data_dir": cifar_root, "out": tmp_path}))
     assert step(None).endswith(f"{name} {shown}")
 
-    from hw0cli.report.build import problem2_section
+    from hw0cli.report.grid import problem2_section
     sec = problem2_section(runs.list_runs(tmp_path), tmp_path / "fig")
     header, rows = next(b.table for b in sec.blocks if b.kind == "table")
     assert rows[0][header.index(name)] == shown

@@ -134,7 +134,7 @@ def test_a_fast_recipe_grid_over_widths_is_one_group():
     an lr given explicitly makes another group."""
     import dataclasses
 
-    from hw0cli.report.build import _grid_settings
+    from hw0cli.report.grid import _grid_settings
     from hw0cli.train.config import make_config
 
     def settings(recipe="fast", **kw):

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from hw0cli import pipeline
-from hw0cli.batch import grid, sweep
+from hw0cli.batch import grid, presets, sweep
 from hw0cli.smoke import SMOKE_EPOCHS, SMOKE_LINREG, SMOKE_TRAIN_SAMPLES, smoke_preset
 from hw0cli.train.config import make_config
 
@@ -30,7 +30,7 @@ def sweep_cells(p):
     s = p["sweep"]
     own = sweep.SweepConfig(axes=tuple(sweep.Axis(k, tuple(v)) for k, v in s["axes"].items()),
                             train_options=tuple(s["train_options"].items()), name=s["name"])
-    return sweep.cells(sweep.with_preset(own, s["preset"]))
+    return sweep.cells(presets.with_preset(own, s["preset"]))
 
 
 @pytest.mark.parametrize("name", ["full", "quick"])

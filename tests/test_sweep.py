@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hw0cli.batch import cells, grid, sweep
+from hw0cli.batch import cells, grid, presets, sweep
 from hw0cli.errors import Hw0UsageError
 from hw0cli.train.config import TrainConfig, make_config, run_id_for
 from tests.helpers import config_from_train_args
@@ -96,7 +96,7 @@ def test_bad_sweeps_rejected_before_any_cell(tmp_path, axes, options, msg):
 
 
 def test_random_labels_preset_is_the_grid(tmp_path):
-    s = sweep.with_preset(cfg(tmp_path), "random-labels")
+    s = presets.with_preset(cfg(tmp_path), "random-labels")
     g = grid.GridConfig(data_dir=tmp_path, out=tmp_path)
     assert [run_id_for(c.config) for c in sweep.cells(s)] == \
         [run_id_for(c) for c in grid.cells(g)]
@@ -107,19 +107,19 @@ def test_preset_names_listed_for_the_cli():
     from typing import get_args
 
     from hw0cli.choices import SweepPreset
-    assert tuple(sweep.SWEEP_PRESETS) == get_args(SweepPreset)
+    assert tuple(presets.SWEEP_PRESETS) == get_args(SweepPreset)
 
 
 def test_presets_adjusted_by_own_axes_and_options(tmp_path):
-    s = sweep.with_preset(cfg(tmp_path, "width=4", train_options=(("epochs", 1),)), "bn-study")
+    s = presets.with_preset(cfg(tmp_path, "width=4", train_options=(("epochs", 1),)), "bn-study")
     assert dict((a.name, a.values) for a in s.axes)["width"] == (4,)
     assert dict(s.train_options)["epochs"] == 1
     assert s.label().startswith("bn-study-") and s.label() != "bn-study"  # not the preset's
     assert len(sweep.cells(s)) == 2 * 3 * 1 * 2 * 2  # bn x lr x width x init x seeds
-    knobs = sweep.cells(sweep.with_preset(cfg(tmp_path), "warmup-knobs"))
+    knobs = sweep.cells(presets.with_preset(cfg(tmp_path), "warmup-knobs"))
     assert knobs[0].config.width == 4 and knobs[0].config.lr == TrainConfig().lr
     with pytest.raises(Hw0UsageError, match="Unknown sweep preset"):
-        sweep.with_preset(cfg(tmp_path), "nope")
+        presets.with_preset(cfg(tmp_path), "nope")
 
 
 def test_definition_recorded_and_reloaded(tmp_path):

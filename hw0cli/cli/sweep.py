@@ -61,7 +61,8 @@ SWEEP_STATES = {**STATE_COLORS, "diverged": "magenta"}
 def _sweep_config(ctx: typer.Context, axis: list[str] | None, preset: str | None,
                   name: str | None, one_at_a_time: bool) -> Any:
     """The sweep from our options; every other option as `hw0 train` declares it."""
-    from hw0cli.batch.sweep import SweepConfig, parse_axis, with_preset
+    from hw0cli.batch.presets import with_preset
+    from hw0cli.batch.sweep import SweepConfig, parse_axis
     from hw0cli.tracking import parse_backends, require
     from hw0cli.train import TrainConfig
     sub = train_context(ctx, "sweep")

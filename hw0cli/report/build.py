@@ -8,7 +8,6 @@ a section whose results are missing says so and names the command that produces 
 from __future__ import annotations
 
 import json
-import math
 import shlex
 import time
 import warnings
@@ -24,19 +23,24 @@ import numpy as np
 from hw0cli import plots, runs, store
 from hw0cli.atomic import new_folder
 from hw0cli.batch.cells import train_args
-from hw0cli.batch.grid import GridRow
-from hw0cli.choices import RECIPES
 from hw0cli.data import CIFAR_CLASSES
 from hw0cli.errors import DamagedFileError, Hw0Error, Hw0UsageError, Hw0Warning, check
 from hw0cli.linreg import LinregSummary, describe, format_factor, linreg_args
 from hw0cli.linreg.plots import linreg_plots
-from hw0cli.models import count_parameters, make_cnn
 from hw0cli.paths import default_out_dir
 from hw0cli.quantities import FULL_TRAIN, TEST, TRAIN_RUNNING, label
-from hw0cli.report.notes import ACCURACY_NOTE, ERRORS_NOTE, by_label, portable, test_points
+from hw0cli.report.grid import problem2_section
+from hw0cli.report.notes import (
+    ACCURACY_NOTE,
+    ERRORS_NOTE,
+    by_label,
+    is_grid,
+    pct,
+    portable,
+)
 from hw0cli.report.render import Block, Section, render_md, render_pdf
 from hw0cli.report.sweep import sweep_cell_ids, sweep_sections
-from hw0cli.train import WIDTH_SCALED, TrainConfig, recipe_settings, science_of
+from hw0cli.train import TrainConfig, science_of
 
 FORMATS = ("pdf", "md")
 SECTIONS = ("Warm-up", "Problem 1", "Problem 2", "Problem 3", "Environment")
@@ -59,10 +63,6 @@ class ReportResult:
     figures: list[Path]
 
 
-def pct(x: float | None) -> str:
-    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.2f}%"
-
-
 def _train_command(cfg: dict[str, Any]) -> str:
     known = {k: v for k, v in cfg.items() if k in TrainConfig.__dataclass_fields__}
     known["data_dir"], known["out"] = Path(known.get("data_dir", "data")), Path(
@@ -71,10 +71,6 @@ def _train_command(cfg: dict[str, Any]) -> str:
         return shlex.join(["hw0", "train", *portable(train_args(TrainConfig(**known)))])
     except (TypeError, Hw0Error):  # a run file from an older hw0: show the settings instead
         return "hw0 train (settings: " + json.dumps(science_of(cfg)) + ")"
-
-
-def _is_grid(r: runs.RunSummary) -> bool:
-    return r.config.get("until_train_error") is not None
 
 
 def _is_robust(r: runs.RunSummary) -> bool:
@@ -95,7 +91,7 @@ def _steady_seconds(r: runs.RunSummary, attrs: dict[str, Any]) -> float:
 def warmup_section(all_runs: list[runs.RunSummary], figdir: Path,
                    sweep_ids: frozenset[str] = frozenset()) -> Section:
     sec = Section("Warm-up: Myrtle5 on CIFAR-10")
-    main = [r for r in all_runs if r.status == "finished" and not _is_grid(r)
+    main = [r for r in all_runs if r.status == "finished" and not is_grid(r)
             and not _is_robust(r) and not r.config.get("noise")
             and r.run_id not in sweep_ids]  # a sweep's cells are shown in its own section
     if not main:
@@ -182,7 +178,7 @@ def problem1_section(all_runs: list[runs.RunSummary], figdir: Path) -> Section:
                                     figdir / f"per_class_{r.run_id}.png",
                                     f"Per-class test accuracy, run {r.run_id}")
         sec.figure(png, "Per-class accuracy on original and vertically flipped test images.")
-    ranked = runs.rank_by_views([r for r in all_runs if not _is_grid(r)
+    ranked = runs.rank_by_views([r for r in all_runs if not is_grid(r)
                                  and {"original", "vflip"} <= set(r.figures)])
     if ranked:
         sec.text("Every finished run, ranked by min(original, upside-down) test accuracy (the "
@@ -196,78 +192,6 @@ def problem1_section(all_runs: list[runs.RunSummary], figdir: Path) -> Section:
                         pct(runs.view_robustness(r)), by_label(r.figures["original"])]
                        for r in ranked[:8]])
     return sec
-
-
-def problem2_section(all_runs: list[runs.RunSummary], figdir: Path) -> Section:
-    sec = Section("Problem 2: random labels")
-    grid_runs = [r for r in all_runs if _is_grid(r) and r.status == "finished"]
-    if not grid_runs:
-        sec.present = False
-        sec.text("No grid runs yet. Run the grid with `scripts/grid.sh -j 2 --train-samples "
-                 "2000` (CPU) or `hw0 grid run --jobs 1` (GPU), then `hw0 report`.")
-        return sec
-    settings, ordered, curves = _grid_rows(grid_runs)
-    sec.text(f"Myrtle5 trained on {settings.get('train_samples')} CIFAR-10 images whose labels "
-             f"were replaced with probability p by uniform draws, until the {label(FULL_TRAIN)}"
-             f" (eval mode, on the labels trained on) is <= "
-             f"{pct(settings.get('until_train_error'))}"
-             f" or stops improving ({settings.get('patience')} epochs), at most "
-             f"{settings.get('epochs')} epochs; optimizer {settings.get('optimizer')}, lr "
-             f"{settings.get('lr')}, batch {settings.get('batch_size')}. Test labels are "
-             "never changed, so chance is 90% test error.")
-    sec.add_table(["width", "p", "seeds", label(FULL_TRAIN), label(TEST), "epochs",
-                   "train s"],
-                  [[str(r.width), f"{r.noise:g}", str(len(r.seeds)),
-                    pct(r.stat("train_err")[0]), pct(r.stat("test_err")[0]),
-                    f"{np.mean(r.epochs):.0f}", f"{np.mean(r.seconds):.0f}"] for r in ordered])
-    n = int(settings.get("train_samples") or 50_000)
-    bits = n * math.log2(10)
-    caps = [f"c = {w} has {count_parameters(make_cnn(w)):,} parameters"
-            for w in sorted({r.width for r in ordered})]
-    sec.text(f"Capacity: {'; '.join(caps)}; {n:,} uniformly random labels carry n log2(10) = "
-             f"{bits:,.0f} bits. A net with about as many parameters as those bits can often "
-             "memorize them given enough epochs, so on small subsets even the narrow net may "
-             "interpolate p = 1; the width contrast of the assignment needs the full 50,000 "
-             "images (`hw0 all --preset full`).")
-    sec.figure(plots.grid_error_vs_noise(ordered, figdir / "grid_error_vs_noise.png"),
-               f"Final {label(FULL_TRAIN)} and {label(TEST)} against the label-noise "
-               "probability p.")
-    sec.figure(plots.grid_curves(curves, figdir / "grid_learning_curves.png"),
-               "Learning curves of each cell: " + test_points(grid_runs, n))
-    return sec
-
-
-def _grid_rows(grid_runs: list[runs.RunSummary]) -> tuple[dict[str, Any], list[Any], dict]:
-    """The largest group of grid runs sharing every setting but width, noise and seed: its
-    settings, one row per (width, p) over the seeds, and each run's history."""
-    groups: dict[str, list[runs.RunSummary]] = {}
-    for r in grid_runs:
-        groups.setdefault(json.dumps(_grid_settings(r.config), sort_keys=True), []).append(r)
-    key, members = max(groups.items(), key=lambda kv: len(kv[1]))
-    rows: dict[tuple[int, float], GridRow] = {}
-    curves = {}
-    for r in members:
-        c = r.config
-        row = rows.setdefault((c["width"], c["noise"]), GridRow(c["width"], c["noise"], [], [],
-                                                                [], [], [], 0))
-        h = store.read_h5(r.path, prefixes=("history/",)).group("history")
-        row.seeds.append(c["seed"])
-        row.train_err.append(runs.last_finite(h["train_eval_err"], r.train_err))
-        row.test_err.append(r.test_err)
-        row.epochs.append(r.epochs_done)
-        row.seconds.append(r.seconds)
-        curves[(c["width"], c["noise"], c["seed"])] = h
-    return json.loads(key), [rows[k] for k in sorted(rows)], curves
-
-
-def _grid_settings(config: dict[str, Any]) -> dict[str, Any]:
-    """A grid run's settings but its cell (width, noise, seed); a setting the recipe derives
-    from the width (the fast recipe's lr) counts as the recipe's when it is the recipe's."""
-    science = science_of(config)
-    recipe = config.get("recipe", "notebook")
-    own = recipe_settings(recipe, science["width"]) if recipe in RECIPES else {}
-    return {k: "the recipe's at each width" if k in WIDTH_SCALED and own.get(k) == v else v
-            for k, v in science.items() if k not in ("width", "noise", "seed")}
 
 
 def _latest_linreg(out: Path) -> tuple[Path, Any] | None:

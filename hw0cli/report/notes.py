@@ -1,11 +1,13 @@
 """The report's recurring explanations: which measurement an accuracy is, what the two
-training errors are, why a curve has few test points, and commands without the machine's
-folders."""
+training errors are, why a curve has few test points, commands without the machine's folders;
+percentages, and which runs are the grid's."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+from hw0cli import runs
 from hw0cli.quantities import FULL_TRAIN, TEST, TRAIN_RUNNING, label
 
 TEST_IMAGES = 10_000
@@ -56,3 +58,11 @@ def test_points(grid_runs: list[Any], n: int) -> str:
             "forward pass is a third of a training step), so a cell that reaches the target "
             f"within {every} epochs has one test point. {label(FULL_TRAIN)} is measured once "
             "the running error nears the target, and at the end.")
+
+
+def pct(x: float | None) -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.2f}%"
+
+
+def is_grid(r: runs.RunSummary) -> bool:
+    return r.config.get("until_train_error") is not None
