@@ -40,7 +40,7 @@ from hw0cli.eval_engines import (
     build,
     gpu_candidates,
 )
-from hw0cli.export import ensure_onnx
+from hw0cli.export import RunFile, ensure_onnx
 
 
 class EvalChoice(Protocol):
@@ -223,21 +223,21 @@ def first_conv_width(model: torch.nn.Module) -> int:
     return next(m.out_channels for m in model.modules() if isinstance(m, torch.nn.Conv2d))
 
 
-def infer_measured(cfg: EvalChoice, run_path: Path, model: torch.nn.Module, x: np.ndarray,
-                   notes: list[str], measure: Measurement | None = None) -> Inference:
+def infer_measured(cfg: EvalChoice, run: RunFile, x: np.ndarray, notes: list[str],
+                   measure: Measurement | None = None) -> Inference:
     """Logits for x through the measured fastest backend (warm-up excluded from the time)."""
     measure = measure or Measurement()
     cands = list(measure.candidates or default_candidates())
     onnx_file = None
     if any(c.backend == "onnxruntime" for c in cands):
-        onnx_file, _, reused = ensure_onnx(run_path, notes=notes)
+        onnx_file, _, reused = ensure_onnx(run.path, notes=notes, run=run)
         if not reused:
             notes.append(f"exported {onnx_file.name} first")
     with tempfile.TemporaryDirectory() as tmp:
         def make(c: Candidate) -> Engine:
-            return build(c, model, onnx_file, Path(tmp))
+            return build(c, run.model, onnx_file, Path(tmp))
 
-        key = cache_key(first_conv_width(model), cfg.batch_size)
+        key = cache_key(first_conv_width(run.model), cfg.batch_size)
         verdict, engine = choose(key, cands, make, x, measure.timer, cfg.batch_size)
         notes += [f"{lb}: not run ({why})" for lb, why in verdict.unavailable.items()]
         logits, seconds = _timed(engine, x, verdict.batch_size[verdict.chosen])

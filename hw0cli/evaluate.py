@@ -24,7 +24,7 @@ from hw0cli.data import load_cifar10
 from hw0cli.env import resolve_device
 from hw0cli.errors import check
 from hw0cli.eval_engines import Inference
-from hw0cli.export import VARIANTS, ensure_onnx, ensure_variant
+from hw0cli.export import VARIANTS, RunFile, ensure_onnx, ensure_variant
 from hw0cli.paths import default_data_dir, default_out_dir
 from hw0cli.plots import per_class_views
 from hw0cli.sessions import PROVIDERS, bound_run, open_session
@@ -206,20 +206,21 @@ def _check(cfg: EvalConfig) -> None:
           "backend evaluates the run's fp32 weights).")
 
 
-def _infer_run(cfg: EvalConfig, run_path: Path, model: torch.nn.Module, x: np.ndarray,
-               data: Any, notes: list[str], measure: Any = None) -> Inference:
+def _infer_run(cfg: EvalConfig, run: RunFile, x: np.ndarray, data: Any, notes: list[str],
+               measure: Any = None) -> Inference:
     """Logits for x through the backend `auto` (or the user) chose; warm-up excluded."""
     if measure is not None or eval_measure.applies(cfg):  # auto on a GPU: by measurement
-        return eval_measure.infer_measured(cfg, run_path, model, x, notes, measure)
+        return eval_measure.infer_measured(cfg, run, x, notes, measure)
+    run_path, model = run.path, run.model
     backend, why = resolve_backend(cfg.backend, cfg.model, cfg.provider)
     onnx_file, variant_info, session, provider = None, None, None, ""
     if backend == "onnxruntime":
-        onnx_file, _, reused = ensure_onnx(run_path, notes=notes)
+        onnx_file, _, reused = ensure_onnx(run_path, notes=notes, run=run)
         if not reused:
             notes.append(f"exported {onnx_file.name} first")
         if cfg.model != "fp32":
             onnx_file, variant_info, v_reused = ensure_variant(run_path, cfg.model, onnx_file,
-                                                               data, notes=notes)
+                                                               data, notes=notes, run=run)
             if not v_reused:
                 notes.append(f"built {onnx_file.name} first")
         session, provider = open_session(onnx_file, cfg.provider)
@@ -243,15 +244,15 @@ def run_eval(cfg: EvalConfig, measure: Any = None) -> EvalResult:
     (eval_int8/<view> or eval_fp16/<view>); `measure`: as `auto` on a GPU (eval_measure)."""
     _check(cfg)
     run_path = runs.resolve_run(cfg.out, cfg.run)
-    notes = [w for w in (runs.require_trained(run_path),) if w]
-    model, attrs = runs.load_model(run_path)
-    run_id = str(attrs.get("run_id", run_path.stem))
-    data_dir = cfg.data_dir or Path((attrs.get("config") or {}).get("data_dir")
-                                    or default_data_dir())
-    data = load_cifar10(data_dir)
-    x = np.concatenate([make_view(data.test_x, v) for v in cfg.views])  # one batched pass
-    with store.lock(run_path):
-        inf = _infer_run(cfg, run_path, model, x, data, notes, measure)
+    with store.lock(run_path):  # the file read once and written once, by this process alone
+        run = RunFile.read(run_path)
+        notes = [w for w in (runs.require_trained(run_path, run.attrs),) if w]
+        run_id = str(run.attrs.get("run_id", run_path.stem))
+        data_dir = cfg.data_dir or Path((run.attrs.get("config") or {}).get("data_dir")
+                                        or default_data_dir())
+        data = load_cifar10(data_dir)
+        x = np.concatenate([make_view(data.test_x, v) for v in cfg.views])  # one batched pass
+        inf = _infer_run(cfg, run, x, data, notes, measure)
         n = len(data.test_y)
         views = {v: evaluate(inf.logits[i * n:(i + 1) * n], data.test_y, len(data.classes))
                  for i, v in enumerate(cfg.views)}
@@ -266,7 +267,7 @@ def run_eval(cfg: EvalConfig, measure: Any = None) -> EvalResult:
                            f"{g}/images_per_s": len(x) / inf.seconds,
                            f"{g}/logits": inf.logits[i * n:(i + 1) * n],
                            f"{g}/backend_choice": json.dumps(inf.choice)})  # null: not measured
-        store.update_h5(run_path, arrays=arrays)
+        store.update_h5(run_path, arrays={**run.pending, **arrays})
     res = EvalResult(run_id, run_path, inf.backend, inf.provider, inf.seconds,
                      len(x) / inf.seconds, views, data.classes, inf.onnx_file, notes,
                      cfg.model, inf.variant_info, inf.why, inf.choice)

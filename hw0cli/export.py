@@ -11,6 +11,7 @@ appended, another model under this run's metadata) is caught on use and exported
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -248,29 +249,58 @@ def int8_variant(src: Path, dst: Path, calib: np.ndarray) -> None:
             root.setLevel(level)
 
 
-def _recorded(run_path: Path, group: str) -> dict[str, Any]:
-    """The run file's record of an export (`export/` or `export/<variant>/`): scalars."""
-    rec = store.read_h5(run_path, prefixes=(f"{group}/",)).group(group)
-    return {k: v.item() if np.ndim(v) == 0 else v for k, v in rec.items() if "/" not in k}
+class RunFile:
+    """One read of a run file for the export and evaluation path: its attributes, `export/`
+    record and weights (the model is built on first use, so a run without weights is refused
+    for what it is first). `pending`: what the exports found or made, for the caller to write
+    in its one update of the file (`hw0 eval` reads the file once and writes it once)."""
+
+    def __init__(self, path: Path, record: store.H5Record) -> None:
+        self.path, self.record, self.attrs = path, record, record.attrs
+        self.pending: dict[str, Any] = {}
+
+    @classmethod
+    def read(cls, path: Path) -> RunFile:
+        return cls(path, store.read_h5(path, prefixes=("weights/", "export/")))
+
+    @functools.cached_property
+    def model(self) -> nn.Module:
+        return runs.model_from_record(self.record, self.path)[0]
+
+    def recorded(self, group: str) -> dict[str, Any]:
+        """The record of an export (`export/` or `export/<variant>/`): its scalars."""
+        rec = self.record.group(group)
+        return {k: v.item() if np.ndim(v) == 0 else v for k, v in rec.items() if "/" not in k}
+
+
+def _record(run: RunFile, own: bool, arrays: dict[str, Any]) -> None:
+    """Record an export: in the run file now when this call read it, else with the caller's
+    update."""
+    if own:
+        store.update_h5(run.path, arrays=arrays)
+    else:
+        run.pending.update(arrays)
 
 
 def _why(exc: Hw0Error) -> str:
     return str(exc).split(". ")[0]
 
 
-def ensure_onnx(run_path: Path, force: bool = False,
-                notes: list[str] | None = None) -> tuple[Path, float, bool]:
+def ensure_onnx(run_path: Path, force: bool = False, notes: list[str] | None = None,
+                run: RunFile | None = None) -> tuple[Path, float, bool]:
     """Export (or reuse a matching) fp32 ONNX file for the run; returns (path, diff, reused).
 
     An existing file that is corrupt, belongs to other weights or changed after export is
-    replaced (it is derived data), and a line saying so is appended to `notes`.
+    replaced (it is derived data), and a line saying so is appended to `notes`. `run`: the
+    run file as already read; then the record goes to `run.pending`, not to the file.
     """
-    model, attrs = runs.load_model(run_path)
+    own, run = run is None, run or RunFile.read(run_path)
+    model, attrs = run.model, run.attrs
     run_id = str(attrs.get("run_id", run_path.stem))
     fp = weights_fingerprint(model)
     path = onnx_path(run_path)
     if path.exists() and not force:
-        done = _recorded(run_path, "export")
+        done = run.recorded("export")
         try:
             check_matches_run(path, run_id, fp, done.get("onnx_sha256"))
             return path, float(done.get("max_abs_diff", float("nan"))), True
@@ -297,9 +327,9 @@ def ensure_onnx(run_path: Path, force: bool = False,
                        f"{len(x)} test images; the file was removed. Report this with your "
                        "torch and onnxruntime versions.")
     import onnxruntime as ort
-    store.update_h5(run_path, arrays={"export/max_abs_diff": diff, "export/onnx_file": path.name,
-                                      "export/opset": OPSET, "export/onnxruntime": ort.__version__,
-                                      "export/check_images": len(x), "export/onnx_sha256": graph})
+    _record(run, own, {"export/max_abs_diff": diff, "export/onnx_file": path.name,
+                       "export/opset": OPSET, "export/onnxruntime": ort.__version__,
+                       "export/check_images": len(x), "export/onnx_sha256": graph})
     return path, diff, False
 
 
@@ -307,22 +337,23 @@ VARIANTS = ("fp16", "int8")  # ONNX variants beside the fp32 model; never replac
 
 
 def ensure_variant(run_path: Path, variant: str, fp32_path: Path, data: Any,
-                   force: bool = False,
-                   notes: list[str] | None = None) -> tuple[Path, dict[str, Any], bool]:
+                   force: bool = False, notes: list[str] | None = None,
+                   run: RunFile | None = None) -> tuple[Path, dict[str, Any], bool]:
     """Build (or reuse a matching) `variant` ONNX file from the run's checked fp32 file.
 
     Returns (path, info, reused); info has the variant's test accuracy, the fp32 model's,
     and the change, also recorded under `export/<variant>/` in the run's HDF5. The int8
     variant is calibrated on the first 512 training images. A variant file carries the
     fp32 file's weight fingerprint and its own content's, so one left from other weights or
-    changed after it was built is rebuilt (with a line in `notes`).
+    changed after it was built is rebuilt (with a line in `notes`). `run`: as for `ensure_onnx`.
     """
+    own, run = run is None, run or RunFile.read(run_path)
     dst = onnx_path(run_path, variant)
     fp = read_metadata(fp32_path).get("hw0_weights_sha256", "")
-    attrs = store.read_h5(run_path, attrs_only=True).attrs
+    attrs = run.attrs
     run_id = str(attrs.get("run_id", run_path.stem))
     if dst.exists() and not force:
-        got = _recorded(run_path, f"export/{variant}")
+        got = run.recorded(f"export/{variant}")
         try:
             check_matches_run(dst, run_id, fp, got.get("onnx_sha256"))
             if "accuracy" in got and "fp32_accuracy" in got:
@@ -345,10 +376,10 @@ def ensure_variant(run_path: Path, variant: str, fp32_path: Path, data: Any,
         raise  # a failing disk, already one message
     except Exception as exc:  # a converter or kernel gap: say so, keep the fp32
         raise _variant_failure(variant, dst, fp32_path, exc) from None
-    store.update_h5(run_path, arrays={f"export/{variant}/accuracy": acc,
-                                      f"export/{variant}/fp32_accuracy": base,
-                                      f"export/{variant}/onnx_file": dst.name,
-                                      f"export/{variant}/onnx_sha256": graph})
+    _record(run, own, {f"export/{variant}/accuracy": acc,
+                       f"export/{variant}/fp32_accuracy": base,
+                       f"export/{variant}/onnx_file": dst.name,
+                       f"export/{variant}/onnx_sha256": graph})
     return dst, _variant_info(dst, acc, base), False
 
 
@@ -375,15 +406,18 @@ def run_export(cfg: ExportConfig) -> ExportResult:
     t0 = time.perf_counter()
     with store.lock(run_path):
         notes: list[str] = []
-        path, diff, reused = ensure_onnx(run_path, cfg.force, notes)
-        result = ExportResult(str(store.read_h5(run_path, attrs_only=True).attrs["run_id"]),
-                              run_path, path, diff, 0.0, reused, notes=notes)
+        run = RunFile.read(run_path)
+        path, diff, reused = ensure_onnx(run_path, cfg.force, notes, run=run)
+        result = ExportResult(str(run.attrs["run_id"]), run_path, path, diff, 0.0, reused,
+                              notes=notes)
         wanted = [v for v, on in (("fp16", cfg.fp16), ("int8", cfg.int8)) if on]
         if wanted:
             data = load_cifar10(cfg.data_dir)
             for variant in wanted:
                 _, info, _ = ensure_variant(run_path, variant, path, data, force=cfg.force,
-                                            notes=notes)
+                                            notes=notes, run=run)
                 result.variants[variant] = info
+        if run.pending:
+            store.update_h5(run_path, arrays=run.pending)
     result.seconds = time.perf_counter() - t0
     return result

@@ -171,10 +171,11 @@ def resolve_run(out: Path, run: str | None) -> Path:
     raise Hw0UsageError(f"No run '{run}' under {runs_dir(out)}. " + closest_hint(out, run))
 
 
-def require_trained(path: Path) -> str | None:
+def require_trained(path: Path, attrs: dict[str, Any] | None = None) -> str | None:
     """Refuse a run that has not finished an epoch (its weights are the random start); for an
-    unfinished run with epochs done, a warning to show (None for a finished run)."""
-    a = store.read_h5(path, attrs_only=True).attrs
+    unfinished run with epochs done, a warning to show (None for a finished run). `attrs`: the
+    run file's attributes where already read."""
+    a = store.read_h5(path, attrs_only=True).attrs if attrs is None else attrs
     status, done = str(a.get("status", "?")), int(a.get("epochs_done", 0))
     run_id = str(a.get("run_id", path.stem))
     if status == "finished":
@@ -201,7 +202,12 @@ def state_dict_from(rec: store.H5Record, device: torch.device | str = "cpu") -> 
 
 def load_model(path: Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
     """Rebuild the run's Myrtle5 from its config and load its HDF5 weights (eval mode)."""
-    rec = store.read_h5(path, prefixes=("weights/",))
+    return model_from_record(store.read_h5(path, prefixes=("weights/",)), path, device)
+
+
+def model_from_record(rec: store.H5Record, path: Path,
+                      device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
+    """The run's Myrtle5 (eval mode) and attributes from a read that includes `weights/`."""
     cfg = rec.attrs.get("config") or {}
     if "width" not in cfg:
         raise Hw0Error(f"{path} has no training config; it is not an hw0 run file.")

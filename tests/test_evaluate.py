@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -282,3 +283,31 @@ def test_eval_of_a_missing_file_says_file_not_found(tmp_path):
     r = runner.invoke(app, ["eval", str(tmp_path / "missing.h5"), "--out", str(tmp_path)])
     assert r.exit_code == 2 and "File not found" in r.output and "missing.h5" in r.output
     assert "No run" not in r.output
+
+
+def test_eval_reads_and_writes_the_run_file_once(trained, cifar_root, monkeypatch):
+    """`hw0 eval` reads the run file once and writes it once, the export it makes first
+    included (its record goes out with the results), and the file holds both afterwards."""
+    res, out = trained
+    from hw0cli.export import onnx_path
+    onnx_path(res.path).unlink(missing_ok=True)  # this eval exports first
+    calls: dict[str, int] = {"read": 0, "write": 0}
+
+    def counting(kind, fn):
+        def wrapped(path, *a, **kw):
+            if Path(path).resolve() == res.path.resolve():
+                calls[kind] += 1
+            return fn(path, *a, **kw)
+        return wrapped
+
+    monkeypatch.setattr(store, "read_h5", counting("read", store.read_h5))
+    monkeypatch.setattr(store, "update_h5", counting("write", store.update_h5))
+    monkeypatch.setattr(store, "write_h5", counting("write", store.write_h5))
+    r = runner.invoke(app, ["eval", res.run_id, "--flip", "--backend", "onnxruntime",
+                            "--out", str(out), "--data-dir", str(cifar_root)])
+    assert r.exit_code == 0, r.output
+    assert calls == {"read": 1, "write": 1}
+    monkeypatch.undo()
+    rec = store.read_h5(res.path, prefixes=("export/", "eval/"))
+    assert rec.group("export")["onnx_file"] == onnx_path(res.path).name
+    assert set(rec.group("eval")) >= {"original/accuracy", "vflip/accuracy"}
