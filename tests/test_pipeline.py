@@ -11,7 +11,7 @@ from hw0cli import pipeline
 from hw0cli.errors import Hw0UsageError
 from hw0cli.pipeline import AllConfig, StepClock, StepResult, run_all, validate_plan
 from tests.helpers import write_cifar, write_mnist
-from tests.test_report import TINY
+from tests.report.test_build import TINY
 
 
 @pytest.fixture

@@ -148,7 +148,7 @@ def test_grid_sh_runs_a_sweep(tmp_path):
     import subprocess
     import sys
     from pathlib import Path
-    script = Path(__file__).resolve().parents[1] / "scripts" / "grid.sh"
+    script = Path(__file__).resolve().parents[2] / "scripts" / "grid.sh"
     env = {**os.environ, "HW0": f"{sys.executable} -m hw0cli"}
     r = subprocess.run(["bash", str(script), "--sweep", "--dry-run", "--axis", "lr=0.01,0.1",
                         "--axis", "width=4,8", "--out", str(tmp_path)],

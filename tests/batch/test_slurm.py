@@ -59,7 +59,7 @@ def test_sweep_array_on_a_real_slurm(cifar_root, tmp_path, monkeypatch):
 def test_grid_array_with_a_hostile_output_folder(cifar_root, tmp_path, monkeypatch):
     """`hw0 grid slurm` with an --out holding a space, quotes, ';', '#', '$( )', backquotes and
     '%j': sbatch takes the script, the logs land in that folder, the cells run, nothing else."""
-    from tests.test_grid import HOSTILE, assert_ran_exactly, hostile_args
+    from tests.batch.test_grid import HOSTILE, assert_ran_exactly, hostile_args
     out = tmp_path / HOSTILE
     args = ["grid", "slurm", *hostile_args(cifar_root, out), "--cpus-per-task", "1", "--time",
             "00:10:00", "--submit"]

@@ -15,7 +15,7 @@ from hw0cli.train.run import run_train
 from tests.helpers import config_from_train_args
 
 runner = CliRunner()
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def opts(cifar_root, out):

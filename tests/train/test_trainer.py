@@ -26,7 +26,7 @@ from hw0cli.train.trainer import Trainer, whole_step_capturable
 from hw0cli.views import to_input
 from tests.helpers import tiny_config
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def compiled_trainer(cifar_root, tmp_path, recipe="notebook", **overrides) -> Trainer:
