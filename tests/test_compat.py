@@ -140,7 +140,6 @@ def test_old_run_evaluates_to_its_stored_accuracies(out, data):
     assert rows[FINISHED]["test_acc"] == {v: stored[v]["accuracy"] for v in VIEWS}
 
 
-@pytest.mark.slow
 def test_old_files_report_their_stored_numbers(out):
     before = md5s(out)
     invoke("report", "--out", out, "--format", "md")
