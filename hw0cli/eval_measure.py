@@ -40,7 +40,8 @@ from hw0cli.eval_engines import (
     build,
     gpu_candidates,
 )
-from hw0cli.export import RunFile, ensure_onnx
+from hw0cli.export import ensure_onnx
+from hw0cli.runs import RunFile
 
 
 class EvalChoice(Protocol):

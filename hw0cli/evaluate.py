@@ -24,9 +24,10 @@ from hw0cli.data import load_cifar10
 from hw0cli.env import resolve_device
 from hw0cli.errors import check
 from hw0cli.eval_engines import Inference
-from hw0cli.export import VARIANTS, RunFile, ensure_onnx, ensure_variant
+from hw0cli.export import VARIANTS, ensure_onnx, ensure_variant
 from hw0cli.paths import default_data_dir, default_out_dir
 from hw0cli.plots import per_class_views
+from hw0cli.runs import RunFile
 from hw0cli.sessions import PROVIDERS, bound_run, open_session
 from hw0cli.views import hflip, predict_logits, vflip
 

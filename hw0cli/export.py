@@ -11,7 +11,6 @@ appended, another model under this run's metadata) is caught on use and exported
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import logging
@@ -249,31 +248,7 @@ def int8_variant(src: Path, dst: Path, calib: np.ndarray) -> None:
             root.setLevel(level)
 
 
-class RunFile:
-    """One read of a run file for the export and evaluation path: its attributes, `export/`
-    record and weights (the model is built on first use, so a run without weights is refused
-    for what it is first). `pending`: what the exports found or made, for the caller to write
-    in its one update of the file (`hw0 eval` reads the file once and writes it once)."""
-
-    def __init__(self, path: Path, record: store.H5Record) -> None:
-        self.path, self.record, self.attrs = path, record, record.attrs
-        self.pending: dict[str, Any] = {}
-
-    @classmethod
-    def read(cls, path: Path) -> RunFile:
-        return cls(path, store.read_h5(path, prefixes=("weights/", "export/")))
-
-    @functools.cached_property
-    def model(self) -> nn.Module:
-        return runs.model_from_record(self.record, self.path)[0]
-
-    def recorded(self, group: str) -> dict[str, Any]:
-        """The record of an export (`export/` or `export/<variant>/`): its scalars."""
-        rec = self.record.group(group)
-        return {k: v.item() if np.ndim(v) == 0 else v for k, v in rec.items() if "/" not in k}
-
-
-def _record(run: RunFile, own: bool, arrays: dict[str, Any]) -> None:
+def _record(run: runs.RunFile, own: bool, arrays: dict[str, Any]) -> None:
     """Record an export: in the run file now when this call read it, else with the caller's
     update."""
     if own:
@@ -287,14 +262,14 @@ def _why(exc: Hw0Error) -> str:
 
 
 def ensure_onnx(run_path: Path, force: bool = False, notes: list[str] | None = None,
-                run: RunFile | None = None) -> tuple[Path, float, bool]:
+                run: runs.RunFile | None = None) -> tuple[Path, float, bool]:
     """Export (or reuse a matching) fp32 ONNX file for the run; returns (path, diff, reused).
 
     An existing file that is corrupt, belongs to other weights or changed after export is
     replaced (it is derived data), and a line saying so is appended to `notes`. `run`: the
     run file as already read; then the record goes to `run.pending`, not to the file.
     """
-    own, run = run is None, run or RunFile.read(run_path)
+    own, run = run is None, run or runs.RunFile.read(run_path)
     model, attrs = run.model, run.attrs
     run_id = str(attrs.get("run_id", run_path.stem))
     fp = weights_fingerprint(model)
@@ -338,7 +313,7 @@ VARIANTS = ("fp16", "int8")  # ONNX variants beside the fp32 model; never replac
 
 def ensure_variant(run_path: Path, variant: str, fp32_path: Path, data: Any,
                    force: bool = False, notes: list[str] | None = None,
-                   run: RunFile | None = None) -> tuple[Path, dict[str, Any], bool]:
+                   run: runs.RunFile | None = None) -> tuple[Path, dict[str, Any], bool]:
     """Build (or reuse a matching) `variant` ONNX file from the run's checked fp32 file.
 
     Returns (path, info, reused); info has the variant's test accuracy, the fp32 model's,
@@ -347,7 +322,7 @@ def ensure_variant(run_path: Path, variant: str, fp32_path: Path, data: Any,
     fp32 file's weight fingerprint and its own content's, so one left from other weights or
     changed after it was built is rebuilt (with a line in `notes`). `run`: as for `ensure_onnx`.
     """
-    own, run = run is None, run or RunFile.read(run_path)
+    own, run = run is None, run or runs.RunFile.read(run_path)
     dst = onnx_path(run_path, variant)
     fp = read_metadata(fp32_path).get("hw0_weights_sha256", "")
     attrs = run.attrs
@@ -406,7 +381,7 @@ def run_export(cfg: ExportConfig) -> ExportResult:
     t0 = time.perf_counter()
     with store.lock(run_path):
         notes: list[str] = []
-        run = RunFile.read(run_path)
+        run = runs.RunFile.read(run_path)
         path, diff, reused = ensure_onnx(run_path, cfg.force, notes, run=run)
         result = ExportResult(str(run.attrs["run_id"]), run_path, path, diff, 0.0, reused,
                               notes=notes)

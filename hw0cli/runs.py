@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import math
 import re
 import warnings
@@ -302,3 +303,25 @@ def last_finite(values: Any, default: float | None = math.nan) -> float | None:
     return ok[-1] if ok else default
 
 
+class RunFile:
+    """One read of a run file for the export and evaluation path: its attributes, `export/`
+    record and weights (the model is built on first use, so a run without weights is refused
+    for what it is first). `pending`: what the exports found or made, for the caller to write
+    in its one update of the file (`hw0 eval` reads the file once and writes it once)."""
+
+    def __init__(self, path: Path, record: store.H5Record) -> None:
+        self.path, self.record, self.attrs = path, record, record.attrs
+        self.pending: dict[str, Any] = {}
+
+    @classmethod
+    def read(cls, path: Path) -> RunFile:
+        return cls(path, store.read_h5(path, prefixes=("weights/", "export/")))
+
+    @functools.cached_property
+    def model(self) -> nn.Module:
+        return model_from_record(self.record, self.path)[0]
+
+    def recorded(self, group: str) -> dict[str, Any]:
+        """The record of an export (`export/` or `export/<variant>/`): its scalars."""
+        rec = self.record.group(group)
+        return {k: v.item() if np.ndim(v) == 0 else v for k, v in rec.items() if "/" not in k}

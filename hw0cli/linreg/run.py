@@ -32,7 +32,6 @@ from hw0cli.linreg.solvers import (
     Curve,
     Problem,
     Spectrum,
-    _dtype,
     fit_report,
     gradient_descent,
     kernel_sweep,
@@ -42,6 +41,7 @@ from hw0cli.linreg.solvers import (
     random_features_sweep,
     sgd,
     spectrum,
+    torch_dtype,
 )
 from hw0cli.linreg.summary import (
     Factorized,
@@ -125,7 +125,7 @@ class _Computation:
 
     def __init__(self, cfg: LinregConfig, say: Callable[[str], None]) -> None:
         self.cfg, self.say = cfg, say
-        self.device, self.dtype = resolve_device(cfg.device), _dtype(cfg.dtype)
+        self.device, self.dtype = resolve_device(cfg.device), torch_dtype(cfg.dtype)
         self.p = p = load_problem(cfg.data_dir, cfg.n, cfg.seed)
         self.arrays: dict[str, np.ndarray] = {"indices": p.indices}
         self.notes: list[str] = []

@@ -246,7 +246,7 @@ def overparam(p: Problem, init: float, step: float, iters: int, batch: int, seed
 # random features and kernels
 
 
-def _dtype(name: str) -> torch.dtype:
+def torch_dtype(name: str) -> torch.dtype:
     return torch.float64 if name == "float64" else torch.float32
 
 
