@@ -93,8 +93,8 @@ def hw0_on_path(tmp_path: Path) -> dict[str, str]:
 
 
 def readme_pipeline(kind: str) -> str:
-    """What the README pipes `hw0 <kind> list --null ...` into."""
-    line = next(ln for ln in (ROOT / "README.md").read_text().splitlines()
+    """What the docs (docs/grid-and-sweep.md) pipe `hw0 <kind> list --null ...` into."""
+    line = next(ln for ln in (ROOT / "docs" / "grid-and-sweep.md").read_text().splitlines()
                 if ln.startswith(f"hw0 {kind} list --null"))
     return line.split("|", 1)[1].split("  #")[0].strip()
 
