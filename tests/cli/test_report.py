@@ -53,14 +53,26 @@ def test_full_preset_smoke_runs_every_step_to_the_pdf(smoke_data, tmp_path, monk
                   "--objective worst-view"):
         assert title in " ".join(text.split()), title
     assert not (tmp_path / "runs").exists()  # nothing among real results
-    # one step broken at its full settings: that step fails, the run says so and exits 1
+    # one step's run file damaged since: that step fails, the others are done, exit 1
+    from hw0cli import runs
+    from hw0cli.train import run_id_for
+    from tests.helpers import damage
+    cfg = pipeline.AllConfig(preset="full", smoke=True, device="cpu", data_dir=str(smoke_data),
+                             out=str(tmp_path / "smoke"))
+    robust = next(s for s in pipeline.plan(cfg) if "flip-robust" in s.title)
+    damage(runs.run_path(cfg.out, run_id_for(robust.config)), "truncate")
+    r = smoke(smoke_data, tmp_path)
+    assert r.exit_code == 1 and "1 step(s) failed" in r.output, r.output[-3000:]
+    assert robust.title in r.output and "damaged" in r.output
+    assert f"{n - 1} already done" in r.output
+    # a step whose options cannot run stops the whole plan first: exit 2, nothing started
     broken = copy.deepcopy(pipeline.PRESETS["full"])
     broken["robust"][0]["augment"] = "vflip+sideways"
     monkeypatch.setitem(pipeline.PRESETS, "full", broken)
+    before = sorted(p.name for p in (tmp_path / "smoke" / "runs").iterdir())
     r = smoke(smoke_data, tmp_path)
-    assert r.exit_code == 1 and "1 step(s) failed" in r.output, r.output[-3000:]
-    assert "flip-robust training (augment vflip+sideways)" in r.output
-    assert f"{n - 1} already done" in r.output
+    assert r.exit_code == 2 and "nothing was started" in r.output and "sideways" in r.output
+    assert sorted(p.name for p in (tmp_path / "smoke" / "runs").iterdir()) == before
 
 
 def test_full_preset_smoke_fails_on_a_broken_sweep(smoke_data, tmp_path, monkeypatch):
