@@ -15,7 +15,10 @@
 # wanted first, each cut at its own limit and at the script's deadline. Groups (all by
 # default): notebook (the course recipe, cold and warm compile cache), explore (the fast
 # recipe and the variants EXPLORE="NAME:OPTIONS|..." names, seed 0, then the best over seeds
-# 1 and 2; default: "base:|w32:--whiten --epochs 32"), recipes (page over seeds), bench
+# 1 and 2; default: "base:|w32:--whiten --epochs 32"), recipes (page over seeds), compare
+# (issue 25's verdict: the arms CMP_ARMS="NAME:OPTIONS|..." over CMP_SEEDS seeds, default the
+# page control at 20 epochs, the fast recipe (flip TTA, its inference timed) and the fast
+# recipe at 10 epochs, 5 seeds each, seeds interleaved so a cut leaves the arms even), bench
 # (bench_train.py and its variants), eval (hw0 eval, bench_eval.py; needs notebook), kernels,
 # ortgpu (onnxruntime-gpu installed from the parts of scripts/ort_gpu_parts.sh where they are
 # here or stashed, then `hw0 eval --flip` with defaults, again from the cache, and with each
@@ -27,7 +30,7 @@ set -uo pipefail
 
 smoke=0
 only=""
-GROUPS_KNOWN=",notebook,explore,recipes,bench,eval,kernels,ortgpu,all,"
+GROUPS_KNOWN=",notebook,explore,recipes,compare,bench,eval,kernels,ortgpu,all,"
 while [ $# -gt 0 ]; do
   case "$1" in
     --cpu-smoke) smoke=1 ;;
@@ -42,7 +45,7 @@ while [ $# -gt 0 ]; do
           echo "device_check.sh: unknown group '$g' in --only ($groups_text)" >&2; exit 2; }
       done
       shift ;;
-    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^set -uo/p' "$0" | sed '$d'; exit 0 ;;
     *) echo "device_check.sh: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -102,6 +105,7 @@ if [ "$smoke" = 1 ]; then
   W=4; EPOCHS=1; TRAIN="--train-samples 1000 --no-compile --precision fp32"
   BENCH="--batches 3 --compile off --precision fp32"; VARIANTS="fp32/eager"; KSIZES=200
   KEXTRA=""; DEV="--device cpu"; EEXTRA=""; SEEDS="0 1"; ALL_PRESET=quick
+  CMP_SEEDS=${CMP_SEEDS:-"0 1"}; CEPOCHS="--epochs 1"
   ALL_CAP=10; COLD=300; WARM=120; XEPOCHS="--epochs 1"; ORT_EPOCHS=1
   # the smoke checks that every step runs, not how fast: on a CPU shared with other work a
   # step may take many times its GPU-sized limit, so limits and budget are only hang guards
@@ -110,6 +114,7 @@ else
   W=64; EPOCHS=20; TRAIN=""; BENCH="--batches 0 --epochs 2"; KSIZES=60000; KEXTRA="--no-sklearn"
   VARIANTS="bf16/eager,bf16/default,fp32/reduce-overhead"
   DEV="--device cuda"; SEEDS="0 1 2"; BUDGET=${BUDGET:-555}; ALL_PRESET=full; ALL_CAP=300
+  CMP_SEEDS=${CMP_SEEDS:-"0 1 2 3 4"}; CEPOCHS=""
   SLACK=1
   COLD=200; WARM=75; XEPOCHS=""  # the fast recipe at its own length
   ORT_EPOCHS=5  # ortgpu's own run (eager): trained enough that top-1 agreement means something
@@ -152,10 +157,13 @@ for p in sorted(out.glob("train_*_s*.json")):
         groups.setdefault(p.name[len("train_"):].rsplit("_s", 1)[0], []).append(r)
 explored = dict(line.split(":", 1) for line in
                 (load_text("explore.txt") or "").splitlines() if ":" in line)
+arms = dict(line.split(":", 1) for line in
+            (load_text("compare.txt") or "").splitlines() if ":" in line)
 for group, rs in groups.items():
-    name = group.removeprefix("x-")
+    name = group.removeprefix("x-").removeprefix("cmp-")
     label = (f"fast recipe {explored.get(name, name) or '(as committed)'}".rstrip()
              + f", {rs[0]['epochs_done']} epochs" if group.startswith("x-")
+             else f"compare {name} ({arms.get(name, '?').strip()})" if group.startswith("cmp-")
              else f"{group} recipe, {rs[0]['epochs_done']} epochs")
     for r in rs:
         train_row(f"{label} seed {r['run_id'].split('-s')[-1].split('-')[0]}", r)
@@ -165,6 +173,31 @@ for group, rs in groups.items():
         rows.append((rs[0]["device"], f"{label} over {len(rs)} seeds: mean / min acc, "
                      "mean steady s", f"{statistics.mean(accs):.2f}% / {min(accs):.2f}%, "
                      f"{statistics.mean(secs):.1f} s", "", ""))
+def spread(xs):
+    return (f"{statistics.mean(xs):.2f} +- {statistics.stdev(xs) if len(xs) > 1 else 0:.2f}"
+            f" (n={len(xs)})")
+def acc(r, tta=False):
+    err = r["test_err_tta"] if tta and r.get("test_err_tta") is not None else r["test_err"]
+    return 100 * (1 - err)
+cmp = {g.removeprefix("cmp-"): rs for g, rs in groups.items() if g.startswith("cmp-")}
+if "page" in cmp:  # issue 25's targets: fast (TTA, timed) >= page + 2.5 points in <= 10 s
+    dev, page = cmp["page"][0]["device"], statistics.mean(acc(r) for r in cmp["page"])
+    rows.append((dev, "compare: page control, test acc %", spread([acc(r) for r in cmp["page"]]),
+                 "", ""))
+    for arm, rs in cmp.items():
+        if arm == "page":
+            continue
+        tta = [acc(r, True) for r in rs]
+        secs = [r["seconds"] + (r.get("tta_inference_s") or 0) for r in rs]
+        gap = statistics.mean(tta) - page
+        rows.append((dev, f"compare: {arm}, {rs[0]['epochs_done']} epochs: test acc % plain / "
+                     "with TTA / s (TTA counted)", f"{spread([acc(r) for r in rs])} / "
+                     f"{spread(tta)} / {statistics.mean(secs):.1f} s", f"page {page:.2f}%",
+                     f"{gap:+.2f} points"))
+        rows.append((dev, f"compare: {arm}: TTA mean >= page + 2.5 in <= 10 s; plain mean >= "
+                     "page", f"{'yes' if gap >= 2.5 and statistics.mean(secs) <= 10 else 'no'}"
+                     f"; {'yes' if statistics.mean(acc(r) for r in rs) >= page else 'no'}",
+                     "", ""))
 for b in (load("bench_train.json"), load("bench_variants.json")):
     if not b:
         continue
@@ -313,6 +346,18 @@ fi
 group=recipes
 for s in $SEEDS; do
   train "train_page_s$s" "$COLD" --recipe page --epochs $EPOCHS --seed "$s"
+done
+group=compare
+CMP_ARMS=${CMP_ARMS:-"page:--recipe page --epochs 20|fast:--recipe fast|\
+fast10:--recipe fast --epochs 10"}
+IFS='|' read -ra arms <<< "$CMP_ARMS"
+want compare && rm -f "$OUT/compare.txt"
+for a in "${arms[@]}"; do want compare && echo "$a" >> "$OUT/compare.txt"; done
+for s in $CMP_SEEDS; do
+  for a in "${arms[@]}"; do
+    # shellcheck disable=SC2086  # options split on purpose; $CEPOCHS (smoke) overrides
+    train "train_cmp-${a%%:*}_s$s" "$COLD" ${a#*:} $CEPOCHS --seed "$s"
+  done
 done
 group=notebook
 train train_notebookwarm_s0 "$WARM" --epochs $EPOCHS --force

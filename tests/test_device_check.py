@@ -64,3 +64,24 @@ def test_device_check_stops_when_hw0_does_not_import(tmp_path):
     assert "hw0 does not import here" in r.stderr
     assert "not on this image" in (tmp_path / "out" / "imports.log").read_text()
     assert not (tmp_path / "out" / "train_notebook_s0.log").exists()  # nothing else ran
+
+
+@pytest.mark.slow
+def test_device_check_compare_group_tabulates_the_arms_and_the_verdict(tmp_path):
+    """`--only compare`: every arm over the seeds, seeds interleaved, then mean +- std per arm,
+    the fast arms' gap to the page control and issue 25's verdict rows."""
+    env = {**os.environ, "OUT": str(tmp_path), "PYTHON": sys.executable,
+           "CMP_ARMS": "page:--recipe page|fast:--recipe fast"}
+    r = subprocess.run(["bash", str(ROOT / "scripts" / "device_check.sh"), "--cpu-smoke",
+                        "--only", "compare"], capture_output=True, text=True, env=env,
+                       timeout=3000)  # a hang guard only
+    assert r.returncode == 0 and "0 failed step(s)" in r.stdout, r.stdout[-3000:] + r.stderr
+    ran = [ln.split()[1] for ln in r.stdout.splitlines() if ln.startswith("== train_")]
+    assert ran == ["train_cmp-page_s0", "train_cmp-fast_s0", "train_cmp-page_s1",
+                   "train_cmp-fast_s1"]
+    table = (tmp_path / "table.txt").read_text()
+    assert "compare: page control, test acc %" in table and "(n=2)" in table
+    assert "compare page (--recipe page) over 2 seeds" in table
+    gap = next(ln for ln in table.splitlines() if "compare: fast, 1 epochs" in ln)
+    assert "page " in gap and " points" in gap
+    assert "compare: fast: TTA mean >= page + 2.5 in <= 10 s" in table
