@@ -37,6 +37,8 @@ from hw0cli.report.notes import (
     is_grid,
     pct,
     portable,
+    seed_mates,
+    spread,
 )
 from hw0cli.report.render import Block, Section, render_md, render_pdf
 from hw0cli.report.sweep import sweep_cell_ids, sweep_sections
@@ -88,6 +90,16 @@ def _steady_seconds(r: runs.RunSummary, attrs: dict[str, Any]) -> float:
     return r.seconds - float(one.get("train_s", 0.0)) if isinstance(one, dict) else r.seconds
 
 
+def _shown_acc(r: runs.RunSummary) -> float:
+    shown = r.figures.get("original")
+    return shown.accuracy if shown else 1 - r.test_err
+
+
+def _tta_acc(history: dict[str, Any]) -> float | None:
+    tta = runs.last_finite(history["test_err_tta"], None) if "test_err_tta" in history else None
+    return None if tta is None else 1 - tta
+
+
 def warmup_section(all_runs: list[runs.RunSummary], figdir: Path,
                    sweep_ids: frozenset[str] = frozenset()) -> Section:
     sec = Section("Warm-up: Myrtle5 on CIFAR-10")
@@ -99,6 +111,7 @@ def warmup_section(all_runs: list[runs.RunSummary], figdir: Path,
         sec.text("No finished training run yet. Produce one with `hw0 train` (the course "
                  "recipe at width 64), or `hw0 train --width 4 --epochs 20` on a CPU.")
         return sec
+    finished = main
     latest: dict[tuple, runs.RunSummary] = {}  # the latest run of each recipe and width
     for r in sorted(main, key=lambda r: r.ended):
         latest[(r.config.get("recipe", "notebook"), r.config.get("width", 0),
@@ -113,17 +126,19 @@ def warmup_section(all_runs: list[runs.RunSummary], figdir: Path,
         secs = _steady_seconds(r, rec.attrs)
         ips = c.get("train_samples", 50000) * r.epochs_done / secs if secs else float("nan")
         dev = str(rec.attrs.get("device", "?")).split(":")[0].replace("NVIDIA ", "")
-        tta = runs.last_finite(h["test_err_tta"], None) if "test_err_tta" in h else None
-        shown = r.figures.get("original")
+        mates = seed_mates(r, finished)  # r first: its own figures, then the other seeds'
+        tta = [_tta_acc(h), *(_tta_acc(store.read_h5(m.path, prefixes=("history/",))
+                                       .group("history")) for m in mates[1:])]
         rows.append([r.run_id, str(c.get("width")), c.get("recipe", "notebook"),
-                     str(r.epochs_done), pct(shown.accuracy if shown else 1 - r.test_err),
-                     by_label(shown), pct(None if tta is None else 1 - tta), pct(r.full_train_err),
+                     str(r.epochs_done), spread([_shown_acc(m) for m in mates]),
+                     by_label(r.figures.get("original")), spread(tta), pct(r.full_train_err),
                      f"{secs:.0f}", f"{ips:,.0f}", f"{dev}, {rec.attrs.get('precision')}"])
         histories[f"{c.get('recipe', 'notebook')}, c = {c.get('width')}, "
                   f"{r.epochs_done} epochs"] = h
     sec.text("Each run trains the course's Myrtle5 CNN (conv widths c, 2c, 4c, 8c with "
              "BatchNorm and ReLU, max-pools, a linear head); the latest run of each recipe and "
-             "width is shown. Time is steady training time (evaluation and the one-time "
+             "width is shown, its test accuracies as mean +- std where runs of the same settings "
+             "have other seeds. Time is steady training time (evaluation and the one-time "
              "compile excluded); images/s counts training images; TTA is the flip test-time "
              "average where the run measured it. " + ACCURACY_NOTE + " " + ERRORS_NOTE)
     sec.add_table(["run", "width", "recipe", "epochs", "test acc", "by", "TTA acc",

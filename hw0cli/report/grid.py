@@ -15,7 +15,7 @@ from hw0cli.batch.grid import GridRow
 from hw0cli.choices import RECIPES
 from hw0cli.models import count_parameters, make_cnn
 from hw0cli.quantities import FULL_TRAIN, TEST, label
-from hw0cli.report.notes import is_grid, pct, test_points
+from hw0cli.report.notes import is_grid, pct, spread, test_points
 from hw0cli.report.render import Section
 from hw0cli.train import WIDTH_SCALED, recipe_settings, science_of
 
@@ -36,11 +36,11 @@ def problem2_section(all_runs: list[runs.RunSummary], figdir: Path) -> Section:
              f" or stops improving ({settings.get('patience')} epochs), at most "
              f"{settings.get('epochs')} epochs; optimizer {settings.get('optimizer')}, lr "
              f"{settings.get('lr')}, batch {settings.get('batch_size')}. Test labels are "
-             "never changed, so chance is 90% test error.")
+             "never changed, so chance is 90% test error. Errors over several seeds: mean +- std.")
     sec.add_table(["width", "p", "seeds", label(FULL_TRAIN), label(TEST), "epochs",
                    "train s"],
                   [[str(r.width), f"{r.noise:g}", str(len(r.seeds)),
-                    pct(r.stat("train_err")[0]), pct(r.stat("test_err")[0]),
+                    spread(r.train_err, count=False), spread(r.test_err, count=False),
                     f"{np.mean(r.epochs):.0f}", f"{np.mean(r.seconds):.0f}"] for r in ordered])
     n = int(settings.get("train_samples") or 50_000)
     bits = n * math.log2(10)

@@ -1,14 +1,18 @@
 """The report's recurring explanations: which measurement an accuracy is, what the two
 training errors are, why a curve has few test points, commands without the machine's folders;
-percentages, and which runs are the grid's."""
+percentages (a mean +- std where a setting has several seeds), and which runs are the
+grid's."""
 
 from __future__ import annotations
 
 import math
 from typing import Any
 
+import numpy as np
+
 from hw0cli import runs
 from hw0cli.quantities import FULL_TRAIN, TEST, TRAIN_RUNNING, label
+from hw0cli.train import science_of
 
 TEST_IMAGES = 10_000
 
@@ -62,6 +66,28 @@ def test_points(grid_runs: list[Any], n: int) -> str:
 
 def pct(x: float | None) -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.2f}%"
+
+
+def spread(values: list[float | None], count: bool = True) -> str:
+    """'81.20% +- 0.35 (3 seeds)': the mean and std (as the sweep tables give it) of one
+    quantity over the seeds of a setting (`count`: the seeds said); one value as `pct`."""
+    got = [v for v in values if v is not None and not math.isnan(v)]
+    if len(got) < 2:
+        return pct(got[0] if got else None)
+    seeds = f" ({len(got)} seeds)" if count else ""
+    return f"{100 * np.mean(got):.2f}% +- {100 * np.std(got):.2f}{seeds}"
+
+
+def seed_mates(r: runs.RunSummary, finished: list[runs.RunSummary]) -> list[runs.RunSummary]:
+    """`r` and, for each other seed, the latest finished run with `r`'s settings and epochs."""
+    def setting(m: runs.RunSummary) -> dict[str, Any]:
+        return {**science_of(m.config), "seed": None}
+
+    same, mates = setting(r), {}
+    for m in sorted(finished, key=lambda m: m.ended):
+        if m.epochs_done == r.epochs_done and setting(m) == same:
+            mates[m.config.get("seed")] = m
+    return [r, *(m for seed, m in mates.items() if seed != r.config.get("seed"))]
 
 
 def is_grid(r: runs.RunSummary) -> bool:

@@ -128,6 +128,28 @@ def test_warmup_section_compares_recipes(cifar_root, tmp_path):
     assert any("cutout 8" in " ".join(b.lines) for b in sec.blocks if b.kind == "text")
 
 
+def test_warmup_row_gives_mean_and_std_over_seeds(cifar_root, tmp_path):
+    """Three seeds of one setting: one row, the latest seed's run, its test and TTA accuracies
+    as mean +- std over the three; a run of other settings (another lr) stays out of them."""
+    from hw0cli.report.build import warmup_section
+    from hw0cli.runs import list_runs
+    from hw0cli.train.config import make_config
+    from hw0cli.train.run import run_train
+
+    small = dict(width=2, epochs=2, train_samples=200, data_dir=cifar_root, out=tmp_path,
+                 device="cpu", precision="fp32", compile=False, batch_size=50, tta=True)
+    run_train(make_config("notebook", seed=3, lr=0.01, **small))  # not a seed of the others
+    res = [run_train(make_config("notebook", seed=s, **small)) for s in (0, 1, 2)]
+    sec = warmup_section(list_runs(tmp_path), tmp_path / "fig")
+    header, rows = next(b.table for b in sec.blocks if b.kind == "table")
+    assert [r[0] for r in rows] == [res[-1].run_id]  # the latest run stands for the setting
+    for col, errs in (("test acc", [r.test_err for r in res]),
+                      ("TTA acc", [r.test_err_tta for r in res])):
+        acc = 1 - np.array(errs)
+        want = f"{100 * acc.mean():.2f}% +- {100 * acc.std():.2f} (3 seeds)"
+        assert rows[0][header.index(col)] == want, (col, rows[0])
+
+
 def test_a_fast_recipe_grid_over_widths_is_one_group():
     """The report shows the largest group of grid runs with the same settings: a fast-recipe
     grid is one group although its lr and logit scale differ by width (as the recipe's), and
@@ -219,3 +241,23 @@ def test_a_study_too_small_to_mean_anything_says_so():
     long = SweepSummary("s", ["lr"], None, [Setting(c.point, (c,)) for c in trained], {}, [],
                         [])
     assert _caveat(cfg, long) is None
+
+
+def test_grid_table_gives_mean_and_std_over_seeds(cifar_root, tmp_path):
+    """Problem 2's table: a cell trained at two seeds shows its errors as mean +- std."""
+    from hw0cli.quantities import TEST, label
+    from hw0cli.report.grid import problem2_section
+    from hw0cli.runs import list_runs
+    from hw0cli.train.config import make_config
+    from hw0cli.train.run import run_train
+
+    small = dict(width=2, epochs=2, train_samples=200, data_dir=cifar_root, out=tmp_path,
+                 device="cpu", precision="fp32", compile=False, batch_size=50,
+                 until_train_error=0.01, noise=0.5)
+    res = [run_train(make_config("notebook", seed=s, **small)) for s in (0, 1)]
+    sec = problem2_section(list_runs(tmp_path), tmp_path / "fig")
+    header, rows = next(b.table for b in sec.blocks if b.kind == "table")
+    assert len(rows) == 1 and rows[0][header.index("seeds")] == "2"
+    test = np.array([r.test_err for r in res])
+    assert rows[0][header.index(label(TEST))] == \
+        f"{100 * test.mean():.2f}% +- {100 * test.std():.2f}"
