@@ -8,8 +8,8 @@ compiled run, more for the first run of a graph while the compile cache is empty
 trains until its training error is low (Problem 2's grid) is costed at its epoch cap unless
 the net has far more parameters than its random labels have bits (then it interpolates in
 about `FAST_EPOCHS`). Other steps take constants measured on this project's CPU machine
-(README, "Measured figures"). `StepClock` (hw0cli.pipeline) scales the rest of the estimate
-by how the finished steps compared with theirs.
+(docs/benchmarks.md, "Measured figures"). `StepClock` (hw0cli.pipeline) scales the rest of
+the estimate by how the finished steps compared with theirs.
 """
 
 from __future__ import annotations
@@ -32,17 +32,17 @@ from hw0cli.views import predict_logits
 
 EVAL_SPEEDUP = 3.0  # forward only: about a third of a training step's work
 MIN_TIMED_S = 0.5  # a timed evaluation window
-COMPILE_COLD_S = 60.0  # README: a width-4 run's one-time cost, empty cache 66.9 s
-COMPILE_WARM_S = 5.0  # README: 5.3 s with a warm cache
+COMPILE_COLD_S = 60.0  # docs/benchmarks.md: a width-4 run's one-time cost, empty cache 66.9 s
+COMPILE_WARM_S = 5.0  # docs/benchmarks.md: 5.3 s with a warm cache
 STEP_OVERHEAD_S = 2.0  # trainer set-up, data to the device, checkpoints
 DATA_LOAD_S = 10.0  # the first read of CIFAR-10 in the process (8-14 s measured)
-FAST_EPOCHS = 15  # README grid: c = 64 reached 1% train error in 11-15 epochs
+FAST_EPOCHS = 15  # docs/benchmarks.md, the grid: c = 64 reached 1% train error in 11-15 epochs
 MEMORIZES = 20.0  # parameters per bit of random labels above which a net interpolates fast
 FLIP_EVAL_S = 10.0  # export and check the ONNX model, open the session
-LINREG_AT_500_S = 40.0  # README: `hw0 linreg --method all` at n = 500, 43 s in all
+LINREG_AT_500_S = 40.0  # docs/benchmarks.md: `hw0 linreg --method all` at n = 500, 43 s in all
 LINREG_FIXED_S = 5.0  # of which reading MNIST and drawing the plots
 WORST_VIEW = 2.0  # the worst-view objective runs each batch and its flip
-CUDA_GRAPHS = 3.0  # measured eager rate -> CUDA graphs (README: 42k vs 131k images/s)
+CUDA_GRAPHS = 3.0  # measured eager rate -> CUDA graphs (docs/benchmarks.md: 42k vs 131k images/s)
 BYTES_PER_IMAGE = 3100  # a CIFAR-10 batch file: 3,072 pixel bytes, a label and a file name
 
 
@@ -177,7 +177,7 @@ def linreg_seconds(cfg: Any) -> float:
 
 
 def graph_shape(cfg: Any) -> tuple:
-    """What a compiled training step's graph depends on (README: one graph per run)."""
+    """What a compiled training step's graph depends on (docs/train.md: one graph per run)."""
     return (cfg.width, cfg.batch_size, cfg.augment, cfg.objective, cfg.batchnorm,
             cfg.precision)
 

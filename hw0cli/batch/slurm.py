@@ -29,7 +29,8 @@ _TIME = re.compile(r"^(\d+-)?\d{1,3}(:\d{2}){0,2}$")  # Slurm's [D-]HH[:MM[:SS]]
 
 
 # per task, for grids and sweeps alike: a grid cell trained to 1% train error on a CPU can take
-# an hour and more (README: c = 64 on 2,000 images, 473 s on 2 cores; on 50,000 images 25x that)
+# an hour and more (docs/benchmarks.md: c = 64 on 2,000 images, 473 s on 2 cores; on 50,000
+# images 25x that)
 SLURM_TIME = "02:00:00"
 
 

@@ -46,7 +46,7 @@ def _print_report(res: Any) -> None:
 
 
 def all_cmd(
-    preset: Annotated[str, choice(Preset, help="quick: laptop CPU, reduced (see README); "
+    preset: Annotated[str, choice(Preset, help="quick: laptop CPU, reduced (see docs/report.md); "
                                   "full: the assignment's settings, for a GPU")] = "quick",
     device: Annotated[str, choice(Device, help="Where to train and evaluate")] = "auto",
     log: Log = None,

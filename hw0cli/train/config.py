@@ -169,7 +169,7 @@ class TrainConfig:
     recipe: Annotated[Recipe, Opt(
         "Named defaults that explicit options override (the defaults shown here are "
         "notebook's): notebook, the course's recipe; fast, the best accuracy found for 10 s "
-        "of GPU training (30 epochs; see README); page, David Page's backbone run",
+        "of GPU training (30 epochs; see docs/train.md); page, David Page's backbone run",
         panel=MODEL)] = "notebook"
     # -- execution: how, not what (not part of the run id) --
     device: Annotated[Device, Opt("Where to train", panel=EXEC)] = "auto"
@@ -224,7 +224,7 @@ def recipe_settings(recipe: str, width: int = FAST_TUNED_WIDTH) -> dict[str, Any
 
     notebook: the course's recipe (plain SGD, lr 0.1, batch 128, constant lr, no augmentation).
     fast: same layer widths, a better procedure: the best accuracy found for <= 10 s of steady
-      GPU training on an H100 (30 epochs: 9.6 s; see the README for what was measured).
+      GPU training on an H100 (30 epochs: 9.6 s; docs/benchmarks.md has what was measured).
       Narrower nets take a larger lr and logit scale (`fast_width_factor`).
     page: David Page's training of this backbone (cifar10-fast, "How to train your ResNet",
       experiments.ipynb, "Post 4: Architecture - backbone ... test acc 91.1%"), option by
@@ -258,11 +258,11 @@ def recipe_settings(recipe: str, width: int = FAST_TUNED_WIDTH) -> dict[str, Any
         **page,
         # a narrower net's head reads fewer features (8c), so the same logit scale gives
         # smaller logits and it underfits at width 64's values: c = 16, 10 epochs: x2 on both
-        # 81.94%, on lr alone 81.57%, neither 80.77% (README)
+        # 81.94%, on lr alone 81.57%, neither 80.77% (docs/benchmarks.md)
         **{name: round(page[name] * k, 4) for name in WIDTH_SCALED},
         "epochs": 30,  # what 10 s of steady training fits on an H100: 9.6 s (32 took 10.4 s
         # over 3 seeds, 31 took 10.0 s; an H200 runs 32 in 9.0 s)
-        "warmup": 5 / 24,  # the settings measured on the GPU (README): the peak 0.8 epoch
+        "warmup": 5 / 24,  # measured on the GPU (docs/benchmarks.md): the peak 0.8 epoch
         "drop_last": True,  # later than page's, the partial batch skipped
         "cutout": 0,  # measured: c = 16, 10 epochs, 80.10% without; cutout regularizes a net
         # that still underfits at this budget (train error 20%)
