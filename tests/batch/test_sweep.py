@@ -174,7 +174,9 @@ def test_ctrl_c_stops_a_parallel_run(cifar_root, tmp_path):
     end = time.monotonic() + 900  # hang guards: a loaded CPU is slow
     while not list((tmp_path / "runs").glob("*.h5")) and time.monotonic() < end:
         time.sleep(0.2)  # the first cell has written its first checkpoint
+    seen = sorted(p.name for p in (tmp_path / "runs").glob("*.h5"))
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=600)
-    assert proc.returncode == 130 and "Interrupted" in err
+    out, err = proc.communicate(timeout=600)
+    logs = "".join(p.read_text()[-800:] for p in (tmp_path / "grid_logs").glob("*.log"))
+    assert proc.returncode == 130 and "Interrupted" in err, (seen, out[-2000:], err[-2000:], logs)
     assert len(list((tmp_path / "runs").glob("*.h5"))) == 1  # no cell started after Ctrl-C

@@ -63,8 +63,8 @@ RACER = """
 import sys, time
 from pathlib import Path
 import torch
-from hw0cli import probe
-from hw0cli.train_options import make_config
+from hw0cli.train import probe
+from hw0cli.train.config import make_config
 batch, ready, go = int(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
 speeds = {"fp32": 100.0, "bf16": 230.0}
 def make_timer(device, cfg, precision, mode):
