@@ -40,6 +40,44 @@ def test_auto_precision_follows_the_probe(monkeypatch, tmp_path):
     assert fixed.precision == "fp32" and fixed.probe is None and len(calls) == 4
 
 
+def counting_timer(speeds: dict[str, float], windows: dict[str, int]):
+    def make_timer(device, cfg, precision, compile_mode):
+        def window():
+            windows[precision] = windows.get(precision, 0) + 1
+            return speeds[precision]
+        return window
+    return make_timer
+
+
+@pytest.mark.parametrize("bf16, windows_of_bf16", [
+    (10.0, 1),  # 10x slower than fp32 after the first round: out of the race
+    (30.0, probe.ROUNDS),  # 3.3x slower: within reach, timed every round
+])
+def test_a_candidate_far_behind_is_not_timed_again(monkeypatch, tmp_path, bf16, windows_of_bf16):
+    monkeypatch.setenv("HW0_CACHE", str(tmp_path / "cache"))
+    windows: dict[str, int] = {}
+    monkeypatch.setattr(probe, "make_timer", counting_timer({"fp32": 100.0, "bf16": bf16},
+                                                            windows))
+    ex = probe.choose_execution(make_config(width=16, device="cpu", compile=False),
+                                torch.device("cpu"))
+    assert ex.precision == "fp32" and ex.probe["images_per_s"]["bf16/eager"] == bf16
+    assert windows == {"fp32": probe.ROUNDS, "bf16": windows_of_bf16}
+
+
+def test_one_probe_serves_compiled_and_eager_runs(monkeypatch, tmp_path):
+    """A CPU times its candidates eagerly either way: a compiled run reuses an eager run's
+    figures instead of measuring the same thing again."""
+    monkeypatch.setenv("HW0_CACHE", str(tmp_path / "cache"))
+    calls: list = []
+    monkeypatch.setattr(probe, "make_timer", stub_measure({"fp32": 100.0, "bf16": 80.0}, calls))
+    cpu = torch.device("cpu")
+    eager = probe.choose_execution(make_config(width=16, device="cpu", compile=False), cpu)
+    compiled = probe.choose_execution(make_config(width=16, device="cpu", compile=True), cpu)
+    assert not eager.probe["cached"] and compiled.probe["cached"] and len(calls) == 2
+    assert (eager.precision, eager.compile_mode) == ("fp32", None)
+    assert (compiled.precision, compiled.compile_mode) == ("fp32", "default")
+
+
 def test_cpu_compile_mode_auto_is_default_without_probe(monkeypatch):
     monkeypatch.setattr(probe, "make_timer", lambda *a: (_ for _ in ()).throw(AssertionError))
     ex = probe.choose_execution(make_config(width=4, device="cpu", precision="fp32",
