@@ -169,8 +169,11 @@ def test_ctrl_c_stops_a_parallel_run(cifar_root, tmp_path):
     from tests.helpers import tiny_train_args
     args = ["--axis", "seed=0,1,2,3", "--width", "2", *tiny_train_args(cifar_root, tmp_path)]
     args[args.index("--epochs") + 1] = "50"  # long enough to be interrupted
+    # a shell without job control starts background jobs with SIGINT ignored, and Python then
+    # keeps ignoring it: give the sweep the disposition a terminal's Ctrl-C meets
     proc = subprocess.Popen([sys.executable, "-m", "hw0cli", "sweep", "run", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     end = time.monotonic() + 900  # hang guards: a loaded CPU is slow
     while not list((tmp_path / "runs").glob("*.h5")) and time.monotonic() < end:
         time.sleep(0.2)  # the first cell has written its first checkpoint
