@@ -18,6 +18,7 @@ import torch
 import hw0cli
 from hw0cli.choices import DEVICES, PRECISIONS
 from hw0cli.errors import Hw0UsageError
+from hw0cli.paths import point_compile_caches
 
 
 def resolve_device(name: str) -> torch.device:
@@ -54,27 +55,17 @@ def cpu_has_amx() -> bool:
     return "amx_bf16" in _cpu_flags()
 
 
-CACHE_ENV = "HW0_CACHE"
-
-
-def cache_dir() -> Path:
-    """`$HW0_CACHE`, else hw0/ under the user's cache folder (`$XDG_CACHE_HOME` or ~/.cache)."""
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "hw0"
-
-
 def setup_compile_cache() -> Path:
     """Point torch.compile's on-disk caches (inductor's FX graphs and kernels, AOTAutograd,
-    Triton) into the hw0 cache, shared by every run, process and grid cell on this machine.
-    Variables the user set already win. Returns the cache folder."""
-    root = cache_dir()
-    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(root / "inductor"))
-    os.environ.setdefault("TRITON_CACHE_DIR", str(root / "triton"))
-    # torch's compiler configs load its compiler stack: only when compiling
+    Triton) into the hw0 cache, shared by every run, process and grid cell on this machine,
+    and turn the caches on. Variables the user set already win; torch's own default folder,
+    which importing torch._dynamo writes into the environment, does not count as set.
+    Returns the cache folder."""
+    # torch's compiler modules load its compiler stack: only when compiling
     import torch._functorch.config as functorch_config
     import torch._inductor.config as inductor_config
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+    root = point_compile_caches(torch_defaults=(os.path.abspath(default_cache_dir()),))
     inductor_config.fx_graph_cache = True
     functorch_config.enable_autograd_cache = True
     return root

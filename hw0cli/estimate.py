@@ -24,9 +24,10 @@ import torch
 
 from hw0cli import runs, store
 from hw0cli.data import CIFAR_TEST_FILE, CIFAR_TRAIN_FILES, cifar_dir
-from hw0cli.env import cache_dir, resolve_compile, resolve_device, resolve_precision
+from hw0cli.env import resolve_compile, resolve_device, resolve_precision
 from hw0cli.linreg import LinregConfig
 from hw0cli.models import count_parameters, make_cnn
+from hw0cli.paths import cache_dir
 from hw0cli.train import choose_execution, make_timer, run_id_for, width_class
 from hw0cli.views import predict_logits
 

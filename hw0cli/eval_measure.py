@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from hw0cli import atomic, sessions
-from hw0cli.env import cache_dir, device_name
+from hw0cli.env import device_name
 from hw0cli.errors import Hw0Error
 from hw0cli.eval_engines import (
     Candidate,
@@ -41,6 +41,7 @@ from hw0cli.eval_engines import (
     gpu_candidates,
 )
 from hw0cli.export import ensure_onnx
+from hw0cli.paths import cache_dir
 from hw0cli.runs import RunFile
 
 

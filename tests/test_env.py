@@ -1,4 +1,5 @@
 import math
+import os
 
 import pytest
 import torch
@@ -18,12 +19,17 @@ def test_precision_names_are_checked_and_auto_is_only_a_guess():
         env.resolve_precision("fp8", cpu)
 
 
-def test_cache_dir_follows_env(monkeypatch, tmp_path):
+def test_compile_caches_leave_torchs_default_for_hw0s(monkeypatch, tmp_path):
+    """Importing torch._dynamo writes inductor's default folder into the environment; setting
+    up a compile takes hw0's cache folder instead, and keeps a folder the user chose."""
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
     monkeypatch.setenv("HW0_CACHE", str(tmp_path / "c"))
-    assert env.cache_dir() == tmp_path / "c"
-    monkeypatch.delenv("HW0_CACHE")
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "x"))
-    assert env.cache_dir() == tmp_path / "x" / "hw0"
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", default_cache_dir())
+    assert env.setup_compile_cache() == tmp_path / "c"
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "c" / "inductor")
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "mine"))
+    env.setup_compile_cache()
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "mine")
 
 
 def test_matmul_peak_is_a_finite_rate(monkeypatch):

@@ -70,7 +70,7 @@ def _written_folders(kwargs: dict[str, Any]) -> list[tuple[str, Path]]:
     torch.compile's cache, say)."""
     import tempfile
 
-    from hw0cli.env import cache_dir
+    from hw0cli.paths import cache_dir
     return [("the output folder", out_or_default(kwargs.get("out"))),
             ("the cache", cache_dir()), ("the temporary folder", Path(tempfile.gettempdir()))]
 

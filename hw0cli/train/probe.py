@@ -37,9 +37,10 @@ import torch
 
 from hw0cli import atomic
 from hw0cli.data import CIFAR_CLASSES, CifarData
-from hw0cli.env import cache_dir, device_name, resolve_compile, resolve_precision
+from hw0cli.env import device_name, resolve_compile, resolve_precision
 from hw0cli.errors import Hw0UsageError
 from hw0cli.options import flag
+from hw0cli.paths import cache_dir
 from hw0cli.train.config import TrainConfig
 from hw0cli.train.trainer import Trainer
 

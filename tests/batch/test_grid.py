@@ -72,6 +72,34 @@ def test_grid_sh_syntax_and_dry_run(tmp_path):
     assert all("--train-samples 2000" in ln for ln in lines)
 
 
+def test_slurm_scripts_size_threads_from_the_cpus_slurm_gives(cifar_root, tmp_path):
+    """The hand-written script asks for no fixed CPU count (a count larger than the cluster's
+    nodes waits forever) and runs each cell on the CPUs Slurm gave its task; the generated one
+    asks for --cpus-per-task and uses them."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "hw0"  # says what the script ran, and on how many threads
+    fake.write_text('#!/bin/sh\necho "threads=$OMP_NUM_THREADS args=$*"\n')
+    fake.chmod(0o755)
+    script = ROOT / "scripts" / "grid.slurm"
+    assert "#SBATCH --cpus-per-task" not in script.read_text()
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_ARRAY_TASK_ID": "4"}
+    env.pop("SLURM_CPUS_PER_TASK", None)
+    asked = subprocess.run(["bash", str(script), "--out", "o"], capture_output=True, text=True,
+                           env={**env, "SLURM_CPUS_PER_TASK": "3"}, check=True).stdout
+    bound = subprocess.run(["bash", str(script)], capture_output=True, text=True, env=env,
+                           check=True).stdout
+    nproc = subprocess.run(["nproc"], capture_output=True, text=True, check=True).stdout.strip()
+    assert asked.strip() == "threads=3 args=grid run --index 4 --out o"
+    assert bound.strip() == f"threads={nproc} args=grid run --index 4"
+    from hw0cli.cli import app
+    r = runner.invoke(app, ["grid", "slurm", *opts(cifar_root, tmp_path), "--cpus-per-task", "3"])
+    assert r.exit_code == 0, r.output
+    text = next((tmp_path / "slurm").glob("*.sbatch")).read_text()
+    assert "#SBATCH --cpus-per-task=3\n" in text
+    assert "export OMP_NUM_THREADS=${SLURM_CPUS_PER_TASK:-1}\n" in text
+
+
 # ---- hostile paths, concurrent runs ----------------------------------------------------------
 
 # a folder name that breaks unquoted commands: a space, quotes, ';', '#', '$( )', backquotes, a

@@ -230,18 +230,35 @@ def test_damaged_checkpoint_is_refused_and_force_starts_over(cifar_root, tmp_pat
 @pytest.mark.slow
 def test_full_disk_in_the_compile_cache(cifar_root, tmp_path, monkeypatch):
     """torch.compile's cache under $HW0_CACHE on a full disk: inductor's own error, deep
-    inside the compile, becomes the one message naming the cache and its disk."""
-    from tests.helpers import FullDisk
-    cache = tmp_path / "cache"
+    inside the compile, becomes the one message naming the cache and its disk; the run files
+    already there are untouched, nothing half-written is left, and once the disk has space
+    again the same command trains the run."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.helpers import FullDisk, temp_files_left
+    cache, out = tmp_path / "cache", tmp_path / "out"
     monkeypatch.setenv("HW0_CACHE", str(cache))
     for var in ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR"):
         monkeypatch.delenv(var, raising=False)
+    # an earlier run, in a process of its own: this one's compile must meet the cache cold
+    subprocess.run([sys.executable, "-m", "hw0cli", *tiny_args(cifar_root, out), "--seed", "1"],
+                   env={**os.environ, "HW0_CACHE": str(tmp_path / "other")}, check=True,
+                   capture_output=True, timeout=900)
+    earlier = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     disk = FullDisk(monkeypatch, cache, free=0)
-    r = run(*tiny_args(cifar_root, tmp_path / "out"), "--compile")
+    r = run(*tiny_args(cifar_root, out), "--compile")
     assert r.exit_code == 1 and disk.failures, r.output
     assert isinstance(r.exception, SystemExit) and "InductorError" not in r.output
     assert "No space left on device" in r.output and f"the cache {cache}" in r.output
     assert "0 B free" in r.output
+    assert r.output.count("Error:") == 1 and "Traceback" not in r.output
+    assert {p: p.read_bytes() for p in earlier} == earlier and temp_files_left(out) == []
+    disk.free = None  # space again
+    r = run(*tiny_args(cifar_root, out), "--compile")
+    assert r.exit_code == 0, r.output
+    assert len(list((out / "runs").glob("*.h5"))) == 2
 
 
 def _mount_tmpfs(folder, size: str) -> bool:
