@@ -11,10 +11,14 @@ from tests.helpers import write_cifar, write_mnist
 
 @pytest.fixture(scope="session", autouse=True)
 def hw0_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Probe results and compile caches of the tests stay out of the user's cache folder."""
+    """Probe results and compile caches of the tests stay out of the user's cache folder
+    (hw0cli, imported already, pointed the compile caches at it: point them again)."""
     import os
+
+    from hw0cli.paths import point_compile_caches
     path = tmp_path_factory.mktemp("hw0_cache")
     os.environ["HW0_CACHE"] = str(path)
+    point_compile_caches()
     return path
 
 
