@@ -23,6 +23,9 @@ def test_compile_caches_leave_torchs_default_for_hw0s(monkeypatch, tmp_path):
     """Importing torch._dynamo writes inductor's default folder into the environment; setting
     up a compile takes hw0's cache folder instead, and keeps a folder the user chose."""
     from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    from hw0cli import paths
+    monkeypatch.setattr(paths, "_pointed", dict(paths._pointed))  # the session's stays as it is
     monkeypatch.setenv("HW0_CACHE", str(tmp_path / "c"))
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", default_cache_dir())
     assert env.setup_compile_cache() == tmp_path / "c"
