@@ -216,7 +216,11 @@ def science_of(stored: dict[str, Any]) -> dict[str, Any]:
 
 FAST_TUNED_WIDTH = 64  # the width the fast recipe was tuned at on the GPU
 FAST_MAX_WIDTH_FACTOR = 2.0  # narrower nets: lr and logit scale at most x2 (measured: x4 hurts)
-WIDTH_SCALED = ("lr", "logit_scale")  # the fast recipe's settings that depend on the width
+# At the narrow end (c <= 16) the fast recipe halves its batch, for twice the steps per epoch,
+# with the lr x sqrt(1/2) (width 16, 6 epochs, seed 0: batch 256 at lr 0.57 80.83%, batch 512
+# at lr 0.8 79.19%, batch 128 at lr 0.4 80.46%; docs/benchmarks.md)
+FAST_NARROW_BATCH = 256
+WIDTH_SCALED = ("lr", "logit_scale", "batch_size")  # the fast recipe's width-dependent settings
 
 
 def recipe_settings(recipe: str, width: int = FAST_TUNED_WIDTH) -> dict[str, Any]:
@@ -225,7 +229,8 @@ def recipe_settings(recipe: str, width: int = FAST_TUNED_WIDTH) -> dict[str, Any
     notebook: the course's recipe (plain SGD, lr 0.1, batch 128, constant lr, no augmentation).
     fast: same layer widths, a better procedure: the best accuracy found for <= 10 s of steady
       GPU training on an H100 (30 epochs: 9.6 s; docs/benchmarks.md has what was measured).
-      Narrower nets take a larger lr and logit scale (`fast_width_factor`).
+      Narrower nets take a larger lr and logit scale (`fast_width_factor`), and at c <= 16
+      a batch of 256 (`FAST_NARROW_BATCH`).
     page: David Page's training of this backbone (cifar10-fast, "How to train your ResNet",
       experiments.ipynb, "Post 4: Architecture - backbone ... test acc 91.1%"), option by
       option; the control that measures what the data costs.
@@ -254,12 +259,16 @@ def recipe_settings(recipe: str, width: int = FAST_TUNED_WIDTH) -> dict[str, Any
     if recipe == "page":
         return page
     k = fast_width_factor(width)
+    batch = FAST_NARROW_BATCH if k == FAST_MAX_WIDTH_FACTOR else page["batch_size"]
     return {
         **page,
         # a narrower net's head reads fewer features (8c), so the same logit scale gives
         # smaller logits and it underfits at width 64's values: c = 16, 10 epochs: x2 on both
         # 81.94%, on lr alone 81.57%, neither 80.77% (docs/benchmarks.md)
-        **{name: round(page[name] * k, 4) for name in WIDTH_SCALED},
+        "logit_scale": round(page["logit_scale"] * k, 4),
+        # the lr per step follows the square root of the batch (the gradient noise's scale)
+        "lr": round(page["lr"] * k * math.sqrt(batch / page["batch_size"]), 4),
+        "batch_size": batch,
         "epochs": 30,  # what 10 s of steady training fits on an H100: 9.6 s (32 took 10.4 s
         # over 3 seeds, 31 took 10.0 s; an H200 runs 32 in 9.0 s)
         "warmup": 5 / 24,  # measured on the GPU (docs/benchmarks.md): the peak 0.8 epoch

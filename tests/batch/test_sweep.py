@@ -57,7 +57,7 @@ def test_width_axis_takes_the_recipe_at_each_width(tmp_path):
     c = cfg(tmp_path, "width=16,64", "seed=0,1", recipe="fast")
     cs = sweep.cells(c)
     assert {(x.config.width, x.config.lr, x.config.logit_scale) for x in cs} == {
-        (16, 0.8, 0.25), (64, 0.4, 0.125)}
+        (16, 0.5657, 0.25), (64, 0.4, 0.125)}
     for x in cs:
         assert x.config == make_config("fast", width=x.value("width"), seed=x.value("seed"),
                                        data_dir=tmp_path, out=tmp_path)
@@ -68,7 +68,7 @@ def test_width_axis_takes_the_recipe_at_each_width(tmp_path):
                               train_options=(("width", 16),)))
     assert [x.config.lr for x in lr_axis] == [0.2, 0.4]  # an axis is explicit, so it wins
     args = sweep.options_args("fast", (("width", 16),), tmp_path, tmp_path)
-    assert "--lr" not in args and config_from_train_args(args).lr == 0.8
+    assert "--lr" not in args and config_from_train_args(args).lr == 0.5657
 
 
 def test_one_at_a_time_around_the_base(tmp_path):

@@ -83,13 +83,18 @@ def test_run_id_is_stable_and_config_derived():
 
 
 def test_fast_recipe_scales_lr_and_logits_below_the_tuned_width():
-    """Narrower nets get lr and logit scale x sqrt(64 / c), at most x2; width 64 (where the
+    """Narrower nets get lr and logit scale x sqrt(64 / c), at most x2; at the narrow end
+    (x2, c <= 16) the batch halves and the lr follows it by sqrt(1/2); width 64 (where the
     recipe was measured on the GPU) and wider keep the tuned values; page is the same at
     every width."""
-    at = {w: make_config("fast", width=w) for w in (1, 4, 16, 32, 64, 256)}
-    assert [(at[w].lr, at[w].logit_scale) for w in (1, 4, 16, 64, 256)] == [
-        (0.8, 0.25), (0.8, 0.25), (0.8, 0.25), (0.4, 0.125), (0.4, 0.125)]
-    assert at[32].lr == pytest.approx(0.4 * 2 ** 0.5, abs=1e-4)
+    at = {w: make_config("fast", width=w) for w in (1, 4, 16, 17, 32, 64, 256)}
+    half = 0.5 ** 0.5
+    assert [(at[w].lr, at[w].logit_scale, at[w].batch_size) for w in (1, 4, 16, 64, 256)] == [
+        (round(0.8 * half, 4), 0.25, 256)] * 3 + [(0.4, 0.125, 512)] * 2
+    assert at[32].lr == pytest.approx(0.4 * 2 ** 0.5, abs=1e-4) and at[32].batch_size == 512
+    assert at[17].batch_size == 512 and at[17].lr == pytest.approx(0.4 * (64 / 17) ** 0.5,
+                                                                   abs=1e-4)
+    assert make_config("fast", width=16, batch_size=512).batch_size == 512
     assert all(c.epochs == at[64].epochs and c.momentum == 0.9 for c in at.values())
     assert make_config("fast", width=16, lr=0.3).lr == 0.3  # explicit options still win
     assert make_config("fast", width=16, logit_scale=1.0).logit_scale == 1.0
