@@ -42,7 +42,8 @@ def test_fast_recipe_cells_at_each_width(tmp_path):
     command line runs exactly that cell (same run id)."""
     cs = grid.cells(grid.GridConfig(widths=(16, 32, 64), noises=(0.0,), recipe="fast",
                                     data_dir=tmp_path, out=tmp_path))
-    assert [(c.lr, c.logit_scale) for c in cs] == [(0.5657, 0.25), (0.5657, 0.1768), (0.4, 0.125)]
+    assert [(c.lr, c.logit_scale, c.batch_size) for c in cs] == [
+        (0.5657, 0.25, 256), (0.5657, 0.1768, 512), (0.4, 0.125, 512)]
     for c in cs:
         args = cells.train_args(c)
         assert "--lr" not in args

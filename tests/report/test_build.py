@@ -152,7 +152,7 @@ def test_warmup_row_gives_mean_and_std_over_seeds(cifar_root, tmp_path):
 
 def test_a_fast_recipe_grid_over_widths_is_one_group():
     """The report shows the largest group of grid runs with the same settings: a fast-recipe
-    grid is one group although its lr and logit scale differ by width (as the recipe's), and
+    grid is one group although its lr, logit scale and batch differ by width (as the recipe's), and
     an lr given explicitly makes another group."""
     import dataclasses
 
@@ -163,6 +163,8 @@ def test_a_fast_recipe_grid_over_widths_is_one_group():
         return _grid_settings(dataclasses.asdict(make_config(recipe, **kw)))
     assert settings(width=4, noise=0.5, seed=1) == settings(width=64) == settings(width=32)
     assert settings(width=4)["lr"] == "the recipe's at each width"
+    assert settings(width=4)["batch_size"] == "the recipe's at each width"
+    assert settings(width=4, batch_size=512) != settings(width=4)
     assert settings(width=4, lr=0.3) != settings(width=4)
     assert settings(width=16, lr=0.3)["lr"] == 0.3
     assert settings("notebook", width=4, lr=1e-3)["lr"] == 1e-3
