@@ -219,7 +219,7 @@ FAST_MAX_WIDTH_FACTOR = 2.0  # narrower nets: lr and logit scale at most x2 (mea
 # At the narrow end (c <= 16) the fast recipe halves its batch, for twice the steps per epoch,
 # with the lr x sqrt(1/2) (width 16, 6 epochs, seed 0: batch 256 at lr 0.57 80.83%, batch 512
 # at lr 0.8 79.19%, batch 128 at lr 0.4 80.46%; docs/benchmarks.md)
-FAST_NARROW_BATCH = 256
+FAST_NARROW_WIDTH, FAST_NARROW_BATCH = FAST_TUNED_WIDTH // 4, 256
 WIDTH_SCALED = ("lr", "logit_scale", "batch_size")  # the fast recipe's width-dependent settings
 
 
@@ -259,7 +259,7 @@ def recipe_settings(recipe: str, width: int = FAST_TUNED_WIDTH) -> dict[str, Any
     if recipe == "page":
         return page
     k = fast_width_factor(width)
-    batch = FAST_NARROW_BATCH if k == FAST_MAX_WIDTH_FACTOR else page["batch_size"]
+    batch = FAST_NARROW_BATCH if width <= FAST_NARROW_WIDTH else page["batch_size"]
     return {
         **page,
         # a narrower net's head reads fewer features (8c), so the same logit scale gives
