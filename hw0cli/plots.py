@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from hw0cli.atomic import atomic_path
-from hw0cli.quantities import LABELS
+from hw0cli.quantities import LABELS, tta_label
 
 
 def save(fig: plt.Figure, path: Path) -> Path:
@@ -101,8 +101,10 @@ def grid_curves(curves: dict, path: Path) -> Path:
     return save(fig, path)
 
 
-def training_curves(history: dict[str, np.ndarray], path: Path, title: str) -> Path:
-    """Train (running) and test error (%) per epoch; test points only where evaluated."""
+def training_curves(history: dict[str, np.ndarray], path: Path, title: str,
+                    tta_shift: int = 0) -> Path:
+    """Train (running) and test error (%) per epoch; test points only where evaluated; the TTA
+    error where measured, labelled with its views (`tta_shift`: the run's --tta-shift)."""
     fig, ax = plt.subplots(figsize=(6.5, 4))
     ep = history["epoch"]
     ax.plot(ep, 100 * history["train_err"], "o-", ms=3, label=LABELS["train_err"])
@@ -111,7 +113,7 @@ def training_curves(history: dict[str, np.ndarray], path: Path, title: str) -> P
     tta = history.get("test_err_tta")
     if tta is not None and (~np.isnan(tta)).any():
         ok = ~np.isnan(tta)
-        ax.plot(ep[ok], 100 * tta[ok], "^--", ms=3, label=LABELS["test_err_tta"])
+        ax.plot(ep[ok], 100 * tta[ok], "^--", ms=3, label=tta_label(tta_shift))
     ax.set_xlabel("epoch")
     ax.set_ylabel("error (%)")
     ax.set_title(title)

@@ -37,6 +37,17 @@ def label(key: str) -> str:
     return LABELS.get(key, key.replace("_", " "))
 
 
+def tta_views(shift: int = 0) -> str:
+    """The TTA's name, saying which views it averages: the image and its mirror, and with
+    `--tta-shift s` also both moved by (s, s) and (-s, -s) pixels, each with its mirror."""
+    return f"6-view TTA: flip x shift 0, +-{shift} px" if shift else "flip TTA"
+
+
+def tta_label(shift: int = 0) -> str:
+    """The TTA error's label (`LABELS["test_err_tta"]` for flip TTA)."""
+    return f"test err ({tta_views(shift)})"
+
+
 def finite_or_none(x: Any) -> Any:
     """NaN and infinities (not measured, or diverged) as None: JSON's null."""
     return None if isinstance(x, float) and not math.isfinite(x) else x

@@ -11,7 +11,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from hw0cli.cli.common import duration, err_console, mode_text, out_console
 from hw0cli.errors import Hw0Error
-from hw0cli.quantities import label
+from hw0cli.quantities import label, tta_label
 
 
 class RichReporter:
@@ -37,6 +37,7 @@ class RichReporter:
         self.epoch_task: Any = None
         self.run_task: Any = None
         self.epochs = self.steps = self.start = 0
+        self.tta_label = tta_label()
 
     def __enter__(self) -> RichReporter:
         if self.progress is not None:
@@ -65,6 +66,7 @@ class RichReporter:
     def on_start(self, info: dict[str, Any]) -> None:
         self.epochs, self.steps = info["epochs"], info["steps_per_epoch"]
         self.start = info["start_epoch"]
+        self.tta_label = tta_label(info.get("tta_shift", 0))
         first = self.start + 1
         resumed = f", resuming after epoch {info['start_epoch']}" if info["start_epoch"] else ""
         self._line(f"run [bold]{info['run_id']}[/] on {info['device']} ({info['precision']}, "
@@ -94,7 +96,8 @@ class RichReporter:
         extra = ""
         for key in ("train_eval_err", "test_err_tta"):  # shown where measured
             if not math.isnan(row.get(key, math.nan)):
-                extra += f"  {label(key)} {100 * row[key]:.2f}%"
+                name = self.tta_label if key == "test_err_tta" else label(key)
+                extra += f"  {name} {100 * row[key]:.2f}%"
         self._line(f"{row['epoch']:>5} {_num(row['train_loss'], '.4f'):>10} "
                    f"{_pct(row['train_err']):>19} {_num(row['test_loss'], '.4f'):>9} "
                    f"{_pct(row['test_err']):>8} {row['lr']:>8.4g} {row['seconds']:>7.1f}{extra}")

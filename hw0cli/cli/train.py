@@ -59,7 +59,7 @@ def _print_train(result: Any, tracked: bool, console: Any) -> None:
         say(f"run [bold]{result.run_id}[/] already finished ({result.path}); pass --force to "
             "train it again" + (", or `hw0 runs sync` to log it." if tracked else "."),
             console, wrap=False)
-    from hw0cli.quantities import FULL_TRAIN, TRAIN_RUNNING, label
+    from hw0cli.quantities import FULL_TRAIN, TRAIN_RUNNING, label, tta_views
     views = result.test_acc_views
     flip = (f", vertically flipped {100 * views['vflip']:.2f}%" if "vflip" in views else "")
     processes = (f"; summed over the {result.processes} processes that trained it, each "
@@ -72,7 +72,8 @@ def _print_train(result: Any, tracked: bool, console: Any) -> None:
         f"{mode_text(result.compile_mode)}) + {result.one_time_s:.1f} s one-time (compile, "
         f"autotune, capture{processes}). Saved {result.path}", console, wrap=False)
     if result.test_err_tta is not None and result.tta_inference_s is not None:
-        say(f"with TTA: test accuracy {100 * (1 - result.test_err_tta):.2f}% in "
+        acc = 100 * (1 - result.test_err_tta)
+        say(f"with {tta_views(result.tta_shift)}: test accuracy {acc:.2f}% in "
             f"{result.seconds + result.tta_inference_s:.1f} s (training + "
             f"{result.tta_inference_s:.2f} s of TTA inference)", console, wrap=False)
 

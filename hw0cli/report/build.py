@@ -139,8 +139,9 @@ def warmup_section(all_runs: list[runs.RunSummary], figdir: Path,
              "BatchNorm and ReLU, max-pools, a linear head); the latest run of each recipe and "
              "width is shown, its test accuracies as mean +- std where runs of the same settings "
              "have other seeds. Time is steady training time (evaluation and the one-time "
-             "compile excluded); images/s counts training images; TTA is the flip test-time "
-             "average where the run measured it. " + ACCURACY_NOTE + " " + ERRORS_NOTE)
+             "compile excluded); images/s counts training images; TTA is the test-time average "
+             "over the image and its mirror (with --tta-shift s also both moved by +-s pixels, "
+             "each mirrored) where the run measured it. " + ACCURACY_NOTE + " " + ERRORS_NOTE)
     sec.add_table(["run", "width", "recipe", "epochs", "test acc", "by", "TTA acc",
                    label(FULL_TRAIN), "train s", "images/s", "device"], rows)
     if len({r.config.get("recipe", "notebook") for r in main}) > 1:
@@ -149,7 +150,8 @@ def warmup_section(all_runs: list[runs.RunSummary], figdir: Path,
     for r in main:
         h = store.read_h5(r.path, prefixes=("history/",)).group("history")
         png = plots.training_curves(h, figdir / f"curves_{r.run_id}.png",
-                                    f"Run {r.run_id} (width {r.config.get('width')})")
+                                    f"Run {r.run_id} (width {r.config.get('width')})",
+                                    int(r.config.get("tta_shift", 0)))
         sec.figure(png, f"Training curves of {r.run_id}: {label(TRAIN_RUNNING)} per epoch, "
                         f"{label(TEST)} where measured.")
         sec.text(f"Recipe of {r.run_id}: " + _recipe_text(r.config, r.epochs_done))
@@ -161,6 +163,10 @@ def _recipe_text(c: dict[str, Any], epochs: int) -> str:
                                                        "alternate_flip", "normalize", "bias",
                                                        "logit_scale", "whiten", "warmup")
              if k in c and c[k] != TrainConfig.__dataclass_fields__[k].default]
+    if c.get("optimizer") == "muon":  # the filters' own step, at its default or not
+        fields = TrainConfig.__dataclass_fields__
+        extra[:0] = [f"{k.replace('_', ' ')} {c.get(k, fields[k].default)}"
+                     for k in ("muon_lr", "muon_momentum")]
     return (f"{c.get('recipe', 'notebook')}: optimizer {c.get('optimizer')}, lr {c.get('lr')}, "
             f"momentum {c.get('momentum')}, batch {c.get('batch_size')}, schedule "
             f"{c.get('schedule')}, augmentation {c.get('augment')}, label smoothing "

@@ -70,6 +70,13 @@ class TrainConfig:
         "L2 coefficient added to the gradient (torch convention)", run_id=ALWAYS,
         panel=OPTIM)] = 0.0
     optimizer: Annotated[Optimizer, Opt("Optimizer", run_id=ALWAYS, panel=OPTIM)] = "sgd"
+    muon_lr: Annotated[float, Gt(0), Opt(
+        "With --optimizer muon: the convolution filters' peak step, relative to their size "
+        "(their update is orthogonalized and the filters renormalized each step; airbench: "
+        "0.24)", run_id=IF_CHANGED, panel=OPTIM)] = 0.24
+    muon_momentum: Annotated[float, Interval(ge=0, lt=1), Opt(
+        "With --optimizer muon: the filters' Nesterov momentum (airbench: 0.6)",
+        run_id=IF_CHANGED, panel=OPTIM)] = 0.6
     schedule: Annotated[Schedule, Opt("Learning-rate schedule over all epochs", run_id=ALWAYS,
                                       panel=OPTIM)] = "constant"
     augment: Annotated[str, Opt(
@@ -328,6 +335,11 @@ def validate(cfg: TrainConfig) -> None:
           "pair of +- filters per whitened direction).")
     check(cfg.bn_bias_lr == 1.0 or cfg.optimizer == "sgd", f"{opt('bn_bias_lr')} scales SGD "
           "steps; Adam's steps do not grow with the gradient. Use it with --optimizer sgd.")
+    check(cfg.optimizer != "muon" or (cfg.batchnorm and cfg.precision != "fp16"),
+          f"{opt('optimizer')} muon renormalizes the convolution filters each step, which keeps "
+          "the network's function only with BatchNorm after them, and its update has no loss "
+          "scaling: train it with BatchNorm (no --no-batchnorm) in bf16 or fp32 (not "
+          f"--precision fp16), or use {opt('optimizer')} sgd.")
     check(cfg.batchnorm or not (cfg.freeze_bn_scale or cfg.bn_bias_lr != 1.0),
           f"{opt('freeze_bn_scale')} and {opt('bn_bias_lr')} act on BatchNorm layers, which "
           f"{opt('batchnorm')} removes: drop one or the other.")

@@ -39,7 +39,8 @@ def training_estimate(cfg: TrainConfig, device: torch.device, n_test: int) -> Me
     half = cfg.precision in ("bf16", "fp16") or (cfg.precision == "auto" and (
         cpu or resolve_precision("auto", device) == "bf16"))
     act_bytes = 2 if half else 4
-    opt_states = 2 if cfg.optimizer == "adam" else int(cfg.momentum > 0)
+    opt_states = 2 if cfg.optimizer == "adam" else int(cfg.momentum > 0
+                                                       or cfg.optimizer == "muon")
     # weights, gradients, optimizer state, the EMA copy; on the CPU also the checkpoint's host
     # copy of the weights and optimizer state
     copies = 2 + opt_states + int(cfg.ema > 0) + ((1 + opt_states) if cpu else 0)

@@ -29,11 +29,16 @@ class Optim:
                  precision: str, scaled: list[int]) -> None:
         self.cfg, self.params, self.device, self.scaled = cfg, params, device, scaled
         cuda = device.type == "cuda"
-        if cfg.optimizer == "sgd":
+        # muon: the convolution filters (4-d) take Muon's step; the SGD object holds their
+        # momentum buffers beside the other parameters', so checkpoints save them alike
+        self.filters = [i for i, p in enumerate(params) if p.ndim == 4] \
+            if cfg.optimizer == "muon" else []
+        self.rest = [i for i in range(len(params)) if i not in self.filters]
+        if cfg.optimizer in ("sgd", "muon"):
             self.opt: torch.optim.Optimizer = torch.optim.SGD(
                 params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
                 weight_decay=cfg.weight_decay)
-            if cfg.momentum > 0:  # zeros + grad == the buffer SGD's first step makes
+            if cfg.momentum > 0 or self.filters:  # zeros + grad == SGD's first buffer
                 for p in params:
                     self.opt.state[p]["momentum_buffer"] = torch.zeros_like(p)
         else:  # step counters on the device when CUDA graphs may capture the update
@@ -80,12 +85,25 @@ class Optim:
             grads = [p.grad for p in self.params]
             for i in self.scaled:
                 grads[i] = grads[i] * cfg.bn_bias_lr
-            if cfg.weight_decay:
+            if cfg.weight_decay:  # not on muon's filters: their renormalization bounds them
                 # the L2 term added here, as torch.optim does (grad + wd * param): inductor
                 # (torch 2.14, CPU) miscompiles the single-tensor kernels' own weight-decay add
                 # inside a whole-step graph; tests compare the compiled step with eager
-                grads = torch._foreach_add(grads, self.params, alpha=cfg.weight_decay)
-            if cfg.optimizer == "sgd":
+                decayed = torch._foreach_add([grads[i] for i in self.rest],
+                                             [self.params[i] for i in self.rest],
+                                             alpha=cfg.weight_decay)
+                for i, g in zip(self.rest, decayed, strict=True):
+                    grads[i] = g
+            if self.filters:
+                muon_update([self.params[i] for i in self.filters],
+                            [grads[i] for i in self.filters],
+                            [self.bufs[i] for i in self.filters], lr * (cfg.muon_lr / cfg.lr),
+                            cfg.muon_momentum)
+                sgd_update([self.params[i] for i in self.rest], [grads[i] for i in self.rest],
+                           [self.bufs[i] for i in self.rest], weight_decay=0.0,
+                           momentum=cfg.momentum, lr=lr, dampening=0.0,
+                           nesterov=cfg.nesterov, maximize=False)
+            elif cfg.optimizer == "sgd":
                 sgd_update(self.params, grads, self.bufs, weight_decay=0.0,
                            momentum=cfg.momentum, lr=lr, dampening=0.0, nesterov=cfg.nesterov,
                            maximize=False)
@@ -116,3 +134,30 @@ class Optim:
             idx, key = name.split("/")
             state.setdefault(int(idx), {})[key] = torch.from_numpy(np.array(arr))
         self.opt.load_state_dict({"state": state, "param_groups": groups})
+
+
+NS_COEFFS, NS_STEPS = (3.4445, -4.7750, 2.0315), 3  # airbench94_muon's quintic, 3 iterations
+
+
+def orthogonalize(g: torch.Tensor) -> torch.Tensor:
+    """Newton-Schulz approximation of U V^T for g = U S V^T (singular values ~0.5-1.5)."""
+    a, b, c = NS_COEFFS
+    x = g / (g.norm() + 1e-7)
+    tall = x.size(0) > x.size(1)
+    if tall:
+        x = x.T
+    for _ in range(NS_STEPS):
+        m = x @ x.T
+        x = a * x + (b * m + c * m @ m) @ x
+    return x.T if tall else x
+
+
+def muon_update(params: list[torch.Tensor], grads: list[torch.Tensor],
+                bufs: list[torch.Tensor], lr: torch.Tensor, momentum: float) -> None:
+    """Muon on convolution filters (airbench94_muon): Nesterov momentum, the filters scaled to
+    a Frobenius norm of sqrt(out channels), then a step along the orthogonalized update."""
+    for p, g, buf in zip(params, grads, bufs, strict=True):
+        buf.mul_(momentum).add_(g)
+        u = g.add(buf, alpha=momentum)
+        p.mul_(p.size(0) ** 0.5 / p.norm())
+        p.sub_(lr * orthogonalize(u.reshape(p.size(0), -1).float()).view_as(p).to(p.dtype))

@@ -85,6 +85,7 @@ class TrainResult:
     train_eval_err: float = math.nan  # "full-train err": eval mode, whole set (last measured)
     processes: int = 1  # processes that trained it (a resumed run: each paid its one-time cost)
     tta_inference_s: float | None = None  # the final TTA inference of the test set (with --tta)
+    tta_shift: int = 0  # the TTA's views: the mirror, and with s > 0 shifts by +-s pixels
 
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -130,6 +131,7 @@ def _result_from_record(rec: store.H5Record, path: Path, status: str) -> TrainRe
         compile_mode=execution.get("compile_mode"), tta_inference_s=a.get("tta_inference_s"),
         train_eval_err=runs.last_finite(h.get("train_eval_err", [])),
         processes=1 + len(a.get("resumed_at") or []),
+        tta_shift=int((a.get("config") or {}).get("tta_shift", 0)),
     )
 
 
@@ -278,7 +280,8 @@ class _Run:
                 "precision": tr.precision, "compile": tr.compile_mode is not None,
                 "compile_mode": tr.compile_mode, "n_train": tr.n,
                 "realized_noise": tr.realized_noise, "start_epoch": start_epoch,
-                "epochs": cfg.epochs, "steps_per_epoch": tr.steps_per_epoch})
+                "epochs": cfg.epochs, "steps_per_epoch": tr.steps_per_epoch,
+                "tta_shift": cfg.tta_shift})
         if not self.resumed:
             bad = nonfinite_names(tr.state_tensors())
             if bad:  # epoch 0's checkpoint is the one a divergence in epoch 1 keeps

@@ -358,3 +358,13 @@ def test_batchnorm_flag_both_ways(cifar_root, tmp_path):
     assert ids[0] != ids[1]
     plain = run(*tiny_args(cifar_root, tmp_path), "--json")  # on is the default: same run
     assert json.loads(plain.stdout.splitlines()[-1])["run_id"] == ids[0]
+
+
+@pytest.mark.parametrize(("shift", "views"), [(0, "flip TTA"),
+                                               (1, "6-view TTA: flip x shift 0, +-1 px")])
+def test_the_tta_result_names_the_views_it_averaged(cifar_root, tmp_path, shift, views):
+    r = run(*tiny_args(cifar_root, tmp_path), "--tta", "--tta-shift", shift)
+    assert r.exit_code == 0, r.output
+    out = flat(r.output)
+    assert f"test err ({views})" in out and f"with {views}: test accuracy" in out
+    assert shift == 0 or "flip TTA" not in out

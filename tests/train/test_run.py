@@ -145,13 +145,14 @@ def test_label_noise_is_saved_and_test_labels_untouched(cifar_root, tmp_path):
     assert 0.8 < res.realized_noise < 0.97
 
 
-def test_resume_equals_uninterrupted(cifar_root, tmp_path):
+@pytest.mark.parametrize("optimizer", ["sgd", "muon"])
+def test_resume_equals_uninterrupted(cifar_root, tmp_path, optimizer):
     cfg = tiny(cifar_root, tmp_path / "a", momentum=0.9, augment="hflip+crop",
-               schedule="cosine")
+               schedule="cosine", optimizer=optimizer)
     full = run_train(cfg)
 
     cfg_b = tiny(cifar_root, tmp_path / "b", momentum=0.9, augment="hflip+crop",
-                 schedule="cosine")
+                 schedule="cosine", optimizer=optimizer)
     with pytest.raises(Hw0Error, match="Interrupted") as e:
         run_train(cfg_b, reporter=InterruptAt(2))
     assert e.value.exit_code == 130

@@ -44,7 +44,8 @@ def compiled_trainer(cifar_root, tmp_path, recipe="notebook", **overrides) -> Tr
                                           ("fast", {"dirac": True, "activation": "gelu",
                                                     "freeze_bn_scale": True,
                                                     "bn_bias_lr": 64.0, "lookahead": True}),
-                                          ("page", {"optimizer": "adam", "lr": 1e-3})])
+                                          ("page", {"optimizer": "adam", "lr": 1e-3}),
+                                          ("fast", {"optimizer": "muon", "muon_lr": 0.1})])
 def test_whole_step_is_one_graph(cifar_root, tmp_path, recipe, extra):
     """fullgraph=True: a graph break anywhere in the step (gather, augmentation, forward, loss,
     backward, optimizer, metrics) raises instead of splitting the step."""
@@ -293,7 +294,8 @@ def test_ema_is_the_moving_average_of_the_weights(cifar_root, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("recipe,extra", [("fast", {}),
-                                          ("page", {"optimizer": "adam", "lr": 1e-3})])
+                                          ("page", {"optimizer": "adam", "lr": 1e-3}),
+                                          ("fast", {"optimizer": "muon", "muon_lr": 0.1})])
 def test_compiled_step_matches_eager(cifar_root, tmp_path, recipe, extra):
     """The whole-step graph computes what the eager step computes (weight decay, Nesterov,
     Adam, label smoothing, augmentation), to float rounding, over three updates."""
