@@ -308,9 +308,13 @@ if want notebook; then
   train train_notebook_s0 "$COLD" --epochs $EPOCHS || FALLBACK="--no-compile"
 fi
 group=explore
-# the open question for the fast recipe (session 6, H100): within 10 s, are 32 epochs with the
-# cheaper whitened first layer (88.85% over 3 seeds, 9.8 s) better than 30 plain ones (9.6 s)?
-EXPLORE=${EXPLORE:-"base:|w32:--whiten --epochs 32"}
+# the open questions for the fast recipe at width 64: within 10 s, are 32 epochs with the
+# cheaper whitened first layer (H100, session 6: 88.85% over 3 seeds, 9.8 s) better than 30
+# plain ones (9.6 s)? Does Muon for the filters, which the recipe takes at width <= 16 (CPU,
+# width 16: +1.0 point at 6 epochs, +0.9 at 10), help here too, at the narrow end's muon lr 0.1
+# or airbench's 0.24?
+EXPLORE=${EXPLORE:-"base:|w32:--whiten --epochs 32|muon:--optimizer muon --muon-lr 0.1 \
+--warmup 0.02|muon24:--optimizer muon --muon-lr 0.24 --warmup 0.02"}
 IFS='|' read -ra variants <<< "$EXPLORE"
 for v in "${variants[@]}"; do  # NAME:OPTIONS lines accumulate over calls (the table's labels)
   name=${v%%:*}; opts=${v#*:}

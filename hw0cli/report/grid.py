@@ -88,5 +88,9 @@ def _grid_settings(config: dict[str, Any]) -> dict[str, Any]:
     science = science_of(config)
     recipe = config.get("recipe", "notebook")
     own = recipe_settings(recipe, science["width"]) if recipe in RECIPES else {}
-    return {k: "the recipe's at each width" if k in WIDTH_SCALED and own.get(k) == v else v
-            for k, v in science.items() if k not in ("width", "noise", "seed")}
+    out = {k: "the recipe's at each width" if k in WIDTH_SCALED and own.get(k) == v else v
+           for k, v in science.items() if k not in ("width", "noise", "seed")}
+    if recipe == "fast":  # one it leaves at the default at this width (the muon lr at width
+        for k in WIDTH_SCALED:  # 64, where the filters take SGD) is the recipe's there too
+            out.setdefault(k, "the recipe's at each width")
+    return out

@@ -164,6 +164,8 @@ def test_a_fast_recipe_grid_over_widths_is_one_group():
     assert settings(width=4, noise=0.5, seed=1) == settings(width=64) == settings(width=32)
     assert settings(width=4)["lr"] == "the recipe's at each width"
     assert settings(width=4)["batch_size"] == "the recipe's at each width"
+    assert settings(width=64)["muon_lr"] == settings(width=4)["muon_lr"]  # (64: SGD, default)
+    assert settings(width=4, muon_lr=0.2) != settings(width=4)
     assert settings(width=4, batch_size=512) != settings(width=4)
     assert settings(width=4, lr=0.3) != settings(width=4)
     assert settings(width=16, lr=0.3)["lr"] == 0.3
