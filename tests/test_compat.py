@@ -179,20 +179,39 @@ def test_interrupted_old_run_resumes_as_if_uninterrupted(out, data, tmp_path):
     invoke(*train_args(config, data, fresh_out))
     fresh = run_file(fresh_out, INTERRUPTED)
     assert fresh.exists()  # today's code derives the old run id from the same options
-    for name in ("train_loss", "train_err", "test_loss", "test_err", "train_eval_err"):
-        np.testing.assert_allclose(dataset(path, f"history/{name}"),
-                                   dataset(fresh, f"history/{name}"), rtol=1e-6, err_msg=name)
-    # Where today's code repeats the old epoch 1 bit for bit (this machine, these libraries),
-    # resuming must too; elsewhere float rounding may differ in the last bits.
+    # Where today's code repeats the old epoch 1 bit for bit (the machine that wrote the files,
+    # these libraries), resuming must match the uninterrupted run exactly. A CPU whose kernels
+    # round differently (an AMD EPYC with AVX512-BF16: weights 1e-8..5e-6 apart after epoch 1)
+    # starts the fresh run elsewhere, and this 500-image run amplifies that to ~1% in the loss
+    # by epoch 3; there a second resume of the same old file must repeat the first bit for bit,
+    # and both must train as the fresh run does, to that chaotic spread.
     same_start = dataset(fresh, "history/train_loss")[0] == old_row["train_loss"][0]
-    with h5py.File(path, "r") as a, h5py.File(fresh, "r") as b:
+    if not same_start:
+        again = tmp_path / "again"
+        shutil.copytree(FIXTURES / "runs", again / "runs")
+        invoke(*train_args(config, data, again), "--resume")
+        assert_same_run(path, run_file(again, INTERRUPTED), exact=True)
+    assert_same_run(path, fresh, exact=same_start)
+
+
+def assert_same_run(a_path: Path, b_path: Path, exact: bool) -> None:
+    """Two run files' curves and weights equal (exact) or within a few % (not exact)."""
+    for name in ("train_loss", "train_err", "test_loss", "test_err", "train_eval_err"):
+        a, b = dataset(a_path, f"history/{name}"), dataset(b_path, f"history/{name}")
+        if exact:
+            np.testing.assert_allclose(a, b, rtol=1e-6, err_msg=name)
+        else:
+            np.testing.assert_allclose(a, b, rtol=0.05, atol=0.03, err_msg=name)
+    with h5py.File(a_path, "r") as a, h5py.File(b_path, "r") as b:
         assert set(a["weights"]) == set(b["weights"])
-        for name in a["weights"]:
-            x, y = a["weights"][name][()], b["weights"][name][()]
-            if same_start:
-                assert np.array_equal(x, y), name
-            else:
-                np.testing.assert_allclose(x, y, rtol=1e-3, atol=1e-5, err_msg=name)
+        pairs = {n: (a["weights"][n][()], b["weights"][n][()]) for n in a["weights"]}
+    if exact:
+        assert all(np.array_equal(x, y) for x, y in pairs.values())
+        return
+    # the model as one vector: 0.1% apart on the EPYC (restarting from fresh weights: ~100%)
+    diff = sum(float(np.sum((x - y).astype(np.float64) ** 2)) for x, y in pairs.values())
+    norm = sum(float(np.sum(y.astype(np.float64) ** 2)) for _, y in pairs.values())
+    assert diff ** 0.5 <= 0.01 * norm ** 0.5
 
 
 def _same(old, new, where: str = "") -> list[str]:

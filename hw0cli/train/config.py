@@ -230,7 +230,8 @@ FAST_NARROW_WIDTH, FAST_NARROW_BATCH = FAST_TUNED_WIDTH // 4, 256
 # and its filters take Muon's step, the lr falling from the first steps as in airbench94_muon
 # (width 16, 6 epochs, seeds 0-2: 81.35% mean vs 80.38% with SGD; muon lr 0.05 / 0.08 / 0.1 /
 # 0.12 / 0.15 at seed 0: 80.52 / 81.31 / 81.12 / 81.34 / 80.37%; the 5/24 warmup: 81.14% mean;
-# docs/benchmarks.md). Width 64 on the GPU: not measured, it keeps SGD.
+# 10 epochs: 82.72% vs 81.98%; width 4, 10 epochs: 68.24% vs 67.11%; docs/benchmarks.md).
+# Width 64 on the GPU: not measured, it keeps SGD.
 FAST_NARROW_MUON = {"optimizer": "muon", "muon_lr": 0.1, "warmup": 0.02}
 WIDTH_SCALED = ("lr", "logit_scale", "batch_size", *FAST_NARROW_MUON)  # width-dependent settings
 
