@@ -99,14 +99,11 @@ class Optim:
                             [grads[i] for i in self.filters],
                             [self.bufs[i] for i in self.filters], lr * (cfg.muon_lr / cfg.lr),
                             cfg.muon_momentum)
+            if cfg.optimizer != "adam":  # sgd: every parameter; muon: all but the filters
                 sgd_update([self.params[i] for i in self.rest], [grads[i] for i in self.rest],
                            [self.bufs[i] for i in self.rest], weight_decay=0.0,
                            momentum=cfg.momentum, lr=lr, dampening=0.0,
                            nesterov=cfg.nesterov, maximize=False)
-            elif cfg.optimizer == "sgd":
-                sgd_update(self.params, grads, self.bufs, weight_decay=0.0,
-                           momentum=cfg.momentum, lr=lr, dampening=0.0, nesterov=cfg.nesterov,
-                           maximize=False)
             else:
                 adam_update(self.params, grads, self.exp_avgs, self.exp_avg_sqs, [],
                             self.adam_steps, amsgrad=False, beta1=ADAM_BETAS[0],
