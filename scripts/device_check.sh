@@ -310,11 +310,12 @@ fi
 group=explore
 # the open questions for the fast recipe at width 64: within 10 s, are 32 epochs with the
 # cheaper whitened first layer (H100, session 6: 88.85% over 3 seeds, 9.8 s) better than 30
-# plain ones (9.6 s)? Does Muon for the filters, which the recipe takes at width <= 16 (CPU,
-# width 16: +1.0 point at 6 epochs, +0.9 at 10), help here too, at the narrow end's muon lr 0.1
-# or airbench's 0.24?
-EXPLORE=${EXPLORE:-"base:|w32:--whiten --epochs 32|muon:--optimizer muon --muon-lr 0.1 \
---warmup 0.02|muon24:--optimizer muon --muon-lr 0.24 --warmup 0.02"}
+# plain ones (9.6 s)? Does the narrow end's recipe (width <= 16: Muon for the filters, GELU,
+# BatchNorm's shifts alone trained at 8x the lr; on the CPU at width 16 and 10 epochs +0.9
+# points over SGD, +1.1 with flip TTA) help here too, at its muon lr 0.1 or airbench's 0.24?
+NARROW="--optimizer muon --warmup 0.02 --activation gelu --freeze-bn-scale --bn-bias-lr 8"
+EXPLORE=${EXPLORE:-"base:|w32:--whiten --epochs 32|muon:$NARROW --muon-lr 0.1|\
+muon24:$NARROW --muon-lr 0.24"}
 IFS='|' read -ra variants <<< "$EXPLORE"
 for v in "${variants[@]}"; do  # NAME:OPTIONS lines accumulate over calls (the table's labels)
   name=${v%%:*}; opts=${v#*:}

@@ -161,7 +161,9 @@ def warmup_section(all_runs: list[runs.RunSummary], figdir: Path,
 def _recipe_text(c: dict[str, Any], epochs: int) -> str:
     extra = [f"{k.replace('_', ' ')} {c[k]}" for k in ("cutout", "pad_mode", "crop_pad",
                                                        "alternate_flip", "normalize", "bias",
-                                                       "logit_scale", "whiten", "warmup")
+                                                       "logit_scale", "whiten", "warmup",
+                                                       "activation", "dirac",
+                                                       "freeze_bn_scale", "bn_bias_lr")
              if k in c and c[k] != TrainConfig.__dataclass_fields__[k].default]
     if c.get("optimizer") == "muon":  # the filters' own step, at its default or not
         fields = TrainConfig.__dataclass_fields__

@@ -17,7 +17,7 @@ from hw0cli.models import count_parameters, make_cnn
 from hw0cli.quantities import FULL_TRAIN, TEST, label
 from hw0cli.report.notes import is_grid, pct, spread, test_points
 from hw0cli.report.render import Section
-from hw0cli.train import WIDTH_SCALED, recipe_settings, science_of
+from hw0cli.train import WIDTH_SCALED, TrainConfig, recipe_settings, science_of
 
 
 def problem2_section(all_runs: list[runs.RunSummary], figdir: Path) -> Section:
@@ -90,7 +90,9 @@ def _grid_settings(config: dict[str, Any]) -> dict[str, Any]:
     own = recipe_settings(recipe, science["width"]) if recipe in RECIPES else {}
     out = {k: "the recipe's at each width" if k in WIDTH_SCALED and own.get(k) == v else v
            for k, v in science.items() if k not in ("width", "noise", "seed")}
-    if recipe == "fast":  # one it leaves at the default at this width (the muon lr at width
-        for k in WIDTH_SCALED:  # 64, where the filters take SGD) is the recipe's there too
-            out.setdefault(k, "the recipe's at each width")
+    if recipe == "fast":  # compared whole: a later field at its default is not in science
+        fields = TrainConfig.__dataclass_fields__  # (the muon lr at width 64, where SGD runs)
+        for k in WIDTH_SCALED:
+            v = config.get(k, fields[k].default)
+            out[k] = "the recipe's at each width" if own.get(k, fields[k].default) == v else v
     return out

@@ -166,10 +166,25 @@ def test_a_fast_recipe_grid_over_widths_is_one_group():
     assert settings(width=4)["batch_size"] == "the recipe's at each width"
     assert settings(width=64)["muon_lr"] == settings(width=4)["muon_lr"]  # (64: SGD, default)
     assert settings(width=4, muon_lr=0.2) != settings(width=4)
+    assert settings(width=64)["activation"] == settings(width=4)["activation"]  # (64: ReLU)
+    assert settings(width=4, activation="relu") != settings(width=4)
     assert settings(width=4, batch_size=512) != settings(width=4)
     assert settings(width=4, lr=0.3) != settings(width=4)
     assert settings(width=16, lr=0.3)["lr"] == 0.3
     assert settings("notebook", width=4, lr=1e-3)["lr"] == 1e-3
+
+
+def test_recipe_text_names_what_differs_from_the_notebook():
+    import dataclasses
+
+    from hw0cli.report.build import _recipe_text
+    from hw0cli.train.config import make_config
+
+    narrow = _recipe_text(dataclasses.asdict(make_config("fast", width=16)), 6)
+    assert "optimizer muon" in narrow and "muon lr 0.1" in narrow
+    assert "activation gelu" in narrow and "6 epochs" in narrow
+    assert "freeze bn scale True" in narrow and "bn bias lr 8.0" in narrow
+    assert "activation" not in _recipe_text(dataclasses.asdict(make_config("fast")), 30)
 
 
 @pytest.mark.slow

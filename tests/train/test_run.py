@@ -95,10 +95,14 @@ def test_fast_recipe_scales_lr_and_logits_below_the_tuned_width():
     assert at[17].batch_size == 512 and at[17].lr == pytest.approx(0.4 * (64 / 17) ** 0.5,
                                                                    abs=1e-4)
     assert make_config("fast", width=16, batch_size=512).batch_size == 512
-    # the narrow end's filters take Muon's step, its lr falling from the start; wider: SGD
-    assert [(at[w].optimizer, at[w].muon_lr, at[w].warmup) for w in (4, 16, 17, 64)] == [
-        ("muon", 0.1, 0.02)] * 2 + [("sgd", TrainConfig.muon_lr, 5 / 24)] * 2
+    # the narrow end's filters take Muon's step, its lr falling from the start, with GELU and
+    # BatchNorm's shifts alone trained, at 8x the lr; wider: SGD, ReLU, BatchNorm as torch's
+    assert [(at[w].optimizer, at[w].muon_lr, at[w].warmup, at[w].activation,
+             at[w].freeze_bn_scale, at[w].bn_bias_lr) for w in (4, 16, 17, 64)] == [
+        ("muon", 0.1, 0.02, "gelu", True, 8.0)] * 2 + [
+        ("sgd", TrainConfig.muon_lr, 5 / 24, "relu", False, 1.0)] * 2
     assert make_config("fast", width=16, optimizer="sgd").optimizer == "sgd"
+    assert make_config("fast", width=16, activation="relu").activation == "relu"
     assert all(c.epochs == at[64].epochs and c.momentum == 0.9 for c in at.values())
     assert make_config("fast", width=16, lr=0.3).lr == 0.3  # explicit options still win
     assert make_config("fast", width=16, logit_scale=1.0).logit_scale == 1.0

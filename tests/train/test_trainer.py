@@ -420,14 +420,16 @@ def test_whitened_first_conv_is_frozen_and_trained_past(cifar_root, tmp_path):
     assert torch.equal(getattr(tr.ema_model, "0").weight, first)
 
 
-def test_bn_shift_lr_multiplier_scales_its_step_not_its_decay(cifar_root, tmp_path):
+@pytest.mark.parametrize("optimizer", ["sgd", "muon"])
+def test_bn_shift_lr_multiplier_scales_its_step_not_its_decay(cifar_root, tmp_path, optimizer):
     """--bn-bias-lr k: a BatchNorm shift moves k times as far on the same gradient, while its
     weight decay per step stays lr * wd * b (airbench's bias_scaler); other weights move as
-    without it."""
+    without it (under muon too, where the shifts take SGD's step and the filters Muon's)."""
     data = load_cifar10(cifar_root)
     moves = {}
     for k in (1.0, 64.0):
-        cfg = tiny_config(cifar_root, tmp_path, weight_decay=0.1, bn_bias_lr=k)
+        cfg = tiny_config(cifar_root, tmp_path, weight_decay=0.1, bn_bias_lr=k,
+                          optimizer=optimizer)
         tr = Trainer(cfg, data, torch.device("cpu"), "fp32", None)
         bn = getattr(tr.model, "1")
         with torch.no_grad():
