@@ -15,7 +15,8 @@
 # wanted first, each cut at its own limit and at the script's deadline. Groups (all by
 # default): notebook (the course recipe, cold and warm compile cache), explore (the fast
 # recipe and the variants EXPLORE="NAME:OPTIONS|..." names, seed 0, then the best over seeds
-# 1 and 2; default: "base:|w32:--whiten --epochs 32"), recipes (page over seeds), compare
+# 1 and 2; default: base, w32 (--whiten --epochs 32), muon and muon24 (the narrow end's Muon
+# recipe at width 64, muon lr 0.1 and 0.24)), recipes (page over seeds), compare
 # (issue 25's verdict: the arms CMP_ARMS="NAME:OPTIONS|..." over CMP_SEEDS seeds, default the
 # page control at 20 epochs, the fast recipe (flip TTA, its inference timed) and the fast
 # recipe at 10 epochs, 5 seeds each, seeds interleaved so a cut leaves the arms even), bench
