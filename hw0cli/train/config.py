@@ -251,8 +251,8 @@ def recipe_settings(recipe: str, width: int = FAST_TUNED_WIDTH) -> dict[str, Any
     fast: same layer widths, a better procedure: the best accuracy found for <= 10 s of steady
       GPU training on an H100 (30 epochs: 9.6 s; docs/benchmarks.md has what was measured).
       Narrower nets take a larger lr and logit scale (`fast_width_factor`), and at c <= 16
-      a batch of 256 (`FAST_NARROW_BATCH`), Muon for the filters and GELU
-      (`FAST_NARROW`).
+      a batch of 256 (`FAST_NARROW_BATCH`), Muon for the filters, GELU, and BatchNorm's
+      scales frozen with its shifts at 8x the lr (`FAST_NARROW`).
     page: David Page's training of this backbone (cifar10-fast, "How to train your ResNet",
       experiments.ipynb, "Post 4: Architecture - backbone ... test acc 91.1%"), option by
       option; the control that measures what the data costs.
